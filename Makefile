@@ -1,0 +1,50 @@
+# lupusbayes: two commands from a fresh clone.
+#   make demo   - create .venv if needed, then run the full pipeline on the shipped KN5601 data
+#   make test   - create .venv if needed, then run the test suite (what CI runs)
+# Other targets: make docs, make validate (simulation-based calibration, ~30 min), make benchmark.
+
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= outputs/demo
+SEED ?= 20251108
+
+.PHONY: demo test docs validate benchmark lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@PYTHON_BIN=$$(scripts/find_python.sh) || exit 1; \
+	echo "Using $$PYTHON_BIN ($$($$PYTHON_BIN --version))"; \
+	if [ ! -x $(BIN)/python ] || ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then \
+		rm -rf $(VENV); $$PYTHON_BIN -m venv $(VENV) || exit 1; \
+	fi
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,docs]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/lupusbayes demo --out $(DEMO_OUT) --seed $(SEED) --overwrite
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -b html -q docs docs/_build/html
+
+validate: $(STAMP)
+	$(BIN)/python scripts/validate_sbc.py --out docs/validation --seed $(SEED)
+
+benchmark: $(STAMP)
+	$(BIN)/python scripts/benchmark_fit.py --seed $(SEED)
+
+# Regenerate the pinned constraints from a clean resolve (run by a developer, then commit).
+lock:
+	@PYTHON_BIN=$$(scripts/find_python.sh) || exit 1; \
+	rm -rf .lock-venv && $$PYTHON_BIN -m venv .lock-venv && \
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip && \
+	.lock-venv/bin/python -m pip install --quiet '.[test,docs]' && \
+	.lock-venv/bin/python -m pip freeze --exclude lupusbayes | sed '/^-e /d' > constraints.txt && \
+	rm -rf .lock-venv && echo "constraints.txt updated"
+
+clean:
+	rm -rf $(VENV) docs/_build outputs .pytest_cache

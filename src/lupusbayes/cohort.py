@@ -1,0 +1,660 @@
+"""Cohort tables: the shipped KN5601 cohort and users' own cohorts, read into tidy frames.
+
+A cohort is two tidy pandas frames:
+
+``patients``
+    One row per patient: ``study_id, patient_id, age_years, sex, disease_duration_years,
+    biopsy_class, dose_unit, dose_cells, dose_cells_per_kg, weight_kg, crs_grade, dlt,
+    follow_up_months, sledai_baseline, sledai_latest``, then any extra columns of the file
+    (laboratory values for screening, for instance) as text, and ``source_line``.
+``visits``
+    One row per SLEDAI-2K assessment: ``study_id, patient_id, visit_month, sledai``, with the
+    baseline at ``visit_month = 0``.
+
+A cohort file is a CSV in one of two layouts (see ``docs/data-format.md``):
+
+*wide*: one row per patient with ``sledai_baseline`` and ``sledai_latest`` (the latest visit at
+``follow_up_months``), as in the KN5601 abstract; *long*: one row per visit with ``visit_month``
+and ``sledai``; patient-level columns repeat on every row and must agree.
+
+Cells follow the published table's conventions: ``/`` means none / not done, CRS grades may be
+written ``I``-``V`` or ``0``-``5``, doses like ``4.5*10^9``, ``4.5x10^9`` or ``4.5e9``. Every
+problem raises :class:`~lupusbayes.errors.CohortError` naming the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from lupusbayes.dosing import DoseUnit, parse_dose_unit
+from lupusbayes.endpoints import SLEDAI_MAXIMUM, add_response_flags
+from lupusbayes.errors import CohortError, DosingError
+
+__all__ = [
+    "Cohort",
+    "CohortLayout",
+    "load_cohort",
+    "load_kn5601",
+    "cohort_from_frame",
+    "combine_cohorts",
+    "parse_dose_cells",
+    "parse_crs_grade",
+    "biopsy_classes",
+    "PATIENT_COLUMNS",
+    "KN5601_PUBLISHED_COLUMNS",
+]
+
+CohortLayout = Literal["wide", "long"]
+
+MISSING_MARKERS = frozenset({"", "/", "na", "n/a", "nan", "none", "-", "not done"})
+NONE_MARKERS = frozenset({"/", "0", "none", "no", "-"})
+
+#: Columns of the tidy patient frame, in order (extra file columns follow them).
+PATIENT_COLUMNS = (
+    "study_id",
+    "patient_id",
+    "age_years",
+    "sex",
+    "disease_duration_years",
+    "biopsy_class",
+    "dose_unit",
+    "dose_cells",
+    "dose_cells_per_kg",
+    "weight_kg",
+    "crs_grade",
+    "dlt",
+    "follow_up_months",
+    "sledai_baseline",
+    "sledai_latest",
+)
+
+_REQUIRED_COMMON = ("patient_id", "age_years", "sex", "dose", "crs_grade")
+_REQUIRED_WIDE = _REQUIRED_COMMON + ("follow_up_months", "sledai_baseline", "sledai_latest")
+_REQUIRED_LONG = _REQUIRED_COMMON + ("visit_month", "sledai")
+_OPTIONAL = ("study_id", "dose_unit", "weight_kg", "disease_duration_years", "biopsy_class", "dlt")
+_PATIENT_LEVEL_INPUT = _REQUIRED_COMMON + _OPTIONAL
+
+#: Header of the KN5601 table as published (ASN Kidney Week 2025, abstract SA-OR088), mapped to
+#: the tidy column names. A file with exactly this header is read as a wide cohort.
+KN5601_PUBLISHED_COLUMNS = {
+    "ID": "patient_id",
+    "Age": "age_years",
+    "Gender": "sex",
+    "Duration of Disease (Years)": "disease_duration_years",
+    "Kidney biopsy": "biopsy_class",
+    "Dose": "dose",
+    "CRS": "crs_grade",
+    "Follow up period(M)": "follow_up_months",
+    "SLEDAI- 2K Baseline": "sledai_baseline",
+    "SLEDAI- 2K at present": "sledai_latest",
+}
+KN5601_STUDY_ID = "KN5601"
+
+
+# --------------------------------------------------------------------------------------------
+# Cell parsers: each returns a typed value or raises ValueError with a short reason
+# --------------------------------------------------------------------------------------------
+
+_DOSE_PATTERN = re.compile(
+    r"^(?P<mantissa>[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)"
+    r"(?:\s*(?:\*|x|×|·)\s*10\s*(?:\^|\*\*)\s*(?P<exponent>[+-]?\d+))?$"
+)
+_ROMAN_GRADES = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5}
+_ISN_RPS_TOKEN = re.compile(
+    r"^(?P<main>VI|IV|V|III|II|I)(?:-(?P<second>VI|IV|V|III|II|I|S|G))?(?:\s*\((?:A|C|A/C)\))?$"
+)
+
+
+def _is_missing(text: str) -> bool:
+    return text.strip().lower() in MISSING_MARKERS
+
+
+def parse_dose_cells(text: str) -> float:
+    """Parse a dose cell such as ``4.5*10^9``, ``4.5x10^9``, ``4.5×10^9``, ``4.5e9``.
+
+    Examples
+    --------
+    >>> parse_dose_cells("4.5*10^9")
+    4500000000.0
+    >>> parse_dose_cells("2.5e7")
+    25000000.0
+    """
+    compact = str(text).strip().lower().replace(",", "").replace(" ", "")
+    match = _DOSE_PATTERN.match(compact)
+    if not match:
+        raise ValueError(f"cannot read dose '{text}' (write e.g. 3*10^9, 3x10^9 or 3e9)")
+    value = float(match["mantissa"]) * (10.0 ** int(match["exponent"]) if match["exponent"] else 1.0)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"dose must be positive (got '{text}')")
+    return value
+
+
+def parse_crs_grade(text: str) -> int:
+    """ASTCT CRS grade from ``/`` or ``0`` (none), ``I``-``V`` or ``1``-``5``.
+
+    Examples
+    --------
+    >>> [parse_crs_grade(t) for t in ["/", "I", "II", "3"]]
+    [0, 1, 2, 3]
+    """
+    cleaned = str(text).strip()
+    if cleaned == "":
+        raise ValueError("CRS grade is empty; write 0 or '/' for no CRS")
+    upper = cleaned.upper().removeprefix("GRADE").strip()
+    if upper.lower() in NONE_MARKERS:
+        return 0
+    if upper in _ROMAN_GRADES:
+        return _ROMAN_GRADES[upper]
+    if re.fullmatch(r"\d+(\.0+)?", upper) and 0 <= int(float(upper)) <= 5:
+        return int(float(upper))
+    raise ValueError(f"unknown CRS grade '{text}' (ASTCT grades are 0-5, I-V, or '/' for none)")
+
+
+def _parse_sledai(text: str) -> int:
+    cleaned = str(text).strip()
+    try:
+        value = float(cleaned)
+    except ValueError:
+        raise ValueError(f"SLEDAI-2K score '{text}' is not a number") from None
+    if not value.is_integer():
+        raise ValueError(f"SLEDAI-2K score must be a whole number (got '{text}')")
+    if not 0 <= value <= SLEDAI_MAXIMUM:
+        raise ValueError(f"SLEDAI-2K score must be between 0 and {SLEDAI_MAXIMUM} (got {text})")
+    return int(value)
+
+
+def _parse_number(text: str, *, what: str, minimum: float | None = None, maximum: float | None = None,
+                  strictly_positive: bool = False) -> float:
+    cleaned = str(text).strip()
+    try:
+        value = float(cleaned)
+    except ValueError:
+        raise ValueError(f"{what} '{text}' is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be finite (got '{text}')")
+    if strictly_positive and value <= 0:
+        raise ValueError(f"{what} must be positive (got {text})")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{what} must be >= {minimum:g} (got {text})")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{what} must be <= {maximum:g} (got {text})")
+    return value
+
+
+def _parse_sex(text: str) -> str:
+    key = str(text).strip().lower()
+    if key in {"f", "female", "girl", "woman"}:
+        return "F"
+    if key in {"m", "male", "boy", "man"}:
+        return "M"
+    raise ValueError(f"sex must be F or M (got '{text}')")
+
+
+def _parse_biopsy(text: str) -> str | None:
+    if _is_missing(text):
+        return None
+    tokens = [token.strip().upper() for token in str(text).split("+")]
+    for token in tokens:
+        if not _ISN_RPS_TOKEN.match(token):
+            raise ValueError(
+                f"unrecognised ISN/RPS class '{token}' in '{text}' "
+                "(write classes I-VI joined by '+', e.g. 'III+V', or '/' for none)"
+            )
+    return "+".join(tokens)
+
+
+def biopsy_classes(text: str | None) -> frozenset[str]:
+    """ISN/RPS classes (roman numerals) mentioned in a biopsy entry.
+
+    Examples
+    --------
+    >>> sorted(biopsy_classes("III+III-V"))
+    ['III', 'V']
+    >>> biopsy_classes(None)
+    frozenset()
+    """
+    if text is None or (isinstance(text, float) and math.isnan(text)) or text is pd.NA:
+        return frozenset()
+    found: set[str] = set()
+    for token in str(text).split("+"):
+        match = _ISN_RPS_TOKEN.match(token.strip().upper())
+        if match:
+            found.add(match["main"])
+            if match["second"] and match["second"] not in {"S", "G"}:
+                found.add(match["second"])
+    return frozenset(found)
+
+
+def _parse_bool(text: str) -> bool:
+    key = str(text).strip().lower()
+    if key in {"1", "yes", "y", "true", "t"}:
+        return True
+    if key in {"0", "no", "n", "false", "f", "/"}:
+        return False
+    raise ValueError(f"expected yes/no or 1/0 (got '{text}')")
+
+
+# --------------------------------------------------------------------------------------------
+# Cohort
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """A validated cohort: tidy ``patients`` and ``visits`` frames plus where they came from.
+
+    Build one with :func:`load_kn5601`, :func:`load_cohort` or :func:`cohort_from_frame`.
+    """
+
+    patients: pd.DataFrame = field(repr=False)
+    visits: pd.DataFrame = field(repr=False)
+    source: str
+    layout: CohortLayout
+
+    def __repr__(self) -> str:
+        studies = ", ".join(self.study_ids)
+        return f"Cohort({self.n_patients} patients, studies: {studies}, {self.layout} layout, from {self.source})"
+
+    @property
+    def n_patients(self) -> int:
+        return len(self.patients)
+
+    @property
+    def study_ids(self) -> list[str]:
+        return list(dict.fromkeys(self.patients["study_id"]))
+
+    def with_response_flags(self) -> pd.DataFrame:
+        """Patients with ``sledai_reduction`` and the three SLEDAI-only response flags."""
+        return add_response_flags(self.patients)
+
+    def to_csv(self, path: str | Path | None = None, *, layout: CohortLayout | None = None) -> str:
+        """Write the cohort in the tidy file format (wide or long); returns the CSV text.
+
+        The text is written atomically when ``path`` is given; an existing file is refused
+        (:class:`~lupusbayes.errors.OutputExistsError`).
+        """
+        from lupusbayes._io import write_text_atomic
+
+        layout = layout or self.layout
+        columns = [c for c in PATIENT_COLUMNS if c not in {"dose_cells", "dose_cells_per_kg"}]
+        patients = self.patients.copy()
+        patients["dose"] = np.where(
+            patients["dose_unit"] == DoseUnit.CELLS.value, patients["dose_cells"], patients["dose_cells_per_kg"]
+        )
+        columns.insert(columns.index("dose_unit"), "dose")
+        extras = [c for c in patients.columns if c not in PATIENT_COLUMNS and c not in {"dose", "source_line"}]
+        if layout == "wide":
+            frame = patients[columns + extras]
+        else:
+            keep = [c for c in columns + extras if c not in {"follow_up_months", "sledai_baseline", "sledai_latest"}]
+            frame = self.visits.merge(patients[keep], on=["study_id", "patient_id"], how="left")
+            frame = frame[keep + ["visit_month", "sledai"]]
+        text = frame.to_csv(index=False, na_rep="")
+        if path is not None:
+            write_text_atomic(Path(path), text)
+        return text
+
+
+def load_kn5601() -> Cohort:
+    """The 11-patient KN5601 paediatric CAR-NK cohort, from the published table.
+
+    Source: Meng H, Zheng C, et al. *Safety and efficacy of anti-CD19/BCMA CAR-NK therapy in
+    pediatric patients with refractory SLE*, ASN Kidney Week 2025, abstract SA-OR088. The table
+    ships verbatim (``kn5601_published_table.csv``); doses are flat (cells per infusion as
+    reported), weights were not reported, and ``sledai_latest`` is the score at the latest visit
+    (``follow_up_months``), not at a fixed time.
+
+    Examples
+    --------
+    >>> cohort = load_kn5601()
+    >>> cohort.n_patients, int((cohort.patients["crs_grade"] > 0).sum())
+    (11, 4)
+    """
+    text = resources.files("lupusbayes.data").joinpath("kn5601_published_table.csv").read_text()
+    return _cohort_from_text(text, source="kn5601_published_table.csv", default_study_id=KN5601_STUDY_ID)
+
+
+def load_cohort(path: str | Path, *, study_id: str | None = None) -> Cohort:
+    """Read and validate a cohort CSV (wide or long layout, or the KN5601 published header).
+
+    Parameters
+    ----------
+    path
+        The CSV file. Lines starting with ``#`` are comments.
+    study_id
+        Study identifier for rows without a ``study_id`` column; defaults to the file's stem.
+
+    Raises
+    ------
+    CohortError
+        One line naming the file, line and field of the first problem found.
+    """
+    path = Path(path)
+    if path.name.lower() == "kn5601" and not path.exists():
+        return load_kn5601()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise CohortError("file not found", source=path) from None
+    except UnicodeDecodeError:
+        raise CohortError("not a UTF-8 text file (save the table as CSV)", source=path) from None
+    except OSError as error:
+        raise CohortError(f"cannot read file ({error.strerror})", source=path) from None
+    return _cohort_from_text(
+        text, source=str(path), default_study_id=study_id or path.stem, published_study_default=study_id is None
+    )
+
+
+def cohort_from_frame(frame: pd.DataFrame, *, study_id: str = "study", source: str = "<DataFrame>") -> Cohort:
+    """Validate an in-memory table with the file columns (cells may be text or numbers)."""
+    text = frame.to_csv(index=False)
+    return _cohort_from_text(text, source=source, default_study_id=study_id)
+
+
+def combine_cohorts(cohorts: list[Cohort]) -> Cohort:
+    """Stack cohorts from several studies (e.g. KN5601 as co-data for AXA-NK02).
+
+    Raises
+    ------
+    CohortError
+        If a (study_id, patient_id) pair appears in more than one cohort.
+    """
+    if not cohorts:
+        raise CohortError("no cohorts to combine")
+    seen: dict[tuple[str, str], str] = {}
+    for cohort in cohorts:
+        for key in zip(cohort.patients["study_id"], cohort.patients["patient_id"], strict=True):
+            if key in seen:
+                raise CohortError(
+                    f"patient {key[1]} of study {key[0]} is in both {seen[key]} and {cohort.source}",
+                    source=cohort.source, field="patient_id",
+                )
+            seen[key] = cohort.source
+    patients = pd.concat([c.patients for c in cohorts], ignore_index=True)
+    visits = pd.concat([c.visits for c in cohorts], ignore_index=True)
+    layout: CohortLayout = "long" if any(c.layout == "long" for c in cohorts) else "wide"
+    return Cohort(patients=patients, visits=visits, source=" + ".join(c.source for c in cohorts), layout=layout)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    line: int
+    cells: dict[str, str]
+
+
+def _read_rows(text: str, source: str) -> tuple[list[str], list[_Row]]:
+    """CSV rows with their physical line numbers; comment and blank lines skipped."""
+    header: list[str] | None = None
+    rows: list[_Row] = []
+    reader = csv.reader(io.StringIO(text))
+    try:
+        for record in reader:
+            line = reader.line_num
+            if not record or all(not cell.strip() for cell in record):
+                continue
+            if record[0].lstrip().startswith("#"):
+                continue
+            if header is None:
+                header = [cell.strip() for cell in record]
+                duplicated = sorted({c for c in header if header.count(c) > 1})
+                if duplicated:
+                    raise CohortError(f"column '{duplicated[0]}' appears twice in the header", source=source, line=line)
+                continue
+            if len(record) != len(header):
+                raise CohortError(
+                    f"row has {len(record)} cells but the header has {len(header)} columns", source=source, line=line
+                )
+            rows.append(_Row(line, dict(zip(header, (cell.strip() for cell in record), strict=True))))
+    except csv.Error as error:
+        raise CohortError(f"not a readable CSV table ({error})", source=source, line=reader.line_num) from None
+    if header is None:
+        raise CohortError("the file is empty (no header row)", source=source)
+    if not rows:
+        raise CohortError("the table has a header but no patient rows", source=source)
+    return header, rows
+
+
+def _missing_column_error(column: str, header: list[str], source: str) -> CohortError:
+    close = difflib.get_close_matches(column, header, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return CohortError(f"missing required column '{column}'{hint}", source=source)
+
+
+def _cohort_from_text(text: str, *, source: str, default_study_id: str, published_study_default: bool = True) -> Cohort:
+    header, rows = _read_rows(text, source)
+    if set(KN5601_PUBLISHED_COLUMNS).issubset(header):
+        default_study_id = KN5601_STUDY_ID if published_study_default else default_study_id
+        rename = KN5601_PUBLISHED_COLUMNS
+        header = [rename.get(column, column) for column in header]
+        for row in rows:
+            row.cells = {rename.get(k, k): v for k, v in row.cells.items()}
+    is_long = "visit_month" in header
+    if is_long and ("sledai_baseline" in header or "sledai_latest" in header):
+        raise CohortError(
+            "the table mixes layouts: use either visit_month + sledai (long) "
+            "or sledai_baseline + sledai_latest (wide)",
+            source=source,
+        )
+    required = _REQUIRED_LONG if is_long else _REQUIRED_WIDE
+    for column in required:
+        if column not in header:
+            raise _missing_column_error(column, header, source)
+    extras = [c for c in header if c not in required and c not in _OPTIONAL and c != "icans_grade"]
+    if "icans_grade" in header:
+        extras.insert(0, "icans_grade")
+    parsed = [_parse_patient_cells(row, source=source, default_study_id=default_study_id, extras=extras) for row in rows]
+    if is_long:
+        patients, visits = _assemble_long(rows, parsed, source)
+    else:
+        patients, visits = _assemble_wide(rows, parsed, source)
+    return Cohort(patients=patients, visits=visits, source=source, layout="long" if is_long else "wide")
+
+
+def _cell(row: _Row, column: str, parser, *, source: str, patient_id: str | None, optional: bool = False):
+    text = row.cells.get(column)
+    if text is None or (optional and _is_missing(text)):
+        return None
+    try:
+        return parser(text)
+    except (ValueError, DosingError) as error:
+        raise CohortError(str(error), source=source, line=row.line, field=column, patient_id=patient_id) from None
+
+
+def _parse_patient_cells(row: _Row, *, source: str, default_study_id: str, extras: list[str]) -> dict:
+    patient_id = row.cells["patient_id"]
+    if patient_id == "":
+        raise CohortError("patient_id is empty", source=source, line=row.line, field="patient_id")
+    common = dict(source=source, patient_id=patient_id)
+    study_id = row.cells.get("study_id", "").strip() or default_study_id
+    dose_unit = _cell(row, "dose_unit", parse_dose_unit, optional=True, **common) or DoseUnit.CELLS
+    dose = _cell(row, "dose", parse_dose_cells, **common)
+    weight = _cell(
+        row, "weight_kg",
+        lambda t: _parse_number(t, what="weight_kg", strictly_positive=True, maximum=350.0), optional=True, **common,
+    )
+    if dose_unit == DoseUnit.CELLS:
+        dose_cells = dose
+        dose_cells_per_kg = dose / weight if weight else math.nan
+    else:
+        dose_cells_per_kg = dose
+        dose_cells = dose * weight if weight else math.nan
+    crs_grade = _cell(row, "crs_grade", parse_crs_grade, **common)
+    icans_grade = _cell(row, "icans_grade", parse_crs_grade, optional=True, **common)
+    if icans_grade is not None and icans_grade > 4:
+        raise CohortError(f"ICANS grades are 0-4 (got {icans_grade})", source=source, line=row.line,
+                          field="icans_grade", patient_id=patient_id)
+    values = {
+        "study_id": study_id,
+        "patient_id": patient_id,
+        "age_years": _cell(
+            row, "age_years", lambda t: _parse_number(t, what="age_years", strictly_positive=True, maximum=120.0),
+            **common,
+        ),
+        "sex": _cell(row, "sex", _parse_sex, **common),
+        "disease_duration_years": _cell(
+            row, "disease_duration_years",
+            lambda t: _parse_number(t, what="disease_duration_years", minimum=0.0, maximum=120.0), optional=True,
+            **common,
+        ),
+        "biopsy_class": _cell(row, "biopsy_class", _parse_biopsy, **common),
+        "dose_unit": dose_unit.value,
+        "dose_cells": dose_cells,
+        "dose_cells_per_kg": dose_cells_per_kg,
+        "weight_kg": weight,
+        "crs_grade": crs_grade,
+        "dlt": _cell(row, "dlt", _parse_bool, optional=True, **common),
+    }
+    if "follow_up_months" in row.cells:
+        values["follow_up_months"] = _cell(
+            row, "follow_up_months",
+            lambda t: _parse_number(t, what="follow_up_months", minimum=0.0, maximum=600.0), **common,
+        )
+    if "sledai_baseline" in row.cells:
+        values["sledai_baseline"] = _cell(row, "sledai_baseline", _parse_sledai, **common)
+        values["sledai_latest"] = _cell(row, "sledai_latest", _parse_sledai, optional=True, **common)
+    if "visit_month" in row.cells:
+        values["visit_month"] = _cell(
+            row, "visit_month", lambda t: _parse_number(t, what="visit_month", minimum=0.0, maximum=600.0), **common
+        )
+        values["sledai"] = _cell(row, "sledai", _parse_sledai, **common)
+    for column in extras:
+        values[column] = icans_grade if column == "icans_grade" else row.cells.get(column, "")
+    values["source_line"] = row.line
+    return values
+
+
+def _typed_patients(records: list[dict], extras: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(records)
+    out = pd.DataFrame(
+        {
+            "study_id": pd.array(frame["study_id"], dtype="string"),
+            "patient_id": pd.array(frame["patient_id"], dtype="string"),
+            "age_years": frame["age_years"].astype(float),
+            "sex": pd.Categorical(frame["sex"], categories=["F", "M"]),
+            "disease_duration_years": pd.array(frame["disease_duration_years"], dtype="Float64"),
+            "biopsy_class": pd.array(frame["biopsy_class"], dtype="string"),
+            "dose_unit": pd.Categorical(frame["dose_unit"], categories=[u.value for u in DoseUnit]),
+            "dose_cells": frame["dose_cells"].astype(float),
+            "dose_cells_per_kg": frame["dose_cells_per_kg"].astype(float),
+            "weight_kg": pd.to_numeric(frame["weight_kg"]).astype(float),
+            "crs_grade": frame["crs_grade"].astype("int64"),
+            "dlt": pd.array(frame["dlt"], dtype="boolean"),
+            "follow_up_months": frame["follow_up_months"].astype(float),
+            "sledai_baseline": frame["sledai_baseline"].astype("int64"),
+            "sledai_latest": pd.array(frame["sledai_latest"], dtype="Int64"),
+        }
+    )
+    for column in extras:
+        out[column] = pd.array(frame[column], dtype="Int64") if column == "icans_grade" else pd.array(
+            frame[column], dtype="string"
+        )
+    out["source_line"] = frame["source_line"].astype("int64")
+    return out
+
+
+def _extras(record: dict) -> list[str]:
+    fixed = set(PATIENT_COLUMNS) | {"visit_month", "sledai", "source_line"}
+    return [key for key in record if key not in fixed]
+
+
+def _assemble_wide(rows: list[_Row], parsed: list[dict], source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    seen: dict[tuple[str, str], int] = {}
+    for row, record in zip(rows, parsed, strict=True):
+        key = (record["study_id"], record["patient_id"])
+        if key in seen:
+            raise CohortError(
+                f"duplicate patient_id '{record['patient_id']}' (first on line {seen[key]}); "
+                "a wide table has one row per patient; use visit_month + sledai for several visits",
+                source=source, line=row.line, field="patient_id",
+            )
+        seen[key] = row.line
+        if record["sledai_latest"] is not None and record["follow_up_months"] == 0:
+            raise CohortError(
+                "sledai_latest is given but follow_up_months is 0; the latest score needs its month",
+                source=source, line=row.line, field="follow_up_months", patient_id=record["patient_id"],
+            )
+    patients = _typed_patients(parsed, _extras(parsed[0]))
+    visit_rows = []
+    for record in parsed:
+        visit_rows.append((record["study_id"], record["patient_id"], 0.0, record["sledai_baseline"]))
+        if record["sledai_latest"] is not None:
+            visit_rows.append(
+                (record["study_id"], record["patient_id"], record["follow_up_months"], record["sledai_latest"])
+            )
+    return patients, _typed_visits(visit_rows)
+
+
+def _typed_visits(visit_rows: list[tuple]) -> pd.DataFrame:
+    visits = pd.DataFrame(visit_rows, columns=["study_id", "patient_id", "visit_month", "sledai"])
+    visits["study_id"] = visits["study_id"].astype("string")
+    visits["patient_id"] = visits["patient_id"].astype("string")
+    visits["visit_month"] = visits["visit_month"].astype(float)
+    visits["sledai"] = visits["sledai"].astype("int64")
+    return visits
+
+
+def _assemble_long(rows: list[_Row], parsed: list[dict], source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    patient_level = [c for c in parsed[0] if c not in {"visit_month", "sledai", "source_line"}]
+    first: dict[tuple[str, str], tuple[_Row, dict]] = {}
+    visits_by_patient: dict[tuple[str, str], dict[float, tuple[int, int]]] = {}
+    for row, record in zip(rows, parsed, strict=True):
+        key = (record["study_id"], record["patient_id"])
+        if key not in first:
+            first[key] = (row, record)
+            visits_by_patient[key] = {}
+        else:
+            first_row, first_record = first[key]
+            for column in patient_level:
+                a, b = first_record[column], record[column]
+                same = (a == b) or (
+                    isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
+                )
+                if not same:
+                    file_column = "dose" if column in {"dose_cells", "dose_cells_per_kg"} else column
+                    raise CohortError(
+                        f"patient-level value differs from line {first_row.line} "
+                        f"('{first_row.cells.get(file_column, a)}' vs '{row.cells.get(file_column, b)}'); "
+                        "in the long layout patient columns must repeat unchanged",
+                        source=source, line=row.line, field=file_column, patient_id=record["patient_id"],
+                    )
+        month = record["visit_month"]
+        if month in visits_by_patient[key]:
+            raise CohortError(
+                f"duplicate visit at month {month:g} (first on line {visits_by_patient[key][month][0]})",
+                source=source, line=row.line, field="visit_month", patient_id=record["patient_id"],
+            )
+        visits_by_patient[key][month] = (row.line, record["sledai"])
+    records = []
+    visit_rows = []
+    for key, (row, record) in first.items():
+        visits = visits_by_patient[key]
+        if 0.0 not in visits:
+            raise CohortError(
+                "no baseline visit (visit_month = 0); the long layout needs the baseline SLEDAI-2K",
+                source=source, line=row.line, field="visit_month", patient_id=record["patient_id"],
+            )
+        months = sorted(visits)
+        latest = months[-1]
+        patient = {k: v for k, v in record.items() if k not in {"visit_month", "sledai"}}
+        patient["follow_up_months"] = latest
+        patient["sledai_baseline"] = visits[0.0][1]
+        patient["sledai_latest"] = visits[latest][1] if latest > 0 else None
+        records.append(patient)
+        visit_rows.extend((key[0], key[1], month, visits[month][1]) for month in months)
+    return _typed_patients(records, _extras(records[0])), _typed_visits(visit_rows)

@@ -1,0 +1,112 @@
+"""The end-to-end run behind ``make demo`` / ``lupusbayes demo``.
+
+On the shipped KN5601 data: summarise the cohort, screen it against AXA-NK02's eligibility
+criteria, fit the ordinal CRS model, the binary BLRM and the SLEDAI-2K model, fit one variant
+of each for a PSIS-LOO comparison, fit AXA-NK02's CRS model borrowing from KN5601 through
+EXNEX, and write every table, fit and a plain-text report into one folder. The folder appears
+only when everything succeeded (staged, then renamed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lupusbayes._io import staged_directory
+from lupusbayes.cohort import load_kn5601
+from lupusbayes.eligibility import screen
+from lupusbayes.fitting import FitResult, compare_models, fit
+from lupusbayes.models.sledai import SledaiModel
+from lupusbayes.models.toxicity import BLRM, CRSModel
+from lupusbayes.spec import load_spec
+from lupusbayes.summary import summarise_cohort
+
+__all__ = ["run_demo", "DemoResult"]
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    folder: Path
+    fits: dict[str, FitResult]
+
+    @property
+    def all_converged(self) -> bool:
+        return all(result.converged for result in self.fits.values())
+
+
+def run_demo(
+    folder: Path,
+    *,
+    seed: int,
+    overwrite: bool = False,
+    sampler: str | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+) -> DemoResult:
+    """Run the pipeline and write its outputs to ``folder`` (see the module docstring)."""
+    cohort = load_kn5601()
+    kn5601, axa = load_spec("kn5601"), load_spec("axa_nk02")
+    fit_seeds = iter(int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(8))
+
+    def settings(spec):
+        return spec.fitting if sampler is None else spec.fitting.replace(sampler=sampler)
+
+    with staged_directory(folder, overwrite=overwrite) as staging:
+        report: list[str] = [f"lupusbayes demo on the shipped KN5601 cohort (master seed {seed})", ""]
+
+        progress("1/5 cohort summary")
+        summary = summarise_cohort(cohort, seed=seed)
+        (staging / "cohort_summary.txt").write_text(summary.to_text() + "\n")
+        (staging / "cohort_summary.json").write_text(json.dumps(summary.to_dict(), indent=2, default=str) + "\n")
+        cohort.to_csv(staging / "kn5601_tidy.csv")
+        report += ["== KN5601 cohort ==", summary.to_text(), ""]
+
+        progress("2/5 eligibility screen against AXA-NK02")
+        screening = screen(cohort.patients, axa)
+        screening.results.to_csv(staging / "screening_axa_nk02.csv", index=False)
+        failures = screening.failures
+        report += ["== KN5601 patients screened against AXA-NK02 (criteria the data can check) ==",
+                   failures[["patient_id", "criterion_id", "value", "requirement"]].to_string(index=False)
+                   if not failures.empty else "no failures", ""]
+
+        fits: dict[str, FitResult] = {}
+        plan = [
+            ("crs", lambda: CRSModel(cohort, kn5601), kn5601),
+            ("crs_no_dose_effect", lambda: CRSModel(cohort, kn5601, kn5601.models.crs.replace(dose_effect=False)), kn5601),
+            ("blrm", lambda: BLRM(cohort, kn5601), kn5601),
+            ("sledai", lambda: SledaiModel(cohort, kn5601), kn5601),
+            ("sledai_emax", lambda: SledaiModel(cohort, kn5601, kn5601.models.sledai.replace(dose_response="emax")), kn5601),
+            ("axa_nk02_crs_borrowing_kn5601", lambda: CRSModel(cohort, axa), axa),
+        ]
+        for number, (name, build, spec) in enumerate(plan, start=1):
+            progress(f"3/5 fit {number}/{len(plan)}: {name}")
+            result = fit(build(), seed=next(fit_seeds), settings=settings(spec))
+            fits[name] = result
+            result.save(staging / f"{name}.nc")
+            result.dose_summary().to_csv(staging / f"{name}_dose_summary.csv", index=False)
+            result.ppc_table().to_csv(staging / f"{name}_posterior_predictive_checks.csv", index=False)
+            result.prior_predictive_table().to_csv(staging / f"{name}_prior_predictive_checks.csv", index=False)
+            result.parameter_summary().to_csv(staging / f"{name}_parameters.csv", index=False)
+            report += [f"== {name} ==", *result.summary_lines(), ""]
+
+        progress("4/5 model comparison (PSIS-LOO)")
+        comparisons = {
+            "crs": compare_models({"ordinal, dose effect": fits["crs"], "ordinal, no dose effect": fits["crs_no_dose_effect"]}),
+            "sledai": compare_models({"log-linear": fits["sledai"], "Emax": fits["sledai_emax"]}),
+        }
+        for name, table in comparisons.items():
+            table.to_csv(staging / f"model_comparison_{name}.csv")
+            report += [f"== PSIS-LOO comparison: {name} ==", table.to_string(), ""]
+
+        progress("5/5 report")
+        converged = {name: result.converged for name, result in fits.items()}
+        report += ["== Convergence gate ==", *(f"{name}: {'passed' if ok else 'FAILED'}" for name, ok in converged.items())]
+        (staging / "report.txt").write_text("\n".join(report) + "\n")
+        pd.DataFrame({"fit": list(converged), "converged": list(converged.values())}).to_csv(
+            staging / "convergence.csv", index=False
+        )
+    return DemoResult(folder=folder, fits=fits)

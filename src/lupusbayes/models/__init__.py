@@ -1,0 +1,1 @@
+"""Dose-response models. ``settings`` is PyMC-free; the model classes import PyMC."""

@@ -1,0 +1,229 @@
+"""What every lupusbayes model provides, so the fitting layer can treat them alike.
+
+A model is *configuration plus data*: a trial spec, a cohort, settings. It knows how to
+
+* build its PyMC graph (once; outcomes are ``pm.Data`` so a refit with new outcomes reuses
+  the graph),
+* complete raw posterior draws with the quantities users read (per-study parameters,
+  latent weights),
+* evaluate the pointwise log-likelihood, simulate replicated outcomes and compute
+  posterior-predictive statistics, all in NumPy on the draws,
+* turn draws into the dose-level summaries decisions are made from.
+
+Everything after sampling is NumPy on ``xarray`` draws (the same formulas as the PyMC graph,
+see :mod:`lupusbayes.models._math`), so the planned trial simulator can reuse it without PyMC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from lupusbayes.cohort import Cohort
+from lupusbayes.dosing import LMSWeightReference
+from lupusbayes.spec import TrialSpec
+
+__all__ = ["BayesianModel", "DecisionQuantity", "SAMPLE_DIMS", "draws_array", "as_draws"]
+
+SAMPLE_DIMS = ("chain", "draw")
+
+# Built graphs (and their compiled samplers) by design key; oldest dropped first.
+_GRAPH_CACHE: dict[str, BayesianModel] = {}
+_GRAPH_CACHE_SIZE = 32
+
+
+@dataclass(frozen=True)
+class DecisionQuantity:
+    """A posterior quantity a decision may rest on; its Monte Carlo error is always reported.
+
+    ``values`` holds per-draw values (a probability or an indicator), dims ``chain, draw`` and
+    possibly ``dose``; the posterior mean is the reported number.
+    """
+
+    name: str
+    description: str
+    values: xr.DataArray
+
+
+def draws_array(dataset: xr.Dataset, name: str) -> np.ndarray:
+    """Values of ``name`` with the sample dims first, as a NumPy array."""
+    variable = dataset[name]
+    other = [d for d in variable.dims if d not in SAMPLE_DIMS]
+    return variable.transpose(*SAMPLE_DIMS, *other).to_numpy()
+
+
+def as_draws(values: np.ndarray, dims: tuple[str, ...], coords: dict[str, Any], like: xr.Dataset) -> xr.DataArray:
+    """Wrap ``values`` (chain, draw, ...) as a DataArray with the sample coords of ``like``."""
+    all_coords = {dim: like.coords[dim].to_numpy() for dim in SAMPLE_DIMS}
+    all_coords.update({dim: coords[dim] for dim in dims if dim in coords})
+    return xr.DataArray(values, dims=SAMPLE_DIMS + tuple(dims), coords=all_coords)
+
+
+class BayesianModel(ABC):
+    """Base class of the toxicity and SLEDAI-2K models (see module docstring)."""
+
+    #: Short name used in files and the CLI: "crs", "blrm", "sledai".
+    kind: ClassVar[str]
+
+    def __init__(
+        self,
+        cohort: Cohort | None,
+        spec: TrialSpec,
+        *,
+        weight_reference: LMSWeightReference | None = None,
+    ) -> None:
+        self.cohort = cohort
+        self.spec = spec
+        self.weight_reference = weight_reference
+        self._graph: Any = None
+        self._graph_owner: BayesianModel = self
+
+    # ---- identity and description --------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def settings(self) -> Any:
+        """The model's settings dataclass."""
+
+    @property
+    def name(self) -> str:
+        """A label for tables, e.g. ``"crs (crs_grade, exnex)"``."""
+        return self.kind
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description: kind, settings, data size (saved with each fit)."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "settings": _jsonable(asdict(self.settings)),
+            "n_observations": int(self.n_observations),
+            "trial_id": self.spec.trial.id,
+        }
+
+    def settings_json(self) -> str:
+        return json.dumps(self.describe()["settings"], sort_keys=True)
+
+    # ---- data --------------------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def n_observations(self) -> int:
+        """Number of likelihood terms (patients, or visits for SLEDAI-2K)."""
+
+    @abstractmethod
+    def observed_data(self) -> xr.Dataset:
+        """The outcomes, dims ``observation``."""
+
+    @abstractmethod
+    def constant_data(self) -> xr.Dataset:
+        """Covariates and design (doses, studies, months, baselines)."""
+
+    @abstractmethod
+    def with_outcomes(self, outcomes: xr.Dataset) -> BayesianModel:
+        """The same design with other outcomes (simulation, calibration); shares the graph."""
+
+    # ---- PyMC ------------------------------------------------------------------------
+
+    @abstractmethod
+    def _build_graph(self):
+        """Build the PyMC model (called once per design)."""
+
+    @abstractmethod
+    def graph_data(self) -> dict[str, np.ndarray]:
+        """Values of the graph's ``pm.Data`` containers for this model's outcomes."""
+
+    def design_key(self) -> str:
+        """Hash of everything that shapes the PyMC graph except the outcomes."""
+        digest = hashlib.sha256()
+        digest.update(type(self).__name__.encode())
+        digest.update(self.settings_json().encode())
+        constants = self.constant_data()
+        for name in sorted(constants.data_vars):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(constants[name].to_numpy()).tobytes())
+        for name in sorted(constants.coords):
+            digest.update(repr(constants.coords[name].to_numpy().tolist()).encode())
+        digest.update(repr(sorted(constants.attrs.items())).encode())
+        digest.update(repr(self._design_extras()).encode())
+        return digest.hexdigest()
+
+    def _design_extras(self) -> tuple:
+        """Graph-shaping values not in ``constant_data`` (subclasses add theirs)."""
+        return ()
+
+    def pymc_model(self):
+        """The PyMC model with this instance's outcomes set.
+
+        The graph is built once per *design* in a process: models with the same settings and
+        covariates (differing at most in their outcomes) share it, and with it the compiled
+        sampler, so refitting is cheap.
+        """
+        import pymc as pm
+
+        owner = self._graph_owner
+        if owner._graph is None:
+            key = owner.design_key()
+            cached = _GRAPH_CACHE.get(key)
+            if cached is None:
+                owner._graph = owner._build_graph()
+                _GRAPH_CACHE[key] = owner
+                while len(_GRAPH_CACHE) > _GRAPH_CACHE_SIZE:
+                    _GRAPH_CACHE.pop(next(iter(_GRAPH_CACHE)))
+            else:
+                self._graph_owner = owner = cached
+        with owner._graph:
+            pm.set_data(self.graph_data())
+        return owner._graph
+
+    # ---- NumPy on draws ------------------------------------------------------------------
+
+    @abstractmethod
+    def complete_draws(self, draws: xr.Dataset, rng: np.random.Generator) -> xr.Dataset:
+        """Add the reported parameters to raw draws (posterior or prior)."""
+
+    @abstractmethod
+    def pointwise_log_likelihood(self, draws: xr.Dataset) -> xr.Dataset:
+        """log p(y_i | draw) for each observation, dims ``chain, draw, observation``."""
+
+    @abstractmethod
+    def simulate_outcomes(self, draws: xr.Dataset, rng: np.random.Generator) -> xr.Dataset:
+        """Replicated outcomes, one set per draw (posterior or prior predictive)."""
+
+    @abstractmethod
+    def check_statistics(self, outcomes: xr.Dataset) -> dict[str, xr.DataArray]:
+        """Test statistics for predictive checks; works on observed (no sample dims) or replicated outcomes."""
+
+    @abstractmethod
+    def dose_response(self, draws: xr.Dataset, rng: np.random.Generator, *, doses=None) -> xr.Dataset:
+        """Per-dose derived quantities for the target trial (dims ``chain, draw, dose, ...``)."""
+
+    @abstractmethod
+    def decision_quantities(self, dose_response: xr.Dataset) -> list[DecisionQuantity]:
+        """The probabilities decisions rest on (their MCSE is part of the diagnostics)."""
+
+    @abstractmethod
+    def summary_table(self, dose_response: xr.Dataset, *, interval: float = 0.9) -> pd.DataFrame:
+        """Dose-level table: mean, interval and MCSE of each derived quantity."""
+
+    def parameters_of_interest(self) -> list[str]:
+        """Variables whose R-hat / ESS the convergence gate checks (besides all free ones)."""
+        return []
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    return value

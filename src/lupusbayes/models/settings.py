@@ -1,0 +1,248 @@
+"""Model settings and priors as frozen dataclasses (no PyMC import here).
+
+These are the *data* of a model: the spec file's ``[model.*]`` tables are parsed into them,
+and the Python API accepts them directly. Every scale is a standard deviation (never a
+variance) and every log-normal is given by its median and the SD of its log.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+
+__all__ = [
+    "BivariateNormalPrior",
+    "LogNormalPrior",
+    "Heterogeneity",
+    "HETEROGENEITY_PRESETS",
+    "ToxicityModelSettings",
+    "SledaiModelSettings",
+    "FitSettings",
+    "ConvergenceGate",
+    "ToxicityOutcome",
+    "Hierarchy",
+    "DoseResponse",
+]
+
+ToxicityOutcome = Literal["crs_grade", "dlt", "crs_any"]
+Hierarchy = Literal["auto", "none", "exchangeable", "exnex"]
+DoseResponse = Literal["log_linear", "emax"]
+
+
+@dataclass(frozen=True)
+class BivariateNormalPrior:
+    """Bivariate normal prior on ``(log a, log b)`` of a BLRM: means, SDs, correlation.
+
+    ``log a`` is the log-odds of the event at the reference dose; ``b = exp(log b)`` is the
+    slope on ``log(dose / reference_dose)``.
+    """
+
+    mean_log_a: float
+    mean_log_b: float
+    sd_log_a: float
+    sd_log_b: float
+    correlation: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.sd_log_a > 0 and self.sd_log_b > 0):
+            raise ValueError("prior SDs must be positive")
+        if not -1 < self.correlation < 1:
+            raise ValueError("prior correlation must be strictly between -1 and 1")
+
+    @property
+    def mean(self) -> np.ndarray:
+        return np.array([self.mean_log_a, self.mean_log_b])
+
+    @property
+    def covariance(self) -> np.ndarray:
+        sd = np.array([self.sd_log_a, self.sd_log_b])
+        correlation = np.array([[1.0, self.correlation], [self.correlation, 1.0]])
+        return correlation * np.outer(sd, sd)
+
+    @property
+    def cholesky(self) -> np.ndarray:
+        return np.linalg.cholesky(self.covariance)
+
+
+@dataclass(frozen=True)
+class LogNormalPrior:
+    """Log-normal prior given by its median and the SD of its log."""
+
+    median: float
+    log_sd: float
+
+    def __post_init__(self) -> None:
+        if not (self.median > 0 and self.log_sd > 0):
+            raise ValueError("a log-normal prior needs a positive median and log_sd")
+
+    @property
+    def mu(self) -> float:
+        return math.log(self.median)
+
+
+#: Between-study heterogeneity presets (median tau for log a, log b), after Neuenschwander et
+#: al. (2016, Pharm Stat 15:123): the tau prior is log-normal with log-SD log(2)/1.96, so 95%
+#: of its mass is within a factor of 2 of the median.
+HETEROGENEITY_PRESETS: dict[str, tuple[float, float]] = {
+    "small": (0.125, 0.0625),
+    "moderate": (0.25, 0.125),
+    "substantial": (0.5, 0.25),
+    "large": (1.0, 0.5),
+}
+_DEFAULT_TAU_LOG_SD = math.log(2.0) / 1.96
+
+
+@dataclass(frozen=True)
+class Heterogeneity:
+    """Prior on between-study SDs ``tau`` of ``(log a, log b)``: how much studies may differ.
+
+    Larger tau = less borrowing. ``tau_k ~ LogNormal(log(median_k), log_sd)``.
+    """
+
+    median_tau_log_a: float = HETEROGENEITY_PRESETS["substantial"][0]
+    median_tau_log_b: float = HETEROGENEITY_PRESETS["substantial"][1]
+    log_sd: float = _DEFAULT_TAU_LOG_SD
+
+    @classmethod
+    def preset(cls, name: str) -> Heterogeneity:
+        if name not in HETEROGENEITY_PRESETS:
+            raise ValueError(f"unknown heterogeneity preset '{name}' (use one of {sorted(HETEROGENEITY_PRESETS)})")
+        tau_a, tau_b = HETEROGENEITY_PRESETS[name]
+        return cls(tau_a, tau_b)
+
+    def __post_init__(self) -> None:
+        if not (self.median_tau_log_a > 0 and self.median_tau_log_b > 0 and self.log_sd > 0):
+            raise ValueError("heterogeneity medians and log_sd must be positive")
+
+
+def _default_toxicity_prior() -> BivariateNormalPrior:
+    # P(CRS >= 1) at the reference dose centred on 0.3 (logit -0.85) with SD 1.5 on the logit
+    # scale (95%: 0.05-0.89); slope b centred on 1 (doubling the dose doubles the odds),
+    # SD 1 on log b. See docs/models.md for the prior predictive check.
+    return BivariateNormalPrior(mean_log_a=-0.85, mean_log_b=0.0, sd_log_a=1.5, sd_log_b=1.0)
+
+
+@dataclass(frozen=True)
+class ToxicityModelSettings:
+    """Dose-toxicity model: cumulative-logit ordinal CRS, or a binary BLRM.
+
+    With ``outcome="crs_grade"`` the model is ``logit P(CRS >= g) = log a - c_g + b x`` with
+    ``x = log(dose / reference_dose)``, ``c_1 = 0 < c_2 < ...`` (shared grade gaps), ``b > 0``.
+    With ``outcome="dlt"`` (or ``"crs_any"``) it is the standard BLRM
+    ``logit p = log a + b x``, ``(log a, log b) ~ BVN(prior)``.
+    """
+
+    outcome: ToxicityOutcome = "crs_grade"
+    max_grade: int = 4
+    dose_effect: bool = True
+    prior: BivariateNormalPrior = field(default_factory=_default_toxicity_prior)
+    grade_gap: LogNormalPrior = field(default_factory=lambda: LogNormalPrior(median=2.0, log_sd=0.5))
+    hierarchy: Hierarchy = "auto"
+    heterogeneity: Heterogeneity = field(default_factory=Heterogeneity)
+    nex_prior: BivariateNormalPrior | None = None
+    p_exchangeable: Mapping[str, float] = field(default_factory=dict)
+    default_p_exchangeable: float = 0.8
+
+    def __post_init__(self) -> None:
+        if self.outcome not in ("crs_grade", "dlt", "crs_any"):
+            raise ValueError(f"outcome must be 'crs_grade', 'dlt' or 'crs_any' (got '{self.outcome}')")
+        if not 1 <= self.max_grade <= 5:
+            raise ValueError(f"max_grade must be 1-5 (ASTCT CRS grades), got {self.max_grade}")
+        if self.hierarchy not in ("auto", "none", "exchangeable", "exnex"):
+            raise ValueError(f"hierarchy must be auto, none, exchangeable or exnex (got '{self.hierarchy}')")
+        for study, weight in {**self.p_exchangeable, "default": self.default_p_exchangeable}.items():
+            if not 0 <= weight <= 1:
+                raise ValueError(f"p_exchangeable for {study} must be between 0 and 1 (got {weight})")
+
+    @property
+    def n_thresholds(self) -> int:
+        """Number of cumulative logits modelled (1 for a binary outcome)."""
+        return self.max_grade if self.outcome == "crs_grade" else 1
+
+    @property
+    def nex(self) -> BivariateNormalPrior:
+        return self.nex_prior or self.prior
+
+    def exchangeability(self, study_id: str) -> float:
+        return float(self.p_exchangeable.get(study_id, self.default_p_exchangeable))
+
+    def replace(self, **changes) -> ToxicityModelSettings:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class SledaiModelSettings:
+    """SLEDAI-2K model: rounded, censored normal on 0-105 around a shrinking baseline.
+
+    For patient *i* at month *t*: latent mean ``baseline_i * (1 - r_i * (1 - exp(-t / onset)))``
+    with plateau fraction ``logit r_i = eta(dose_i) + dose-group effect + patient effect``;
+    the observed score is the latent score rounded and censored to 0-105.
+    ``eta`` is log-linear (``intercept + slope * x``, slope >= 0) or Emax
+    (``intercept + emax * d / (d + ed50)`` on the logit scale, emax >= 0), both monotone.
+    """
+
+    dose_response: DoseResponse = "log_linear"
+    intercept: tuple[float, float] = (0.0, 1.5)
+    slope_scale: float = 1.0
+    emax_scale: float = 3.0
+    ed50_relative: LogNormalPrior = field(default_factory=lambda: LogNormalPrior(median=1.0, log_sd=1.0))
+    onset_months: LogNormalPrior = field(default_factory=lambda: LogNormalPrior(median=1.5, log_sd=0.6))
+    patient_sd_scale: float = 1.0
+    dose_group_sd_scale: float = 0.3
+    residual_sd: LogNormalPrior = field(default_factory=lambda: LogNormalPrior(median=2.5, log_sd=0.5))
+    study_sd: LogNormalPrior = field(default_factory=lambda: LogNormalPrior(median=0.5, log_sd=0.5))
+
+    def __post_init__(self) -> None:
+        if self.dose_response not in ("log_linear", "emax"):
+            raise ValueError(f"dose_response must be 'log_linear' or 'emax' (got '{self.dose_response}')")
+        if not self.intercept[1] > 0:
+            raise ValueError("the intercept prior SD must be positive")
+        for name in ("slope_scale", "emax_scale", "patient_sd_scale"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if self.dose_group_sd_scale < 0:
+            raise ValueError("dose_group_sd_scale must be >= 0 (0 switches dose-group effects off)")
+
+    def replace(self, **changes) -> SledaiModelSettings:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ConvergenceGate:
+    """Thresholds a fit must meet before its posterior may drive a decision."""
+
+    rhat_max: float = 1.01
+    ess_bulk_min: float = 400.0
+    ess_tail_min: float = 400.0
+    divergences_max: int = 0
+    bfmi_min: float = 0.3
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """MCMC settings. ``retry_target_accept`` is used once if the first run diverged."""
+
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    cores: int | None = None
+    target_accept: float = 0.9
+    retry_target_accept: float = 0.99
+    sampler: Literal["pymc", "nutpie"] = "pymc"
+    gate: ConvergenceGate = field(default_factory=ConvergenceGate)
+
+    def __post_init__(self) -> None:
+        if self.draws < 10 or self.tune < 0 or self.chains < 1:
+            raise ValueError("draws must be >= 10, tune >= 0 and chains >= 1")
+        for name in ("target_accept", "retry_target_accept"):
+            if not 0.5 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0.5, 1)")
+        if self.sampler not in ("pymc", "nutpie"):
+            raise ValueError(f"sampler must be 'pymc' or 'nutpie' (got '{self.sampler}')")
+
+    def replace(self, **changes) -> FitSettings:
+        return replace(self, **changes)

@@ -1,0 +1,773 @@
+"""Trial specifications: one declarative TOML file per trial, validated on load.
+
+A spec states what the trial *is* (dose levels and their unit, the DLT window and definition,
+the cohort rules, the eligibility criteria with numeric limits) and, optionally, the priors
+and MCMC settings of its models. ``models/kn5601.toml`` and ``models/axa_nk02.toml`` are the
+two shipped specs; ``docs/spec-format.md`` documents every key.
+
+Validation is strict: an unknown key, a wrong unit, unsorted or non-positive dose levels, or a
+value of the wrong type raises :class:`~lupusbayes.errors.SpecError` naming the file and the
+key (``dosing.levels``), so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lupusbayes.dosing import DoseUnit, WeightTierSchedule
+from lupusbayes.errors import DosingError, SpecError
+from lupusbayes.models.settings import (
+    HETEROGENEITY_PRESETS,
+    BivariateNormalPrior,
+    ConvergenceGate,
+    FitSettings,
+    Heterogeneity,
+    LogNormalPrior,
+    SledaiModelSettings,
+    ToxicityModelSettings,
+)
+
+__all__ = [
+    "TrialSpec",
+    "TrialInfo",
+    "DosingSpec",
+    "DLTDefinition",
+    "EscalationRules",
+    "EfficacySpec",
+    "EligibilityCriterion",
+    "DoseObservation",
+    "ModelSpecs",
+    "load_spec",
+    "parse_spec",
+    "shipped_spec_path",
+    "FIELD_UNITS",
+]
+
+#: Units of the patient fields that eligibility criteria may test. A criterion on one of these
+#: fields must state the same unit; other (custom) fields accept any unit.
+FIELD_UNITS: dict[str, str] = {
+    "age_years": "years",
+    "disease_duration_years": "years",
+    "weight_kg": "kg",
+    "sledai_baseline": "points",
+    "upcr_g_per_g": "g/g",
+    "urine_protein_g_per_24h": "g/24h",
+    "egfr_ml_per_min_per_1_73m2": "mL/min/1.73m2",
+    "ast_times_uln": "x ULN",
+    "alt_times_uln": "x ULN",
+    "total_bilirubin_times_uln": "x ULN",
+    "creatinine_umol_per_l": "umol/L",
+    "bilirubin_umol_per_l": "umol/L",
+    "neutrophils_10e9_per_l": "10^9/L",
+    "platelets_10e9_per_l": "10^9/L",
+    "hemoglobin_g_per_l": "g/L",
+    "biopsy_months_before_screening": "months",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Spec dataclasses
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrialInfo:
+    id: str
+    title: str = ""
+    product: str = ""
+    population: str = ""
+    phase: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class DosingSpec:
+    """Dose levels (strictly increasing, positive) in one unit, and the reference dose d*."""
+
+    unit: DoseUnit
+    levels: tuple[float, ...]
+    reference_dose: float
+    starting_level: int = 1
+    infusions_per_patient: int = 1
+    weight_tiers: WeightTierSchedule | None = None
+
+    def level_index(self, dose: float, *, relative_tolerance: float = 1e-6) -> int | None:
+        """0-based index of ``dose`` among the levels, or None if it is not a level."""
+        for index, level in enumerate(self.levels):
+            if math.isclose(dose, level, rel_tol=relative_tolerance):
+                return index
+        return None
+
+
+@dataclass(frozen=True)
+class DLTDefinition:
+    """What counts as a dose-limiting toxicity, within which window.
+
+    ``crs_grade_at_least`` and ``icans_grade_at_least`` are the parts a model can compute
+    from CRS / ICANS grades; ``definition`` lists every component in words.
+    """
+
+    window_days: int
+    definition: tuple[str, ...]
+    crs_grade_at_least: int | None = 3
+    icans_grade_at_least: int | None = None
+    toxicity_intervals: tuple[float, ...] = (0.0, 0.16, 0.33, 1.0)
+
+
+@dataclass(frozen=True)
+class EscalationRules:
+    """The trial's cohort rules (used by the decision module)."""
+
+    group_size: int = 3
+    sentinel_patients: int = 0
+    sentinel_safety_days: int = 0
+    group_safety_days_before_next: int = 28
+    allow_skipping: bool = False
+    efficacy_driven_escalation: bool = False
+    max_patients: int | None = None
+
+
+@dataclass(frozen=True)
+class EfficacySpec:
+    """Which months and which reference baseline the SLEDAI-2K summaries use."""
+
+    months: tuple[float, ...] = (1.0, 3.0, 6.0)
+    reference_sledai_baseline: int = 12
+
+
+@dataclass(frozen=True)
+class EligibilityCriterion:
+    """One inclusion or exclusion criterion, stated as the *requirement to be eligible*.
+
+    Exactly one rule is set: a numeric range (``min`` / ``max`` inclusive, ``greater_than`` /
+    ``less_than`` strict), ``equals`` (yes/no or text), ``any_of_classes`` (ISN/RPS biopsy
+    classes) or ``any_true`` (at least one of several yes/no fields). A criterion with no
+    field is checked by the investigator and never failed automatically.
+    """
+
+    id: str
+    kind: str
+    text: str
+    field: str | None = None
+    unit: str | None = None
+    min: float | None = None
+    max: float | None = None
+    greater_than: float | None = None
+    less_than: float | None = None
+    equals: bool | str | None = None
+    any_of_classes: tuple[str, ...] | None = None
+    any_true: tuple[str, ...] | None = None
+    applies_when: Mapping[str, Any] | None = None
+
+    @property
+    def automatic(self) -> bool:
+        return self.field is not None or self.any_true is not None
+
+    def requirement(self) -> str:
+        """Human-readable rule, e.g. ``age_years in [5, 35] years``."""
+        unit = f" {self.unit}" if self.unit else ""
+        if self.any_true:
+            return "any of " + ", ".join(self.any_true) + " is yes"
+        parts = []
+        if self.min is not None:
+            parts.append(f">= {self.min:g}")
+        if self.greater_than is not None:
+            parts.append(f"> {self.greater_than:g}")
+        if self.max is not None:
+            parts.append(f"<= {self.max:g}")
+        if self.less_than is not None:
+            parts.append(f"< {self.less_than:g}")
+        if parts:
+            return f"{self.field} " + " and ".join(parts) + unit
+        if self.equals is not None:
+            shown = ("yes" if self.equals else "no") if isinstance(self.equals, bool) else self.equals
+            return f"{self.field} = {shown}"
+        if self.any_of_classes:
+            return f"{self.field} includes class " + " or ".join(self.any_of_classes)
+        return "checked by the investigator"
+
+
+@dataclass(frozen=True)
+class DoseObservation:
+    """Aggregate DLT counts at one dose (for BLRM checks against published examples)."""
+
+    study_id: str
+    dose: float
+    n_patients: int
+    n_dlt: int
+
+
+@dataclass(frozen=True)
+class ModelSpecs:
+    crs: ToxicityModelSettings = field(default_factory=ToxicityModelSettings)
+    blrm: ToxicityModelSettings = field(default_factory=lambda: ToxicityModelSettings(outcome="dlt"))
+    sledai: SledaiModelSettings = field(default_factory=SledaiModelSettings)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """A validated trial specification. Load one with :func:`load_spec`."""
+
+    trial: TrialInfo
+    dosing: DosingSpec
+    dlt: DLTDefinition
+    escalation: EscalationRules
+    efficacy: EfficacySpec
+    eligibility: tuple[EligibilityCriterion, ...]
+    models: ModelSpecs
+    fitting: FitSettings
+    observations: tuple[DoseObservation, ...] = ()
+    source: str = "<spec>"
+    text: str = field(default="", repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.trial.id
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the spec text; a saved fit records it to detect a changed spec."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def summary_lines(self) -> list[str]:
+        unit = self.dosing.unit.value
+        levels = ", ".join(f"{level:.3g}" for level in self.dosing.levels)
+        rules = self.escalation
+        lines = [
+            f"Trial {self.trial.id}: {self.trial.title}".rstrip(": "),
+            f"  dose levels ({unit}): {levels}; reference dose {self.dosing.reference_dose:.3g} {unit}",
+            f"  DLT window {self.dlt.window_days} days; DLT: " + "; ".join(self.dlt.definition),
+            f"  groups of {rules.group_size}; sentinel patients {rules.sentinel_patients} "
+            f"(>= {rules.sentinel_safety_days} days before the rest); >= {rules.group_safety_days_before_next} "
+            f"days before the next group; skipping {'allowed' if rules.allow_skipping else 'not allowed'}; "
+            f"efficacy-driven escalation {'allowed' if rules.efficacy_driven_escalation else 'not allowed'}",
+            f"  eligibility: {sum(c.automatic for c in self.eligibility)} criteria checked from data, "
+            f"{sum(not c.automatic for c in self.eligibility)} by the investigator",
+        ]
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (for ``lupusbayes spec check --json``)."""
+        return {
+            "id": self.trial.id,
+            "title": self.trial.title,
+            "source": self.source,
+            "sha256": self.sha256,
+            "dose_unit": self.dosing.unit.value,
+            "dose_levels": list(self.dosing.levels),
+            "reference_dose": self.dosing.reference_dose,
+            "dlt_window_days": self.dlt.window_days,
+            "dlt_definition": list(self.dlt.definition),
+            "dlt_crs_grade_at_least": self.dlt.crs_grade_at_least,
+            "group_size": self.escalation.group_size,
+            "sentinel_patients": self.escalation.sentinel_patients,
+            "sentinel_safety_days": self.escalation.sentinel_safety_days,
+            "group_safety_days_before_next": self.escalation.group_safety_days_before_next,
+            "allow_skipping": self.escalation.allow_skipping,
+            "efficacy_driven_escalation": self.escalation.efficacy_driven_escalation,
+            "eligibility_criteria": [
+                {"id": c.id, "kind": c.kind, "requirement": c.requirement(), "automatic": c.automatic}
+                for c in self.eligibility
+            ],
+            "observations": [vars(o) for o in self.observations],
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def shipped_spec_path(name: str) -> Path:
+    """Path of a spec shipped with the package: ``"kn5601"`` or ``"axa_nk02"``."""
+    from importlib import resources
+
+    key = name.lower().replace("-", "_").removesuffix(".toml")
+    path = Path(str(resources.files("lupusbayes.data").joinpath(f"{key}.toml")))
+    if not path.exists():
+        raise SpecError(f"no shipped spec called '{name}' (shipped: kn5601, axa_nk02)", source=name)
+    return path
+
+
+def load_spec(path: str | Path) -> TrialSpec:
+    """Read and validate a trial spec (TOML). ``"kn5601"`` / ``"axa_nk02"`` name the shipped ones.
+
+    Examples
+    --------
+    >>> spec = load_spec("axa_nk02")
+    >>> spec.dosing.levels
+    (25000000.0, 75000000.0, 250000000.0)
+    """
+    path = Path(path)
+    if not path.exists() and path.suffix == "" and len(path.parts) == 1:
+        path = shipped_spec_path(path.name)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError("file not found", source=path) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"cannot read spec ({error})", source=path) from None
+    return parse_spec(text, source=str(path))
+
+
+def parse_spec(text: str, *, source: str = "<spec>") -> TrialSpec:
+    """Validate TOML ``text`` as a trial spec (``source`` names it in error messages)."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError(f"not valid TOML ({error})", source=source) from None
+    root = _Table(document, "", source)
+    trial = _parse_trial(root.table("trial"))
+    dosing = _parse_dosing(root.table("dosing"))
+    dlt = _parse_dlt(root.table("dlt"), dosing)
+    escalation = _parse_escalation(root.table("escalation", required=False))
+    efficacy = _parse_efficacy(root.table("efficacy", required=False))
+    eligibility = _parse_eligibility(root.table("eligibility", required=False))
+    models = _parse_models(root.table("model", required=False))
+    fitting = _parse_fitting(root.table("fitting", required=False))
+    observations = _parse_observations(root.array_of_tables("observations"), trial.id, dosing)
+    root.finish()
+    return TrialSpec(
+        trial=trial, dosing=dosing, dlt=dlt, escalation=escalation, efficacy=efficacy,
+        eligibility=eligibility, models=models, fitting=fitting, observations=observations,
+        source=source, text=text,
+    )
+
+
+class _Table:
+    """A TOML table being consumed: typed getters, and ``finish()`` rejects unknown keys."""
+
+    def __init__(self, data: Mapping[str, Any] | None, path: str, source: str) -> None:
+        self.data = dict(data or {})
+        self.path = path
+        self.source = source
+        self.used: set[str] = set()
+        self.present = data is not None
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def error(self, name: str | None, message: str) -> SpecError:
+        return SpecError(message, source=self.source, field=self.key(name) if name else (self.path or None))
+
+    def raw(self, name: str, default: Any = None, *, required: bool = False) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            if required:
+                raise self.error(name, "required key is missing")
+            return default
+        return self.data[name]
+
+    def table(self, name: str, *, required: bool = True) -> _Table:
+        value = self.raw(name, None, required=required)
+        if value is not None and not isinstance(value, dict):
+            raise self.error(name, "must be a table ([section])")
+        return _Table(value, self.key(name), self.source)
+
+    def array_of_tables(self, name: str) -> list[_Table]:
+        value = self.raw(name, [])
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            raise self.error(name, "must be an array of tables ([[section]])")
+        return [_Table(item, f"{self.key(name)}[{index}]", self.source) for index, item in enumerate(value)]
+
+    def string(self, name: str, default: str | None = None, *, required: bool = False) -> str | None:
+        value = self.raw(name, default, required=required)
+        if value is not None and not isinstance(value, str):
+            raise self.error(name, f"must be text (got {value!r})")
+        return value
+
+    def number(self, name: str, default: float | None = None, *, required: bool = False,
+               positive: bool = False, minimum: float | None = None, maximum: float | None = None) -> float | None:
+        value = self.raw(name, default, required=required)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(name, f"must be a number (got {value!r})")
+        value = float(value)
+        if not math.isfinite(value):
+            raise self.error(name, f"must be finite (got {value})")
+        if positive and value <= 0:
+            raise self.error(name, f"must be positive (got {value:g})")
+        if minimum is not None and value < minimum:
+            raise self.error(name, f"must be >= {minimum:g} (got {value:g})")
+        if maximum is not None and value > maximum:
+            raise self.error(name, f"must be <= {maximum:g} (got {value:g})")
+        return value
+
+    def integer(self, name: str, default: int | None = None, *, required: bool = False,
+                minimum: int | None = None, maximum: int | None = None) -> int | None:
+        value = self.raw(name, default, required=required)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(name, f"must be a whole number (got {value!r})")
+        if minimum is not None and value < minimum:
+            raise self.error(name, f"must be >= {minimum} (got {value})")
+        if maximum is not None and value > maximum:
+            raise self.error(name, f"must be <= {maximum} (got {value})")
+        return value
+
+    def boolean(self, name: str, default: bool | None = None) -> bool | None:
+        value = self.raw(name, default)
+        if value is not None and not isinstance(value, bool):
+            raise self.error(name, f"must be true or false (got {value!r})")
+        return value
+
+    def numbers(self, name: str, default=None, *, required: bool = False) -> tuple[float, ...] | None:
+        value = self.raw(name, default, required=required)
+        if value is None:
+            return None
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value
+        ):
+            raise self.error(name, f"must be a list of numbers (got {value!r})")
+        return tuple(float(v) for v in value)
+
+    def strings(self, name: str, default=None) -> tuple[str, ...] | None:
+        value = self.raw(name, default)
+        if value is None:
+            return None
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise self.error(name, f"must be a list of text values (got {value!r})")
+        return tuple(value)
+
+    def choice(self, name: str, options: tuple[str, ...], default: str | None = None) -> str | None:
+        value = self.string(name, default)
+        if value is not None and value not in options:
+            raise self.error(name, f"must be one of {', '.join(options)} (got '{value}')")
+        return value
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            import difflib
+
+            close = difflib.get_close_matches(unknown[0], sorted(self.used), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise self.error(unknown[0], f"unknown key{hint}")
+
+
+def _parse_trial(table: _Table) -> TrialInfo:
+    info = TrialInfo(
+        id=table.string("id", required=True),
+        title=table.string("title", ""),
+        product=table.string("product", ""),
+        population=table.string("population", ""),
+        phase=table.string("phase", ""),
+        source=table.string("source", ""),
+    )
+    if not info.id.strip():
+        raise table.error("id", "must not be empty")
+    table.finish()
+    return info
+
+
+def _parse_dose_unit(table: _Table, name: str) -> DoseUnit:
+    text = table.string(name, required=True)
+    try:
+        return DoseUnit(text)
+    except ValueError:
+        raise table.error(name, f"wrong unit '{text}': dose units are 'cells' or 'cells/kg'") from None
+
+
+def _parse_dosing(table: _Table) -> DosingSpec:
+    unit = _parse_dose_unit(table, "unit")
+    levels = table.numbers("levels", required=True)
+    if not levels:
+        raise table.error("levels", "needs at least one dose level")
+    for index, level in enumerate(levels):
+        if not level > 0:
+            raise table.error("levels", f"dose levels must be positive (level {index + 1} is {level:g})")
+    if any(later <= earlier for earlier, later in zip(levels, levels[1:], strict=False)):
+        raise table.error("levels", f"dose levels must be strictly increasing (got {', '.join(f'{v:g}' for v in levels)})")
+    if unit == DoseUnit.CELLS_PER_KG and max(levels) > 1e9:
+        raise table.error("levels", f"{max(levels):g} cells/kg is implausible; is the unit 'cells'?")
+    if unit == DoseUnit.CELLS and max(levels) < 1e5:
+        raise table.error("levels", f"{max(levels):g} total cells is implausible; is the unit 'cells/kg'?")
+    reference = table.number("reference_dose", required=True, positive=True)
+    starting = table.integer("starting_level", 1, minimum=1, maximum=len(levels))
+    infusions = table.integer("infusions_per_patient", 1, minimum=1)
+    tiers = None
+    tier_tables = table.array_of_tables("weight_tiers")
+    if tier_tables:
+        bands = []
+        for tier in tier_tables:
+            bands.append(
+                (
+                    tier.number("min_weight_kg", required=True, minimum=0.0),
+                    tier.number("max_weight_kg", math.inf, positive=True),
+                    tier.number("dose_cells", required=True, positive=True),
+                )
+            )
+            tier.finish()
+        try:
+            tiers = WeightTierSchedule.from_bands(bands)
+        except DosingError as error:
+            raise table.error("weight_tiers", str(error)) from None
+    table.finish()
+    return DosingSpec(unit, levels, reference, starting, infusions, tiers)
+
+
+def _parse_dlt(table: _Table, dosing: DosingSpec) -> DLTDefinition:
+    window = table.integer("window_days", required=True, minimum=1, maximum=365)
+    definition = table.strings("definition", ())
+    crs = table.integer("crs_grade_at_least", None, minimum=1, maximum=5)
+    icans = table.integer("icans_grade_at_least", None, minimum=1, maximum=4)
+    intervals = table.numbers("toxicity_intervals", (0.0, 0.16, 0.33, 1.0))
+    if intervals[0] != 0.0 or intervals[-1] != 1.0 or any(b <= a for a, b in zip(intervals, intervals[1:], strict=False)):
+        raise table.error("toxicity_intervals", "must increase from 0 to 1, e.g. [0, 0.16, 0.33, 1]")
+    if not definition:
+        raise table.error("definition", "list what counts as a DLT, e.g. [\"CRS grade >= 3\"]")
+    table.finish()
+    return DLTDefinition(window, definition, crs, icans, intervals)
+
+
+def _parse_escalation(table: _Table) -> EscalationRules:
+    rules = EscalationRules(
+        group_size=table.integer("group_size", 3, minimum=1, maximum=12),
+        sentinel_patients=table.integer("sentinel_patients", 0, minimum=0),
+        sentinel_safety_days=table.integer("sentinel_safety_days", 0, minimum=0),
+        group_safety_days_before_next=table.integer("group_safety_days_before_next", 28, minimum=0),
+        allow_skipping=table.boolean("allow_skipping", False),
+        efficacy_driven_escalation=table.boolean("efficacy_driven_escalation", False),
+        max_patients=table.integer("max_patients", None, minimum=1),
+    )
+    if rules.sentinel_patients >= rules.group_size:
+        raise table.error("sentinel_patients", "must be smaller than group_size")
+    if rules.sentinel_patients and not rules.sentinel_safety_days:
+        raise table.error("sentinel_safety_days", "sentinel patients need a safety period in days")
+    table.finish()
+    return rules
+
+
+def _parse_efficacy(table: _Table) -> EfficacySpec:
+    months = table.numbers("months", (1.0, 3.0, 6.0))
+    if not months or any(m <= 0 for m in months):
+        raise table.error("months", "must be positive months since the first infusion")
+    spec = EfficacySpec(
+        months=tuple(sorted(months)),
+        reference_sledai_baseline=table.integer("reference_sledai_baseline", 12, minimum=1, maximum=105),
+    )
+    table.finish()
+    return spec
+
+
+_RULE_KEYS = ("min", "max", "greater_than", "less_than", "equals", "any_of_classes", "any_true")
+
+
+def _parse_eligibility(table: _Table) -> tuple[EligibilityCriterion, ...]:
+    criteria = []
+    seen: set[str] = set()
+    for item in table.array_of_tables("criteria"):
+        criterion_id = item.string("id", required=True)
+        if criterion_id in seen:
+            raise item.error("id", f"duplicate criterion id '{criterion_id}'")
+        seen.add(criterion_id)
+        kind = item.choice("kind", ("inclusion", "exclusion"), "inclusion")
+        field_name = item.string("field")
+        unit = item.string("unit")
+        any_true = item.strings("any_true")
+        classes = item.strings("any_of_classes")
+        equals = item.raw("equals")
+        if equals is not None and not isinstance(equals, bool | str):
+            raise item.error("equals", "must be true, false or text")
+        rule = dict(
+            min=item.number("min"), max=item.number("max"),
+            greater_than=item.number("greater_than"), less_than=item.number("less_than"),
+        )
+        applies_when = item.raw("applies_when")
+        if applies_when is not None:
+            condition = _Table(applies_when, item.key("applies_when"), item.source)
+            condition.string("field", required=True)
+            for bound in ("min", "max", "greater_than", "less_than"):
+                condition.number(bound)
+            condition.raw("equals")
+            condition.finish()
+        has_numeric = any(v is not None for v in rule.values())
+        n_rules = sum([has_numeric, equals is not None, classes is not None, any_true is not None])
+        if field_name is None and any_true is None and n_rules:
+            raise item.error("field", "a criterion with a rule needs the field it tests")
+        if (field_name is not None or any_true is not None) and n_rules != 1:
+            raise item.error(None, "give exactly one rule: min/max/greater_than/less_than, equals, any_of_classes or any_true")
+        if field_name in FIELD_UNITS and has_numeric:
+            expected = FIELD_UNITS[field_name]
+            if unit is None:
+                raise item.error("unit", f"state the unit of {field_name} ('{expected}')")
+            if unit != expected:
+                raise item.error("unit", f"wrong unit '{unit}' for {field_name}; it is measured in '{expected}'")
+        if rule["min"] is not None and rule["max"] is not None and rule["min"] > rule["max"]:
+            raise item.error("min", f"min {rule['min']:g} is above max {rule['max']:g}")
+        criteria.append(
+            EligibilityCriterion(
+                id=criterion_id, kind=kind, text=item.string("text", ""), field=field_name, unit=unit,
+                equals=equals, any_of_classes=classes, any_true=any_true, applies_when=applies_when, **rule,
+            )
+        )
+        item.finish()
+    table.finish()
+    return tuple(criteria)
+
+
+def _parse_bvn(table: _Table, default: BivariateNormalPrior) -> BivariateNormalPrior:
+    if not table.present:
+        return default
+    prior = BivariateNormalPrior(
+        mean_log_a=table.number("mean_log_a", default.mean_log_a),
+        mean_log_b=table.number("mean_log_b", default.mean_log_b),
+        sd_log_a=table.number("sd_log_a", default.sd_log_a, positive=True),
+        sd_log_b=table.number("sd_log_b", default.sd_log_b, positive=True),
+        correlation=table.number("correlation", default.correlation, minimum=-0.999, maximum=0.999),
+    )
+    table.finish()
+    return prior
+
+
+def _parse_lognormal(table: _Table, default: LogNormalPrior) -> LogNormalPrior:
+    if not table.present:
+        return default
+    prior = LogNormalPrior(
+        median=table.number("median", default.median, positive=True),
+        log_sd=table.number("log_sd", default.log_sd, positive=True),
+    )
+    table.finish()
+    return prior
+
+
+def _parse_toxicity(table: _Table, default: ToxicityModelSettings) -> ToxicityModelSettings:
+    if not table.present:
+        return default
+    outcome = table.choice("outcome", ("crs_grade", "dlt", "crs_any"), default.outcome)
+    heterogeneity = default.heterogeneity
+    het = table.raw("heterogeneity")
+    if isinstance(het, str):
+        if het not in HETEROGENEITY_PRESETS:
+            raise table.error("heterogeneity", f"unknown preset '{het}' (use {', '.join(HETEROGENEITY_PRESETS)})")
+        heterogeneity = Heterogeneity.preset(het)
+    elif isinstance(het, dict):
+        het_table = _Table(het, table.key("heterogeneity"), table.source)
+        heterogeneity = Heterogeneity(
+            median_tau_log_a=het_table.number("median_tau_log_a", heterogeneity.median_tau_log_a, positive=True),
+            median_tau_log_b=het_table.number("median_tau_log_b", heterogeneity.median_tau_log_b, positive=True),
+            log_sd=het_table.number("log_sd", heterogeneity.log_sd, positive=True),
+        )
+        het_table.finish()
+    elif het is not None:
+        raise table.error("heterogeneity", "must be a preset name or a table")
+    p_exch = table.raw("p_exchangeable", {})
+    if not isinstance(p_exch, dict):
+        raise table.error("p_exchangeable", "must be a table of study id = probability")
+    for study, weight in p_exch.items():
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1:
+            raise table.error(f"p_exchangeable.{study}", f"must be a probability between 0 and 1 (got {weight!r})")
+    nex = table.table("nex_prior", required=False)
+    settings = ToxicityModelSettings(
+        outcome=outcome,
+        max_grade=table.integer("max_grade", default.max_grade, minimum=1, maximum=5),
+        dose_effect=table.boolean("dose_effect", default.dose_effect),
+        prior=_parse_bvn(table.table("prior", required=False), default.prior),
+        grade_gap=_parse_lognormal(table.table("grade_gap", required=False), default.grade_gap),
+        hierarchy=table.choice("hierarchy", ("auto", "none", "exchangeable", "exnex"), default.hierarchy),
+        heterogeneity=heterogeneity,
+        nex_prior=_parse_bvn(nex, default.prior) if nex.present else default.nex_prior,
+        p_exchangeable={str(k): float(v) for k, v in p_exch.items()},
+        default_p_exchangeable=table.number("default_p_exchangeable", default.default_p_exchangeable,
+                                            minimum=0.0, maximum=1.0),
+    )
+    table.finish()
+    return settings
+
+
+def _parse_sledai(table: _Table, default: SledaiModelSettings) -> SledaiModelSettings:
+    if not table.present:
+        return default
+    intercept = table.table("intercept", required=False)
+    if intercept.present:
+        intercept_prior = (intercept.number("mean", default.intercept[0]),
+                           intercept.number("sd", default.intercept[1], positive=True))
+        intercept.finish()
+    else:
+        intercept_prior = default.intercept
+    settings = SledaiModelSettings(
+        dose_response=table.choice("dose_response", ("log_linear", "emax"), default.dose_response),
+        intercept=intercept_prior,
+        slope_scale=table.number("slope_scale", default.slope_scale, positive=True),
+        emax_scale=table.number("emax_scale", default.emax_scale, positive=True),
+        ed50_relative=_parse_lognormal(table.table("ed50_relative", required=False), default.ed50_relative),
+        onset_months=_parse_lognormal(table.table("onset_months", required=False), default.onset_months),
+        patient_sd_scale=table.number("patient_sd_scale", default.patient_sd_scale, positive=True),
+        dose_group_sd_scale=table.number("dose_group_sd_scale", default.dose_group_sd_scale, minimum=0.0),
+        residual_sd=_parse_lognormal(table.table("residual_sd", required=False), default.residual_sd),
+        study_sd=_parse_lognormal(table.table("study_sd", required=False), default.study_sd),
+    )
+    table.finish()
+    return settings
+
+
+def _parse_models(table: _Table) -> ModelSpecs:
+    defaults = ModelSpecs()
+    try:
+        models = ModelSpecs(
+            crs=_parse_toxicity(table.table("crs", required=False), defaults.crs),
+            blrm=_parse_toxicity(table.table("blrm", required=False), defaults.blrm),
+            sledai=_parse_sledai(table.table("sledai", required=False), defaults.sledai),
+        )
+    except ValueError as error:
+        if isinstance(error, SpecError):
+            raise
+        raise table.error(None, str(error)) from None
+    table.finish()
+    return models
+
+
+def _parse_fitting(table: _Table) -> FitSettings:
+    defaults = FitSettings()
+    if not table.present:
+        return defaults
+    gate_table = table.table("gate", required=False)
+    gate = ConvergenceGate(
+        rhat_max=gate_table.number("rhat_max", defaults.gate.rhat_max, minimum=1.0),
+        ess_bulk_min=gate_table.number("ess_bulk_min", defaults.gate.ess_bulk_min, minimum=0.0),
+        ess_tail_min=gate_table.number("ess_tail_min", defaults.gate.ess_tail_min, minimum=0.0),
+        divergences_max=gate_table.integer("divergences_max", defaults.gate.divergences_max, minimum=0),
+        bfmi_min=gate_table.number("bfmi_min", defaults.gate.bfmi_min, minimum=0.0),
+    )
+    gate_table.finish()
+    try:
+        settings = FitSettings(
+            draws=table.integer("draws", defaults.draws, minimum=10),
+            tune=table.integer("tune", defaults.tune, minimum=0),
+            chains=table.integer("chains", defaults.chains, minimum=1),
+            cores=table.integer("cores", defaults.cores, minimum=1),
+            target_accept=table.number("target_accept", defaults.target_accept),
+            retry_target_accept=table.number("retry_target_accept", defaults.retry_target_accept),
+            sampler=table.choice("sampler", ("pymc", "nutpie"), defaults.sampler),
+            gate=gate,
+        )
+    except ValueError as error:
+        raise table.error(None, str(error)) from None
+    table.finish()
+    return settings
+
+
+def _parse_observations(tables: list[_Table], trial_id: str, dosing: DosingSpec) -> tuple[DoseObservation, ...]:
+    observations = []
+    for table in tables:
+        n_patients = table.integer("n_patients", required=True, minimum=1)
+        n_dlt = table.integer("n_dlt", required=True, minimum=0)
+        if n_dlt > n_patients:
+            raise table.error("n_dlt", f"cannot exceed n_patients ({n_dlt} > {n_patients})")
+        observation = DoseObservation(
+            study_id=table.string("study_id", trial_id),
+            dose=table.number("dose", required=True, positive=True),
+            n_patients=n_patients,
+            n_dlt=n_dlt,
+        )
+        table.finish()
+        observations.append(observation)
+    return tuple(observations)

@@ -1,0 +1,216 @@
+"""Descriptive summary of a cohort: CRS by grade and dose, SLEDAI-2K change, response proxies.
+
+These are counts, not model estimates; they are what ``lupusbayes data show`` prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lupusbayes.cohort import Cohort
+from lupusbayes.dosing import DoseUnit, LMSWeightReference, cells_per_kg_distribution
+from lupusbayes.endpoints import RESPONSE_DEFINITIONS
+from lupusbayes.errors import DosingError
+
+__all__ = ["CohortSummary", "summarise_cohort", "dose_label"]
+
+_FLAGS = tuple(RESPONSE_DEFINITIONS)
+
+
+def dose_label(value: float, unit: str) -> str:
+    """``3e9`` -> ``'3.0e9 cells'``: compact, unambiguous dose text."""
+    mantissa, exponent = f"{value:.2e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    if "." not in mantissa:
+        mantissa += ".0"
+    return f"{mantissa}e{int(exponent)} {unit}"
+
+
+@dataclass(frozen=True)
+class CohortSummary:
+    """Descriptive tables for one cohort (see :func:`summarise_cohort`)."""
+
+    n_patients: int
+    studies: tuple[str, ...]
+    crs_by_grade: pd.DataFrame
+    crs_by_dose: pd.DataFrame
+    sledai: pd.DataFrame
+    responses_by_dose: pd.DataFrame
+    responses_overall: pd.DataFrame
+    dose_per_kg: pd.DataFrame | None
+
+    def to_dict(self) -> dict[str, Any]:
+        def records(frame: pd.DataFrame | None):
+            if frame is None:
+                return None
+            clean = frame.astype(object).where(frame.notna(), None)
+            return clean.to_dict(orient="records")
+
+        return {
+            "n_patients": self.n_patients,
+            "studies": list(self.studies),
+            "crs_by_grade": records(self.crs_by_grade),
+            "crs_by_dose": records(self.crs_by_dose),
+            "sledai": records(self.sledai),
+            "responses_by_dose": records(self.responses_by_dose),
+            "responses_overall": records(self.responses_overall),
+            "dose_per_kg": records(self.dose_per_kg),
+            "response_definitions": {k: vars(v) for k, v in RESPONSE_DEFINITIONS.items()},
+        }
+
+    def to_text(self) -> str:
+        width = 100
+        parts = [
+            f"{self.n_patients} patients; studies: {', '.join(self.studies)}",
+            "",
+            "CRS by ASTCT grade",
+            self.crs_by_grade.to_string(index=False, line_width=width),
+            "",
+            "CRS by dose",
+            self.crs_by_dose.to_string(index=False, line_width=width),
+            "",
+            "SLEDAI-2K: baseline and latest visit",
+            self.sledai.to_string(index=False, line_width=width),
+            "",
+            "Responses at the latest visit (SLEDAI-2K only: component / proxies, see definitions)",
+            self.responses_overall.to_string(index=False, line_width=width),
+            "",
+            self.responses_by_dose.to_string(index=False, line_width=width),
+        ]
+        if self.dose_per_kg is not None:
+            parts += [
+                "",
+                "Dose in cells/kg (weight not reported: 90% interval from the CDC 2000 weight-for-age reference)",
+                self.dose_per_kg.to_string(index=False, line_width=width),
+            ]
+        parts += ["", "Definitions:"]
+        parts += [f"  {d.label}: {d.sledai_rule}. Full definition: {d.full_definition}." for d in RESPONSE_DEFINITIONS.values()]
+        return "\n".join(parts)
+
+
+def _dose_column(patients: pd.DataFrame) -> pd.Series:
+    return pd.Series(
+        [
+            dose_label(cells if unit == DoseUnit.CELLS.value else per_kg, unit)
+            for cells, per_kg, unit in zip(
+                patients["dose_cells"], patients["dose_cells_per_kg"], patients["dose_unit"], strict=True
+            )
+        ],
+        index=patients.index,
+    )
+
+
+def _dose_order(patients: pd.DataFrame) -> pd.Series:
+    value = np.where(patients["dose_unit"] == DoseUnit.CELLS.value, patients["dose_cells"], patients["dose_cells_per_kg"])
+    return pd.Series(value, index=patients.index)
+
+
+def summarise_cohort(cohort: Cohort, *, seed: int = 20251108, weight_reference: LMSWeightReference | None = None) -> CohortSummary:
+    """Counts a trial statistician looks at first.
+
+    ``seed`` fixes the Monte Carlo draws of the cells/kg conversion for patients without a
+    recorded weight (the only random part).
+
+    Examples
+    --------
+    >>> from lupusbayes import load_kn5601
+    >>> summary = summarise_cohort(load_kn5601())
+    >>> summary.crs_by_grade[["crs_grade", "n_patients"]].values.tolist()
+    [[0, 7], [1, 3], [2, 1]]
+    """
+    patients = cohort.with_response_flags()
+    patients["dose"] = _dose_column(patients)
+    patients["_dose_order"] = _dose_order(patients)
+    n = len(patients)
+
+    max_grade = max(2, int(patients["crs_grade"].max()))
+    grade_counts = patients["crs_grade"].value_counts().reindex(range(max_grade + 1), fill_value=0)
+    crs_by_grade = pd.DataFrame(
+        {
+            "crs_grade": grade_counts.index,
+            "n_patients": grade_counts.to_numpy(),
+            "percent": np.round(100 * grade_counts.to_numpy() / n, 1),
+        }
+    )
+    crs_by_grade = crs_by_grade[(crs_by_grade["n_patients"] > 0) | (crs_by_grade["crs_grade"] <= patients["crs_grade"].max())]
+
+    group_keys = ["study_id", "dose", "_dose_order"]
+    grouped = patients.groupby(group_keys, sort=False, observed=True)
+    crs_by_dose = grouped.agg(
+        n_patients=("patient_id", "size"),
+        any_crs=("crs_grade", lambda g: int((g > 0).sum())),
+        max_crs_grade=("crs_grade", "max"),
+    ).reset_index()
+    for grade in range(1, max_grade + 1):
+        crs_by_dose[f"crs_grade_{grade}"] = grouped["crs_grade"].apply(lambda g, grade=grade: int((g == grade).sum())).to_numpy()
+    crs_by_dose = crs_by_dose.sort_values(["study_id", "_dose_order"]).drop(columns="_dose_order").reset_index(drop=True)
+
+    sledai = patients[
+        ["study_id", "patient_id", "dose", "sledai_baseline", "sledai_latest", "follow_up_months", "sledai_reduction"]
+    ].reset_index(drop=True)
+
+    def response_table(frame: pd.DataFrame) -> dict[str, Any]:
+        assessed = frame["sledai_latest"].notna()
+        out: dict[str, Any] = {"n_patients": len(frame), "n_with_follow_up": int(assessed.sum())}
+        reductions = frame.loc[assessed, "sledai_reduction"].astype(float)
+        out["mean_sledai_reduction"] = round(float(reductions.mean()), 2) if len(reductions) else None
+        for flag in _FLAGS:
+            out[flag] = int(frame[flag].fillna(False).sum())
+        return out
+
+    responses_overall = pd.DataFrame([response_table(patients)])
+    responses_by_dose = (
+        pd.DataFrame(
+            [
+                {"study_id": keys[0], "dose": keys[1], "_order": keys[2], **response_table(frame)}
+                for keys, frame in grouped
+            ]
+        )
+        .sort_values(["study_id", "_order"])
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )
+
+    dose_per_kg = None
+    unknown_weight = patients["dose_cells_per_kg"].isna()
+    if unknown_weight.any():
+        reference = weight_reference or LMSWeightReference.cdc2000()
+        rng = np.random.default_rng(seed)
+        rows = []
+        for _, patient in patients[unknown_weight].iterrows():
+            try:
+                distribution = cells_per_kg_distribution(
+                    patient["dose_cells"], age_years=patient["age_years"], sex=patient["sex"],
+                    reference=reference, seed=rng,
+                )
+            except DosingError:
+                continue
+            low, median, high = distribution.quantiles((0.05, 0.5, 0.95))
+            rows.append(
+                {
+                    "study_id": patient["study_id"],
+                    "patient_id": patient["patient_id"],
+                    "age_years": patient["age_years"],
+                    "sex": patient["sex"],
+                    "dose_cells": patient["dose_cells"],
+                    "median_cells_per_kg": float(f"{median:.3g}"),
+                    "q05_cells_per_kg": float(f"{low:.3g}"),
+                    "q95_cells_per_kg": float(f"{high:.3g}"),
+                }
+            )
+        dose_per_kg = pd.DataFrame(rows) if rows else None
+
+    return CohortSummary(
+        n_patients=n,
+        studies=tuple(cohort.study_ids),
+        crs_by_grade=crs_by_grade.reset_index(drop=True),
+        crs_by_dose=crs_by_dose,
+        sledai=sledai,
+        responses_by_dose=responses_by_dose,
+        responses_overall=responses_overall,
+        dose_per_kg=dose_per_kg,
+    )

@@ -1,0 +1,87 @@
+"""The command line end to end: help, data, spec, fit, check, demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lupusbayes.cli import main
+
+COMMANDS = [[], ["data"], ["data", "show"], ["data", "check"], ["data", "screen"], ["spec"], ["spec", "check"],
+            ["fit"], ["check"], ["demo"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) or "top" for c in COMMANDS])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "--help"])
+    assert stop.value.code == 0
+    assert "usage: lupusbayes" in capsys.readouterr().out
+
+
+def test_console_script_runs_without_a_traceback(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("patient_id\nP1\n")
+    run = subprocess.run([sys.executable, "-m", "lupusbayes.cli", "data", "check", str(bad)], capture_output=True, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr and run.stderr.count("\n") == 1
+
+
+def test_data_show_and_json(capsys):
+    assert main(["data", "show", "kn5601"]) == 0
+    out = capsys.readouterr().out
+    assert "CRS by ASTCT grade" in out and "SRI-4 (SLEDAI component)" in out and "cells/kg" in out
+    assert main(["data", "show", "kn5601", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["n_patients"] == 11 and len(payload["patients"]) == 11
+    assert {row["crs_grade"]: row["n_patients"] for row in payload["crs_by_grade"]} == {0: 7, 1: 3, 2: 1}
+
+
+def test_screen_and_spec_json(capsys):
+    assert main(["data", "screen", "kn5601", "--spec", "axa_nk02", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert sorted(f["patient_id"] for f in payload["failures"]) == ["001", "007", "010", "012"]
+    assert main(["spec", "check", "axa_nk02", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dose_levels"] == [2.5e7, 7.5e7, 2.5e8]
+
+
+def test_fit_then_check(tmp_path, capsys):
+    out = tmp_path / "blrm.nc"
+    code = main(["fit", "kn5601", "--model", "blrm", "--out", str(out), "--seed", "4", "--draws", "500", "--tune", "500", "--json"])
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 0 and out.exists() and payload["converged"] is True
+    assert payload["dose_summary"][0]["dose"] == "1.0e9 cells"
+    assert main(["check", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "Convergence gate: PASSED" in text and "PSIS-LOO" in text and "Prior predictive checks" in text
+    assert main(["check", str(out), "--spec", "axa_nk02"]) == 2
+    assert "another spec" in capsys.readouterr().err
+
+
+def test_failed_gate_exits_3_and_says_so(tmp_path, capsys):
+    from pathlib import Path
+
+    spec_text = Path(__file__).resolve().parents[1].joinpath("models", "kn5601.toml").read_text()
+    strict = tmp_path / "strict.toml"
+    strict.write_text(spec_text.replace("ess_bulk_min = 400", "ess_bulk_min = 1000000"))
+    out = tmp_path / "fit.nc"
+    code = main(["fit", str(strict), "--model", "blrm", "--out", str(out), "--seed", "4", "--draws", "200", "--tune", "300"])
+    captured = capsys.readouterr()
+    assert code == 3 and out.exists()
+    assert "FAILED" in captured.out and "must not rest on it" in captured.err
+    assert main(["check", str(out)]) == 3
+
+
+@pytest.mark.slow
+def test_demo_writes_everything_to_one_folder(tmp_path, capsys):
+    folder = tmp_path / "demo"
+    assert main(["demo", "--out", str(folder), "--seed", "7"]) == 0
+    names = {path.name for path in folder.iterdir()}
+    assert {"report.txt", "cohort_summary.txt", "crs.nc", "sledai.nc", "blrm.nc", "model_comparison_crs.csv",
+            "model_comparison_sledai.csv", "screening_axa_nk02.csv", "axa_nk02_crs_borrowing_kn5601.nc"} <= names
+    report = (folder / "report.txt").read_text()
+    assert "Convergence gate" in report and "FAILED" not in report
+    assert main(["demo", "--out", str(folder), "--seed", "7"]) == 2  # refuses to overwrite
+    assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())

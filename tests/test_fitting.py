@@ -1,0 +1,173 @@
+"""The fitting layer: DataTree, gate, retry, MCSE, checks, LOO, comparison, save / load."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import arviz as az
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import FAST
+
+import lupusbayes as lb
+from lupusbayes import fitting
+
+GROUPS = {"posterior", "sample_stats", "prior", "prior_predictive", "posterior_predictive", "log_likelihood",
+          "observed_data", "constant_data", "dose_response", "prior_dose_response"}
+
+
+def test_fit_returns_the_full_datatree_and_a_passed_gate(crs_fit):
+    assert GROUPS <= set(crs_fit.tree.children)
+    assert crs_fit.converged
+    names = [check.name for check in crs_fit.diagnostics.checks]
+    assert names == ["max R-hat", "min bulk ESS", "min tail ESS", "divergences", "min BFMI"]
+    assert crs_fit.tree["log_likelihood"]["toxicity_outcome"].sizes["observation"] == 11
+    mcse = crs_fit.diagnostics.decision_mcse
+    assert set(mcse["quantity"]) >= {"P(CRS >= 1)", "P(DLT)", "P(overdosing)"}
+    assert (mcse["mcse"] >= 0).all() and (mcse["mcse"] < 0.02).all()
+    assert any("Convergence gate: PASSED" in line for line in crs_fit.summary_lines())
+
+
+def test_dose_summary_has_intervals_and_mcse(crs_fit, sledai_fit):
+    table = crs_fit.dose_summary(interval=0.9)
+    assert {"P(CRS>=1) mean", "P(CRS>=1) q5", "P(CRS>=1) q95", "P(CRS>=1) mcse_mean", "P(overdosing) mcse"} <= set(table.columns)
+    assert (table["P(CRS>=1) q5"] <= table["P(CRS>=1) mean"]).all()
+    sledai = sledai_fit.dose_summary()
+    assert set(sledai["month"]) == {1.0, 3.0, 6.0}
+    six = sledai[sledai["month"] == 6.0]
+    # responses build up over months
+    assert (sledai.groupby("dose")["reduction mean"].apply(lambda s: s.is_monotonic_increasing)).all()
+    assert (six["P(SRI-4 SLEDAI) mean"] > six["P(SLEDAI<=4) mean"]).all()
+    assert (six["P(SLEDAI<=4) mean"] > six["P(SLEDAI=0) mean"]).all()
+
+
+def test_predictive_checks(crs_fit, sledai_fit):
+    for result in (crs_fit, sledai_fit):
+        for table in (result.ppc_table(), result.prior_predictive_table()):
+            assert {"statistic", "observed", "replicated_mean", "p_value"} <= set(table.columns)
+            assert table["p_value"].between(0, 1).all()
+    crs = crs_fit.ppc_table().set_index("statistic")
+    assert crs.loc["patients with CRS >= 1", "observed"] == 4
+    assert 0.05 < crs.loc["patients with CRS >= 1", "p_value"] < 0.95  # the model reproduces the CRS count
+    sledai = sledai_fit.ppc_table().set_index("statistic")
+    assert sledai.loc["patients at SLEDAI-2K = 0 (latest)", "observed"] == 2
+
+
+def test_loo_is_per_patient_and_warns_about_pareto_k(sledai_fit):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loo = sledai_fit.loo()
+    pareto_k = np.asarray(loo.pareto_k)
+    assert pareto_k.size == 11  # one term per patient, the patient effect integrated out
+    assert (pareto_k <= 0.7).sum() >= 10  # (conditional on the patient effect, most k exceed 0.7)
+    flagged = [w for w in caught if issubclass(w.category, lb.errors.LupusBayesWarning)]
+    assert len(flagged) == int((pareto_k > 0.7).any())
+
+
+def test_compare_models_and_refuse_different_outcomes(crs_fit, blrm_fit, kn5601, kn5601_spec):
+    no_dose = lb.fit(lb.CRSModel(kn5601, kn5601_spec, kn5601_spec.models.crs.replace(dose_effect=False)), seed=21,
+                     settings=FAST)
+    table = lb.compare_models({"dose effect": crs_fit, "no dose effect": no_dose})
+    assert set(table.index) == {"dose effect", "no dose effect"} and "elpd" in table.columns
+    with pytest.raises(lb.ModelSetupError, match="different outcomes"):
+        lb.compare_models({"ordinal": crs_fit, "binary": blrm_fit})
+
+
+def test_same_seed_same_numbers_and_other_seed_other_draws(kn5601, kn5601_spec, blrm_fit):
+    again = lb.fit(lb.BLRM(kn5601, kn5601_spec), seed=12, settings=FAST)
+    xr.testing.assert_identical(again.dose_response, blrm_fit.dose_response)
+    other = lb.fit(lb.BLRM(kn5601, kn5601_spec), seed=99, settings=FAST)
+    assert not np.array_equal(other.dose_response["p_dlt"].to_numpy(), blrm_fit.dose_response["p_dlt"].to_numpy())
+
+
+def test_pymc_sampler_agrees_with_nutpie(kn5601, kn5601_spec, blrm_fit):
+    result = lb.fit(lb.BLRM(kn5601, kn5601_spec), seed=5, settings=FAST.replace(sampler="pymc"))
+    assert result.converged
+    assert result.tree["sample_stats"].attrs.get("inference_library") == "pymc"
+    a = result.dose_summary().set_index("dose")
+    b = blrm_fit.dose_summary().set_index("dose")
+    tolerance = 4 * np.hypot(a["P(DLT) mcse_mean"], b["P(DLT) mcse_mean"]) + 0.003
+    assert (abs(a["P(DLT) mean"] - b["P(DLT) mean"]) < tolerance).all()
+
+
+def _diverging_tree(real: xr.DataTree, divergences: int) -> xr.DataTree:
+    stats = real["sample_stats"].to_dataset().copy()
+    flags = np.zeros(stats["diverging"].shape, dtype=bool)
+    flags.flat[:divergences] = True
+    stats["diverging"] = (stats["diverging"].dims, flags)
+    return xr.DataTree.from_dict({"posterior": real["posterior"].to_dataset(), "sample_stats": stats})
+
+
+def test_divergences_trigger_one_retry_at_higher_target_accept(monkeypatch, kn5601, kn5601_spec, blrm_fit):
+    real = fitting._sample(lb.BLRM(kn5601, kn5601_spec), FAST, 0.9, seed=1)
+    calls = []
+
+    def fake(model, settings, target_accept, seed):
+        calls.append(target_accept)
+        return _diverging_tree(real, 3 if len(calls) == 1 else 0)
+
+    monkeypatch.setattr(fitting, "_sample", fake)
+    result = lb.fit(lb.BLRM(kn5601, kn5601_spec), seed=1, settings=FAST)
+    assert calls == [0.9, 0.99]
+    assert [a.divergences for a in result.diagnostics.attempts] == [3, 0]
+    assert result.converged
+    assert any("first run diverged" in line for line in result.diagnostics.lines())
+
+    calls.clear()
+    monkeypatch.setattr(fitting, "_sample", lambda *a, **k: (calls.append(a[2]), _diverging_tree(real, 2))[1])
+    failed = lb.fit(lb.BLRM(kn5601, kn5601_spec), seed=1, settings=FAST)
+    assert calls == [0.9, 0.99] and not failed.converged
+    with pytest.raises(lb.ConvergenceGateError, match="divergences"):
+        failed.require_converged()
+    with pytest.warns(lb.errors.LupusBayesWarning, match="FAILED its convergence gate"):
+        failed.require_converged(force=True)
+
+
+def test_gate_thresholds_are_settings(blrm_fit):
+    strict = blrm_fit.settings.replace(gate=lb.ConvergenceGate(ess_bulk_min=1e9))
+    diagnostics = fitting._diagnostics(blrm_fit.model, blrm_fit.tree, strict, list(blrm_fit.diagnostics.attempts))
+    assert not diagnostics.passed
+    assert [c.name for c in diagnostics.checks if not c.passed] == ["min bulk ESS"]
+
+
+def test_save_and_load(blrm_fit, tmp_path, kn5601_spec, axa_spec):
+    path = blrm_fit.save(tmp_path / "blrm.nc")
+    opened = az.from_netcdf(path)  # plain ArviZ opens it
+    assert GROUPS <= set(opened.children)
+    assert opened.attrs["spec_sha256"] == kn5601_spec.sha256
+    assert json.loads(opened.attrs["diagnostics"])["passed"] is True
+    loaded = lb.load_fit(path, spec=kn5601_spec)
+    assert loaded.dose_summary().equals(blrm_fit.dose_summary())
+    assert loaded.model.n_observations == 11 and loaded.converged and loaded.seed == blrm_fit.seed
+    with pytest.raises(lb.FitFileError, match="another spec"):
+        lb.load_fit(path, spec=axa_spec)
+    with pytest.raises(lb.OutputExistsError):
+        blrm_fit.save(path)
+    blrm_fit.save(path, overwrite=True)
+
+
+def test_loading_a_file_from_another_version_or_not_a_fit_fails_clearly(blrm_fit, tmp_path):
+    path = blrm_fit.save(tmp_path / "blrm.nc")
+    tree = az.from_netcdf(path)
+    tree.attrs["lupusbayes_version"] = "0.1.0"
+    old = tmp_path / "old.nc"
+    tree.to_netcdf(old, engine="h5netcdf")
+    with pytest.raises(lb.FitFileError, match="written by lupusbayes 0.1.0"):
+        lb.load_fit(old)
+    plain = tmp_path / "plain.nc"
+    xr.DataTree.from_dict({"posterior": xr.Dataset({"a": (("chain", "draw"), np.zeros((1, 5)))})}).to_netcdf(plain, engine="h5netcdf")
+    with pytest.raises(lb.FitFileError, match="not a lupusbayes fit"):
+        lb.load_fit(plain)
+    junk = tmp_path / "junk.nc"
+    junk.write_text("not netcdf")
+    with pytest.raises(lb.FitFileError, match="not a readable netCDF"):
+        lb.load_fit(junk)
+
+
+def test_seed_is_required_and_validated(kn5601, kn5601_spec):
+    with pytest.raises(TypeError):
+        lb.fit(lb.BLRM(kn5601, kn5601_spec))  # no default seed: every number is reproducible
+    with pytest.raises(lb.ModelSetupError, match="seed"):
+        lb.fit(lb.BLRM(kn5601, kn5601_spec), seed=-1)
