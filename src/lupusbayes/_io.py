@@ -33,10 +33,17 @@ def write_atomic(path: Path, writer: Callable[[Path], None], *, overwrite: bool 
     temporary_path = Path(temporary)
     try:
         writer(temporary_path)
+        os.chmod(temporary_path, 0o666 & ~_current_umask())  # mkstemp makes it private
         os.replace(temporary_path, path)
     finally:
         temporary_path.unlink(missing_ok=True)
     return path
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: Path, text: str, *, overwrite: bool = False) -> Path:
@@ -55,6 +62,7 @@ def staged_directory(path: Path, *, overwrite: bool = False) -> Iterator[Path]:
     refuse_existing(path, overwrite=overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    os.chmod(staging, 0o777 & ~_current_umask())  # mkdtemp makes it private; the result should not be
     try:
         yield staging
         if path.exists():

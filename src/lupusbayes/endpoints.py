@@ -38,7 +38,9 @@ __all__ = [
     "add_response_flags",
 ]
 
+#: Minimum SLEDAI-2K reduction from baseline, in points, for the SLEDAI component of SRI-4.
 SRI4_MINIMUM_REDUCTION = 4
+#: Maximum SLEDAI-2K, in points, for the LLDAS proxy.
 LLDAS_MAXIMUM_SLEDAI = 4
 SLEDAI_MAXIMUM = 105
 
@@ -54,6 +56,9 @@ class ResponseDefinition:
     reference: str
 
 
+#: The three SLEDAI-only flags by name: what each computes and what the full definition adds.
+#:
+#: :meta hide-value:
 RESPONSE_DEFINITIONS: dict[str, ResponseDefinition] = {
     "sri4_sledai_component": ResponseDefinition(
         name="sri4_sledai_component",

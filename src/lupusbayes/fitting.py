@@ -47,6 +47,7 @@ __all__ = [
     "load_fit",
     "compare_models",
     "FILE_FORMAT_VERSION",
+    "compact_table",
 ]
 
 FILE_FORMAT_VERSION = 1
@@ -343,8 +344,8 @@ class FitResult:
             f"{self.settings.draws} draws; {self.seconds:.1f} s)",
         ]
         lines += self.diagnostics.lines()
-        lines += ["", f"Dose-response (posterior mean, {interval:.0%} interval, MCSE):"]
-        lines += self.dose_summary(interval=interval).to_string(index=False, float_format=lambda v: f"{v:.3f}").splitlines()
+        lines += ["", f"Dose-response: posterior mean [{interval:.0%} interval]; probabilities of intervals +/- MCSE"]
+        lines += compact_table(self.dose_summary(interval=interval)).to_string(index=False).splitlines()
         lines += ["", "Posterior predictive checks (p-value near 0 or 1 = misfit):"]
         lines += self.ppc_table().to_string(index=False, float_format=lambda v: f"{v:.3f}").splitlines()
         return lines
@@ -358,6 +359,29 @@ class FitResult:
         tree = self.tree.copy()
         tree.attrs.update(_file_attrs(self))
         return write_atomic(path, lambda temporary: tree.to_netcdf(temporary, engine="h5netcdf"), overwrite=overwrite)
+
+
+def compact_table(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """Readable form of a dose summary: ``mean [low, high]`` per quantity, ``p +/- mcse`` per probability."""
+    out = pd.DataFrame(index=table.index)
+    used: set[str] = set()
+    for column in table.columns:
+        if column in used:
+            continue
+        if column.endswith(" mean"):
+            stem = column[: -len(" mean")]
+            bounds = [c for c in table.columns if c.startswith(f"{stem} q")]
+            low, high = bounds[0], bounds[-1]
+            out[stem] = [f"{m:.{digits}f} [{a:.{digits}f}, {b:.{digits}f}]"
+                         for m, a, b in zip(table[column], table[low], table[high], strict=True)]
+            used |= {c for c in table.columns if c.startswith(f"{stem} ")}
+        elif f"{column} mcse" in table.columns:
+            out[column] = [f"{p:.{digits}f} +/- {e:.{digits}f}" for p, e in zip(table[column], table[f"{column} mcse"], strict=True)]
+            used |= {column, f"{column} mcse"}
+        elif not column.endswith(" mcse"):
+            out[column] = table[column]
+            used.add(column)
+    return out
 
 
 def _file_attrs(result: FitResult) -> dict[str, Any]:
