@@ -1,7 +1,7 @@
 # lupusbayes: two commands from a fresh clone.
 #   make demo   - create .venv if needed, then run the full pipeline on the shipped KN5601 data
 #   make test   - create .venv if needed, then run the test suite (what CI runs)
-# Other targets: make docs, make validate (simulation-based calibration, ~30 min), make benchmark.
+# Other targets: make docs, make validate (simulation-based calibration, ~10 min), make benchmark.
 
 SHELL := /bin/bash
 VENV := .venv

@@ -8,7 +8,7 @@ true value among 100 thinned posterior draws. A calibrated model gives uniform r
 
 Writes (atomically, refusing to overwrite unless --overwrite): sbc_ranks_<model>.csv,
 sbc_summary.csv (chi-square p-value per quantity, replicates that failed the gate) and
-sbc_rank_histograms.png, and prints the summary. Takes about 20 minutes on 2 cores.
+sbc_rank_histograms.png, and prints the summary. Takes about 10 minutes on 2 cores.
 """
 
 from __future__ import annotations

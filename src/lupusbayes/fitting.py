@@ -109,6 +109,7 @@ class Diagnostics:
             out.append(
                 f"  sampling run {number}: target_accept {attempt.target_accept:g}, "
                 f"{attempt.divergences} divergences, {attempt.seconds:.1f} s"
+                + (" (includes compiling the model on first use)" if number == 1 else "")
             )
         if len(self.attempts) > 1:
             out.append("  (the first run diverged; the gate is applied to the retry at a higher target_accept)")
@@ -144,15 +145,15 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(frame.to_json(orient="records"))
 
 
-def _diagnostics(model: BayesianModel, tree: xr.DataTree, settings: FitSettings, attempts: list[SamplingAttempt]) -> Diagnostics:
+def _convergence_table(model: BayesianModel, tree: xr.DataTree) -> pd.DataFrame:
+    """R-hat and bulk / tail ESS of every free parameter, reported parameter and decision quantity."""
     posterior = tree["posterior"].to_dataset()
     free = [rv.name for rv in model.pymc_model().free_RVs if rv.name in posterior]
-    names = free + [n for n in model.parameters_of_interest() if n in posterior]
-    monitored = posterior[names]
+    monitored = posterior[free + [n for n in model.parameters_of_interest() if n in posterior]]
     for quantity in model.decision_quantities(tree["dose_response"].to_dataset()):
         monitored[f"decision: {quantity.name}"] = quantity.values
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # constant quantities give 0/0 in R-hat; they are dropped below
+        warnings.simplefilter("ignore")  # constant quantities give 0/0 in R-hat; the gate skips them
         rhat = az.rhat(monitored)
         ess_bulk = az.ess(monitored, method="bulk")
         ess_tail = az.ess(monitored, method="tail")
@@ -169,9 +170,26 @@ def _diagnostics(model: BayesianModel, tree: xr.DataTree, settings: FitSettings,
                     "ess_tail": float(ess_tail[name].to_numpy()[index]),
                 }
             )
-    parameters = pd.DataFrame(rows)
-    # A quantity constant across draws (e.g. a probability exactly 0) has undefined R-hat/ESS: skip it.
-    valid = parameters.dropna()
+    return pd.DataFrame(rows)
+
+
+def _decision_mcse(model: BayesianModel, tree: xr.DataTree) -> pd.DataFrame:
+    """Posterior mean and Monte Carlo SE of every decision quantity, one row per dose (and month)."""
+    rows = []
+    for quantity in model.decision_quantities(tree["dose_response"].to_dataset()):
+        values = quantity.values.astype(float)
+        mean = values.mean(SAMPLE_DIMS)
+        mcse = az.mcse(values, method="mean").to_numpy()
+        for index in np.ndindex(mean.shape):
+            where = ", ".join(f"{d}={mean[d].to_numpy()[i]:g}" for d, i in zip(mean.dims, index, strict=True))
+            rows.append({"quantity": quantity.name, "where": where, "mean": float(mean.to_numpy()[index]),
+                         "mcse": 0.0 if math.isnan(mcse[index]) else float(mcse[index])})
+    return pd.DataFrame(rows, columns=["quantity", "where", "mean", "mcse"])
+
+
+def _diagnostics(model: BayesianModel, tree: xr.DataTree, settings: FitSettings, attempts: list[SamplingAttempt]) -> Diagnostics:
+    parameters = _convergence_table(model, tree)
+    valid = parameters.dropna()  # constant across draws (a probability exactly 0): no R-hat / ESS
     gate = settings.gate
 
     def worst(column: str, largest: bool) -> tuple[float, str]:
@@ -184,10 +202,8 @@ def _diagnostics(model: BayesianModel, tree: xr.DataTree, settings: FitSettings,
     bulk_min, bulk_where = worst("ess_bulk", False)
     tail_min, tail_where = worst("ess_tail", False)
     divergences = attempts[-1].divergences
-    if "energy" in tree["sample_stats"].to_dataset():
-        bfmi_min = float(az.bfmi(tree)["energy"].min())
-    else:
-        bfmi_min = float("nan")
+    has_energy = "energy" in tree["sample_stats"].to_dataset()
+    bfmi_min = float(az.bfmi(tree)["energy"].min()) if has_energy else float("nan")
     checks = (
         GateCheck("max R-hat", rhat_max, gate.rhat_max, bool(rhat_max <= gate.rhat_max), rhat_where),
         GateCheck("min bulk ESS", bulk_min, gate.ess_bulk_min, bool(bulk_min >= gate.ess_bulk_min), bulk_where),
@@ -195,23 +211,7 @@ def _diagnostics(model: BayesianModel, tree: xr.DataTree, settings: FitSettings,
         GateCheck("divergences", float(divergences), float(gate.divergences_max), divergences <= gate.divergences_max),
         GateCheck("min BFMI", bfmi_min, gate.bfmi_min, bool(np.isnan(bfmi_min) or bfmi_min >= gate.bfmi_min)),
     )
-    mcse_rows = []
-    for quantity in model.decision_quantities(tree["dose_response"].to_dataset()):
-        values = quantity.values.astype(float)
-        mean = values.mean(SAMPLE_DIMS)
-        mcse = az.mcse(values, method="mean")
-        for index in np.ndindex(mean.shape):
-            where = ", ".join(f"{d}={mean[d].to_numpy()[i]:g}" for d, i in zip(mean.dims, index, strict=True))
-            mcse_value = float(mcse.to_numpy()[index])
-            mcse_rows.append(
-                {
-                    "quantity": quantity.name,
-                    "where": where,
-                    "mean": float(mean.to_numpy()[index]),
-                    "mcse": 0.0 if math.isnan(mcse_value) else mcse_value,
-                }
-            )
-    return Diagnostics(checks, tuple(attempts), parameters, pd.DataFrame(mcse_rows, columns=["quantity", "where", "mean", "mcse"]))
+    return Diagnostics(checks, tuple(attempts), parameters, _decision_mcse(model, tree))
 
 
 # --------------------------------------------------------------------------------------------

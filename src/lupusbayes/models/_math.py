@@ -16,7 +16,12 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-__all__ = ["Ops", "NUMPY_OPS", "tensor_ops", "ordinal_logit_log_prob", "rounded_normal_log_prob"]
+__all__ = ["sigmoid", "Ops", "NUMPY_OPS", "tensor_ops", "ordinal_logit_log_prob", "rounded_normal_log_prob"]
+
+
+def sigmoid(x):
+    """Logistic function, overflow-free (NumPy)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 def _np_log1mexp(x):

@@ -28,6 +28,7 @@ import xarray as xr
 
 from lupusbayes.cohort import Cohort
 from lupusbayes.dosing import LMSWeightReference
+from lupusbayes.errors import ModelSetupError
 from lupusbayes.spec import TrialSpec
 
 __all__ = ["BayesianModel", "DecisionQuantity", "SAMPLE_DIMS", "draws_array", "as_draws"]
@@ -183,6 +184,19 @@ class BayesianModel(ABC):
         return owner._graph
 
     # ---- NumPy on draws ------------------------------------------------------------------
+
+    def _log_relative_dose(self, draws: xr.Dataset) -> np.ndarray:
+        """``x = log(dose / d*)`` per draw and patient (latent weights taken from the draws)."""
+        if self.dose.n_latent:
+            return self.dose.log_relative_dose(draws_array(draws, "weight_z"))
+        return np.broadcast_to(self.dose.base, (draws.sizes["chain"], draws.sizes["draw"], self.dose.base.size))
+
+    def _dose_grid(self, doses) -> np.ndarray:
+        """The doses to summarise: the spec's levels unless given (in the spec's unit)."""
+        levels = np.asarray(self.spec.dosing.levels if doses is None else doses, dtype=float)
+        if levels.ndim != 1 or not np.all(levels > 0):
+            raise ModelSetupError("doses must be a list of positive numbers in the spec's dose unit")
+        return levels
 
     @abstractmethod
     def complete_draws(self, draws: xr.Dataset, rng: np.random.Generator) -> xr.Dataset:

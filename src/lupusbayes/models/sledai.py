@@ -36,7 +36,7 @@ from lupusbayes.cohort import Cohort
 from lupusbayes.dosing import LMSWeightReference
 from lupusbayes.endpoints import LLDAS_MAXIMUM_SLEDAI, SLEDAI_MAXIMUM, SRI4_MINIMUM_REDUCTION
 from lupusbayes.errors import ModelSetupError
-from lupusbayes.models._math import NUMPY_OPS, Ops, rounded_normal_log_prob, tensor_ops
+from lupusbayes.models._math import NUMPY_OPS, Ops, sigmoid, rounded_normal_log_prob, tensor_ops
 from lupusbayes.models.base import BayesianModel, DecisionQuantity, as_draws, draws_array
 from lupusbayes.models.design import DoseCovariate, dose_covariate, dose_groups, study_index
 from lupusbayes.models.settings import SledaiModelSettings
@@ -47,10 +47,6 @@ from lupusbayes.summary import dose_label
 __all__ = ["SledaiModel"]
 
 _HERMITE_NODES = 12  # exact for polynomials of degree 23; ample for a logistic-normal integrand
-
-
-def _sigmoid(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 class SledaiModel(BayesianModel):
@@ -228,11 +224,6 @@ class SledaiModel(BayesianModel):
 
     # ---- NumPy on draws --------------------------------------------------------------------
 
-    def _x(self, draws: xr.Dataset) -> np.ndarray:
-        if self.dose.n_latent:
-            return self.dose.log_relative_dose(draws_array(draws, "weight_z"))
-        return np.broadcast_to(self.dose.base, (draws.sizes["chain"], draws.sizes["draw"], self.dose.base.size))
-
     def _effect(self, draws: xr.Dataset) -> tuple[np.ndarray, np.ndarray | None]:
         if self._settings.dose_response == "log_linear":
             return draws_array(draws, "slope"), None
@@ -253,7 +244,7 @@ class SledaiModel(BayesianModel):
         effect, ed50 = self._effect(draws)
         eta = self._curve(
             self._study_intercepts(draws)[..., self.study_codes], effect[..., None],
-            None if ed50 is None else ed50[..., None], self._x(draws), NUMPY_OPS,
+            None if ed50 is None else ed50[..., None], self._log_relative_dose(draws), NUMPY_OPS,
         )
         if self._settings.dose_group_sd_scale > 0:
             eta = eta + draws_array(draws, "dose_group_sd")[..., None] * draws_array(draws, "z_dose_group")[..., self.group_codes]
@@ -268,7 +259,7 @@ class SledaiModel(BayesianModel):
 
     def complete_draws(self, draws: xr.Dataset, rng: np.random.Generator) -> xr.Dataset:
         out = draws.copy()
-        plateau = _sigmoid(self._patient_plateau_logit(draws))
+        plateau = sigmoid(self._patient_plateau_logit(draws))
         out["plateau_reduction"] = as_draws(plateau, ("patient",), {"patient": list(self.patient_labels)}, draws)
         if self.dose.n_latent:
             out["weight_kg"] = as_draws(
@@ -326,12 +317,6 @@ class SledaiModel(BayesianModel):
             "visits above baseline": (y > baseline).sum("observation"),
         }
         return stats
-
-    def _dose_grid(self, doses) -> np.ndarray:
-        levels = np.asarray(self.spec.dosing.levels if doses is None else doses, dtype=float)
-        if levels.ndim != 1 or not np.all(levels > 0):
-            raise ModelSetupError("doses must be a list of positive numbers in the spec's dose unit")
-        return levels
 
     def dose_response(self, draws: xr.Dataset, rng: np.random.Generator, *, doses=None, months=None,
                       baseline: int | None = None) -> xr.Dataset:
@@ -403,7 +388,7 @@ class SledaiModel(BayesianModel):
         nodes, weights = np.polynomial.hermite_e.hermegauss(_HERMITE_NODES)
         weights = weights / weights.sum()
         edges = np.asarray(cut_points, dtype=float) + 0.5
-        plateau = _sigmoid(eta[..., None] + patient_sd[..., None, None] * nodes)  # (C, D, dose, node)
+        plateau = sigmoid(eta[..., None] + patient_sd[..., None, None] * nodes)  # (C, D, dose, node)
         mean = reference_baseline * (1.0 - plateau[..., None, :] * build_up[..., None, :, None])  # (C, D, dose, month, node)
         sd = residual_sd[..., None, None, None]
         standardised = mean / sd

@@ -38,7 +38,7 @@ import xarray as xr
 from lupusbayes.cohort import Cohort
 from lupusbayes.dosing import DoseUnit, LMSWeightReference
 from lupusbayes.errors import ModelSetupError
-from lupusbayes.models._math import NUMPY_OPS, Ops, ordinal_logit_log_prob, tensor_ops
+from lupusbayes.models._math import NUMPY_OPS, Ops, sigmoid, ordinal_logit_log_prob, tensor_ops
 from lupusbayes.models.base import BayesianModel, DecisionQuantity, as_draws, draws_array
 from lupusbayes.models.design import DoseCovariate, dose_covariate, dose_groups, study_index
 from lupusbayes.models.settings import ToxicityModelSettings
@@ -49,10 +49,6 @@ from lupusbayes.summary import dose_label
 __all__ = ["ToxicityModel", "CRSModel", "BLRM"]
 
 _PARAMETERS = ("log_a", "log_b")
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 class ToxicityModel(BayesianModel):
@@ -318,18 +314,13 @@ class ToxicityModel(BayesianModel):
 
     # ---- NumPy on draws ----------------------------------------------------------------
 
-    def _x(self, draws: xr.Dataset) -> np.ndarray:
-        if self.dose.n_latent:
-            return self.dose.log_relative_dose(draws_array(draws, "weight_z"))
-        return np.broadcast_to(self.dose.base, (draws.sizes["chain"], draws.sizes["draw"], self.dose.base.size))
-
     def _gaps(self, draws: xr.Dataset) -> np.ndarray:
         if self._settings.n_thresholds > 1:
             return draws_array(draws, "grade_gap")
         return np.zeros((draws.sizes["chain"], draws.sizes["draw"], 0))
 
     def _log_lik_matrix(self, theta: np.ndarray, draws: xr.Dataset, outcome: np.ndarray | None = None) -> np.ndarray:
-        x, cut = self._x(draws), self._cutpoints(self._gaps(draws), NUMPY_OPS)
+        x, cut = self._log_relative_dose(draws), self._cutpoints(self._gaps(draws), NUMPY_OPS)
         eta = self._eta(theta[..., 0], theta[..., 1], x, NUMPY_OPS)
         return ordinal_logit_log_prob(self.outcome if outcome is None else outcome, eta, cut, NUMPY_OPS)
 
@@ -346,7 +337,7 @@ class ToxicityModel(BayesianModel):
             per_ex = self._log_lik_matrix(theta_ex, draws) @ self.study_onehot
             per_nex = self._log_lik_matrix(theta_nex, draws) @ self.study_onehot
             log_p, log_q = self._log_weights()
-            probability_ex = _sigmoid(log_p - log_q + per_ex - per_nex)
+            probability_ex = sigmoid(log_p - log_q + per_ex - per_nex)
             probability_ex = np.where(self.p_exchangeable >= 1.0, 1.0, np.where(self.p_exchangeable <= 0.0, 0.0, probability_ex))
             exchangeable = rng.uniform(size=probability_ex.shape) < probability_ex
             theta = np.where(exchangeable[..., None], theta_ex, theta_nex)
@@ -373,9 +364,9 @@ class ToxicityModel(BayesianModel):
     def _cumulative(self, draws: xr.Dataset) -> np.ndarray:
         """P(Y >= g), g = 1..K, per draw and observation: (chain, draw, observation, K)."""
         theta = self._theta(draws)
-        eta = self._eta(theta[..., 0], theta[..., 1], self._x(draws), NUMPY_OPS)
+        eta = self._eta(theta[..., 0], theta[..., 1], self._log_relative_dose(draws), NUMPY_OPS)
         cut = self._cutpoints(self._gaps(draws), NUMPY_OPS)
-        return _sigmoid(eta[..., None] - cut[..., None, :])
+        return sigmoid(eta[..., None] - cut[..., None, :])
 
     def simulate_outcomes(self, draws: xr.Dataset, rng: np.random.Generator) -> xr.Dataset:
         cumulative = self._cumulative(draws)
@@ -394,17 +385,11 @@ class ToxicityModel(BayesianModel):
         if self.n_categories > 2:
             stats["patients with CRS >= 2"] = (y >= 2).sum("observation")
             stats["highest CRS grade"] = y.max("observation")
-        for code, label in enumerate(self.group_labels):
+        for label in self.group_labels:
             in_group = groups == label
             if int(in_group.sum()) > 0 and len(self.group_labels) > 1:
                 stats[f"patients with {event} at {label}"] = ((y >= 1) & in_group).sum("observation")
         return stats
-
-    def _dose_grid(self, doses) -> np.ndarray:
-        levels = np.asarray(self.spec.dosing.levels if doses is None else doses, dtype=float)
-        if levels.ndim != 1 or not np.all(levels > 0):
-            raise ModelSetupError("doses must be a list of positive numbers in the spec's dose unit")
-        return levels
 
     def dose_response(self, draws: xr.Dataset, rng: np.random.Generator, *, doses=None) -> xr.Dataset:
         """P(CRS >= g) per dose for the target trial, and P(DLT) (its CRS component for ordinal CRS)."""
@@ -414,7 +399,7 @@ class ToxicityModel(BayesianModel):
         slope = np.exp(theta[..., 1]) if self._settings.dose_effect else 0.0 * theta[..., 1]
         eta = theta[..., 0][..., None] + slope[..., None] * x
         cut = self._cutpoints(self._gaps(draws), NUMPY_OPS)
-        cumulative = _sigmoid(eta[..., None] - cut[..., None, :])
+        cumulative = sigmoid(eta[..., None] - cut[..., None, :])
         dose_coords = {"dose": levels}
         out = xr.Dataset(coords={"dose": levels})
         s, dlt = self._settings, self.spec.dlt
