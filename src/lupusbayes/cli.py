@@ -68,9 +68,9 @@ def _clean(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _load_cohort(name: str):
-    from lupusbayes.cohort import load_cohort, load_kn5601
+    from lupusbayes.cohort import load_cohort
 
-    return load_kn5601() if name.lower() == "kn5601" else load_cohort(name)
+    return load_cohort(name)  # "kn5601" names the shipped cohort
 
 
 def _cmd_data_show(args: argparse.Namespace) -> int:

@@ -331,7 +331,8 @@ def load_cohort(path: str | Path, *, study_id: str | None = None) -> Cohort:
     Parameters
     ----------
     path
-        The CSV file. Lines starting with ``#`` are comments.
+        The CSV file (lines starting with ``#`` are comments), or ``"kn5601"`` for the shipped
+        cohort when no such file exists.
     study_id
         Study identifier for rows without a ``study_id`` column; defaults to the file's stem.
 

@@ -33,7 +33,7 @@ import xarray as xr
 from lupusbayes._io import write_atomic
 from lupusbayes.cohort import Cohort, _cohort_from_text
 from lupusbayes.errors import ConvergenceGateError, FitFileError, LupusBayesWarning, ModelSetupError
-from lupusbayes.models.base import SAMPLE_DIMS, BayesianModel
+from lupusbayes.models.base import SAMPLE_DIMS, BayesianModel, DecisionQuantity
 from lupusbayes.models.settings import FitSettings, SledaiModelSettings, ToxicityModelSettings
 from lupusbayes.models.summaries import summarise_draws
 from lupusbayes.spec import TrialSpec, parse_spec
@@ -145,12 +145,12 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(frame.to_json(orient="records"))
 
 
-def _convergence_table(model: BayesianModel, tree: xr.DataTree) -> pd.DataFrame:
+def _convergence_table(model: BayesianModel, tree: xr.DataTree, quantities: list[DecisionQuantity]) -> pd.DataFrame:
     """R-hat and bulk / tail ESS of every free parameter, reported parameter and decision quantity."""
     posterior = tree["posterior"].to_dataset()
     free = [rv.name for rv in model.pymc_model().free_RVs if rv.name in posterior]
     monitored = posterior[free + [n for n in model.parameters_of_interest() if n in posterior]]
-    for quantity in model.decision_quantities(tree["dose_response"].to_dataset()):
+    for quantity in quantities:
         monitored[f"decision: {quantity.name}"] = quantity.values
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant quantities give 0/0 in R-hat; the gate skips them
@@ -173,10 +173,10 @@ def _convergence_table(model: BayesianModel, tree: xr.DataTree) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _decision_mcse(model: BayesianModel, tree: xr.DataTree) -> pd.DataFrame:
+def _decision_mcse(quantities: list[DecisionQuantity]) -> pd.DataFrame:
     """Posterior mean and Monte Carlo SE of every decision quantity, one row per dose (and month)."""
     rows = []
-    for quantity in model.decision_quantities(tree["dose_response"].to_dataset()):
+    for quantity in quantities:
         values = quantity.values.astype(float)
         mean = values.mean(SAMPLE_DIMS)
         mcse = az.mcse(values, method="mean").to_numpy()
@@ -188,7 +188,8 @@ def _decision_mcse(model: BayesianModel, tree: xr.DataTree) -> pd.DataFrame:
 
 
 def _diagnostics(model: BayesianModel, tree: xr.DataTree, settings: FitSettings, attempts: list[SamplingAttempt]) -> Diagnostics:
-    parameters = _convergence_table(model, tree)
+    quantities = model.decision_quantities(tree["dose_response"].to_dataset())
+    parameters = _convergence_table(model, tree, quantities)
     valid = parameters.dropna()  # constant across draws (a probability exactly 0): no R-hat / ESS
     gate = settings.gate
 
@@ -211,7 +212,7 @@ def _diagnostics(model: BayesianModel, tree: xr.DataTree, settings: FitSettings,
         GateCheck("divergences", float(divergences), float(gate.divergences_max), divergences <= gate.divergences_max),
         GateCheck("min BFMI", bfmi_min, gate.bfmi_min, bool(np.isnan(bfmi_min) or bfmi_min >= gate.bfmi_min)),
     )
-    return Diagnostics(checks, tuple(attempts), parameters, _decision_mcse(model, tree))
+    return Diagnostics(checks, tuple(attempts), parameters, _decision_mcse(quantities))
 
 
 # --------------------------------------------------------------------------------------------
