@@ -85,3 +85,11 @@ def test_demo_writes_everything_to_one_folder(tmp_path, capsys):
     assert "Convergence gate" in report and "FAILED" not in report
     assert main(["demo", "--out", str(folder), "--seed", "7"]) == 2  # refuses to overwrite
     assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
+
+
+def test_output_piped_into_head_is_not_an_error():
+    run = subprocess.run(
+        f"'{sys.executable}' -m lupusbayes.cli data show kn5601 --json | head -n 1",
+        shell=True, capture_output=True, text=True,
+    )
+    assert run.stdout.strip() == "{" and "Traceback" not in run.stderr

@@ -171,3 +171,28 @@ def test_seed_is_required_and_validated(kn5601, kn5601_spec):
         lb.fit(lb.BLRM(kn5601, kn5601_spec))  # no default seed: every number is reproducible
     with pytest.raises(lb.ModelSetupError, match="seed"):
         lb.fit(lb.BLRM(kn5601, kn5601_spec), seed=-1)
+
+
+def test_prior_sampler_is_compiled_once_reproducible_and_the_models_prior(kn5601, kn5601_spec):
+    import pymc as pm
+
+    model = lb.CRSModel(kn5601, kn5601_spec)
+    first = fitting.sample_prior(model, 2000, seed=7)
+    compiled = model._graph_owner._prior_sampler
+    again = fitting.sample_prior(lb.CRSModel(kn5601, kn5601_spec), 2000, seed=7)
+    assert model._graph_owner._prior_sampler is compiled  # reused, not recompiled
+    xr.testing.assert_equal(first, again)  # same values (the creation timestamps differ)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = pm.sample_prior_predictive(draws=2000, model=model.pymc_model(), random_seed=7)["prior"]
+    for name in ("mu", "grade_gap"):
+        ours, theirs = first[name].to_numpy(), reference[name].to_numpy()
+        standard_error = np.hypot(ours.std(axis=(0, 1)), theirs.std(axis=(0, 1))) / np.sqrt(2000)
+        assert np.all(np.abs(ours.mean(axis=(0, 1)) - theirs.mean(axis=(0, 1))) < 4 * standard_error)
+
+
+def test_compact_table_reads_mean_interval_and_mcse(crs_fit):
+    compact = fitting.compact_table(crs_fit.dose_summary())
+    assert list(compact.columns[:2]) == ["dose", "P(CRS>=1)"]
+    assert compact["P(CRS>=1)"].str.fullmatch(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]").all()
+    assert compact["P(overdosing)"].str.fullmatch(r"\d\.\d{3} \+/- \d\.\d{3}").all()

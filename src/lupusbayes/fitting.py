@@ -467,8 +467,8 @@ def _sample_nutpie(model: BayesianModel, graph, settings: FitSettings, target_ac
         import nutpie
     except ImportError:
         raise ModelSetupError("sampler 'nutpie' needs the nutpie package: pip install 'lupusbayes[nutpie]'") from None
-    owner = getattr(model, "_graph_owner", model)
-    compiled = getattr(owner, "_nutpie_compiled", None)
+    owner = model._graph_owner
+    compiled = owner._nutpie_compiled
     if compiled is None:
         with _quiet_pymc():
             compiled = nutpie.compile_pymc_model(graph, backend="numba", freeze_model=False)
@@ -548,18 +548,45 @@ def fit(
     return FitResult(model, tree, diagnostics, settings, int(seed), time.perf_counter() - started)
 
 
+def sample_prior(model: BayesianModel, draws: int, seed: int) -> xr.Dataset:
+    """Draws of every random variable and deterministic from the model's prior (chain 1).
+
+    What ``pm.sample_prior_predictive`` does, but the forward-sampling function is compiled once
+    per design (cached with the graph) and only reseeded on later calls: refits and calibration
+    replicates do not recompile it.
+    """
+    import pymc as pm
+    from pymc.pytensorf import reseed_rngs
+    from pymc.sampling.forward import compile_forward_sampling_function
+    from pymc.util import get_default_varnames
+    from pytensor.tensor.random.type import RandomGeneratorType
+
+    graph = model.pymc_model()
+    owner = model._graph_owner
+    if owner._prior_sampler is None:
+        everything = {variable.name for variable in graph.basic_RVs + graph.deterministics}
+        names = sorted(get_default_varnames(everything, include_transformed=False))
+        with _quiet_pymc():
+            function, _ = compile_forward_sampling_function(
+                [graph[name] for name in names], vars_in_trace=[], basic_rvs=graph.basic_RVs, model=graph,
+                random_seed=False, allow_input_downcast=True, accept_inplace=True,
+            )
+        generators = [v for v in function.get_shared() if isinstance(v.type, RandomGeneratorType)]
+        owner._prior_sampler = (names, function, generators)
+    names, function, generators = owner._prior_sampler
+    reseed_rngs(generators, seed)
+    values = zip(*(function() for _ in range(draws)), strict=True)
+    prior = {name: np.stack(column) for name, column in zip(names, values, strict=True)}
+    with _quiet_pymc():
+        return pm.to_inference_data(prior=prior, model=graph)["prior"].to_dataset()
+
+
 def assemble_tree(model: BayesianModel, sampled: xr.DataTree, streams: dict[str, np.random.SeedSequence], *,
                   prior_draws: int) -> xr.DataTree:
     """Complete raw draws into the full DataTree (prior, predictive, log-likelihood, derived)."""
-    import pymc as pm
-
     rng = {name: np.random.default_rng(sequence) for name, sequence in streams.items()}
     posterior = model.complete_draws(sampled["posterior"].to_dataset(), rng["completion"])
-    with _quiet_pymc():
-        prior_tree = pm.sample_prior_predictive(
-            draws=prior_draws, model=model.pymc_model(), random_seed=_int_seed(streams["prior"])
-        )
-    prior = model.complete_draws(prior_tree["prior"].to_dataset(), rng["completion"])
+    prior = model.complete_draws(sample_prior(model, prior_draws, _int_seed(streams["prior"])), rng["completion"])
     groups = {
         "posterior": posterior,
         "sample_stats": _clean_sample_stats(sampled["sample_stats"].to_dataset()),

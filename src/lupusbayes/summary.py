@@ -127,8 +127,9 @@ def summarise_cohort(cohort: Cohort, *, seed: int = 20251108, weight_reference: 
     patients["_dose_order"] = _dose_order(patients)
     n = len(patients)
 
-    max_grade = max(2, int(patients["crs_grade"].max()))
-    grade_counts = patients["crs_grade"].value_counts().reindex(range(max_grade + 1), fill_value=0)
+    highest_grade = int(patients["crs_grade"].max())
+    max_grade = max(2, highest_grade)  # the by-dose table always shows grades 1 and 2
+    grade_counts = patients["crs_grade"].value_counts().reindex(range(highest_grade + 1), fill_value=0)
     crs_by_grade = pd.DataFrame(
         {
             "crs_grade": grade_counts.index,
@@ -136,7 +137,6 @@ def summarise_cohort(cohort: Cohort, *, seed: int = 20251108, weight_reference: 
             "percent": np.round(100 * grade_counts.to_numpy() / n, 1),
         }
     )
-    crs_by_grade = crs_by_grade[(crs_by_grade["n_patients"] > 0) | (crs_by_grade["crs_grade"] <= patients["crs_grade"].max())]
 
     group_keys = ["study_id", "dose", "_dose_order"]
     grouped = patients.groupby(group_keys, sort=False, observed=True)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from lupusbayes.fitting import fit
+from lupusbayes.fitting import fit, sample_prior
 from lupusbayes.models.base import BayesianModel
 from lupusbayes.models.settings import FitSettings
 
@@ -38,13 +38,7 @@ def draws_from_values(values: dict[str, np.ndarray | float], coords: dict[str, l
 
 def prior_draw(model: BayesianModel, seed: int) -> xr.Dataset:
     """One draw of the free parameters (and deterministics) from the model's prior."""
-    import pymc as pm
-
-    from lupusbayes.fitting import _quiet_pymc
-
-    with _quiet_pymc():
-        tree = pm.sample_prior_predictive(draws=1, model=model.pymc_model(), random_seed=seed)
-    return tree["prior"].to_dataset()
+    return sample_prior(model, 1, seed)
 
 
 def simulate_from(model: BayesianModel, truth: xr.Dataset, seed: int) -> tuple[BayesianModel, xr.Dataset]:

@@ -85,6 +85,9 @@ class BayesianModel(ABC):
         self.weight_reference = weight_reference
         self._graph: Any = None
         self._graph_owner: BayesianModel = self
+        # Compiled once per design and kept with the graph (see lupusbayes.fitting):
+        self._nutpie_compiled: Any = None
+        self._prior_sampler: Any = None
 
     # ---- identity and description --------------------------------------------------------
 
