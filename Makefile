@@ -1,7 +1,8 @@
 # lupusbayes: two commands from a fresh clone.
 #   make demo   - create .venv if needed, then run the full pipeline on the shipped KN5601 data
 #   make test   - create .venv if needed, then run the test suite (what CI runs)
-# Other targets: make docs, make validate (simulation-based calibration, ~10 min), make benchmark.
+# Other targets: make test-fast (no real MCMC), make docs, make validate (simulation-based
+# calibration, ~10 min), make benchmark.
 
 SHELL := /bin/bash
 VENV := .venv
@@ -10,7 +11,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= outputs/demo
 SEED ?= 20251108
 
-.PHONY: demo test docs validate benchmark lock clean
+.PHONY: demo test test-fast docs validate benchmark lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@PYTHON_BIN=$$(scripts/find_python.sh) || exit 1; \
@@ -27,6 +28,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Everything but real MCMC (unit and mock-sampling tiers): for quick iterations.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not mcmc"
 
 docs: $(STAMP)
 	$(BIN)/python -m sphinx -W --keep-going -b html -q docs docs/_build/html

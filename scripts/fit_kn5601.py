@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import lupusbayes as lb
+from lupusbayes.report import text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True)
     for name in ("crs", "sledai"):
         result = fits[name]
-        print("\n".join(result.summary_lines()), end="\n\n")
+        print(text.fit_text(result), end="\n\n")
         result.require_converged()  # decisions never rest on a fit that failed its gate
         result.save(args.out / f"{name}.nc")
     print(lb.compare_models({"dose effect": fits["crs"], "no dose effect": fits["crs_no_dose_effect"]}).to_string())

@@ -25,7 +25,7 @@ import pandas as pd
 
 import lupusbayes as lb
 from lupusbayes._io import staged_directory
-from lupusbayes.validation import run_sbc
+from lupusbayes.fitting.calibration import SBCResult, model_fingerprint, run_sbc
 
 SETTINGS = lb.FitSettings(draws=1000, tune=500, chains=4, sampler="nutpie")
 
@@ -59,7 +59,7 @@ def _sledai_quantities():
     }
 
 
-def _histograms(results: dict[str, lb.validation.SBCResult], path: Path) -> None:
+def _histograms(results: dict[str, SBCResult], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,12 +130,17 @@ def main(argv: list[str] | None = None) -> int:
         (staging / "sbc_settings.json").write_text(json.dumps(
             {"seed": args.seed, "replicates": args.replicates, "draws": SETTINGS.draws, "tune": SETTINGS.tune,
              "chains": SETTINGS.chains, "sampler": SETTINGS.sampler, "thinned_to": 100,
-             "lupusbayes": lb.__version__}, indent=2) + "\n")
+             "lupusbayes": lb.__version__,
+             "models": {name: model_fingerprint(model) for name, (model, _) in plan.items()}}, indent=2) + "\n")
         _histograms(results, staging / "sbc_rank_histograms.png")
     print(summary.to_string(index=False))
     n_tests = len(summary)
     low = int((summary["chi2_p_value"] < 0.01).sum())
     print(f"\n{low} of {n_tests} quantities with chi-square p < 0.01 (about {0.01 * n_tests:.1f} expected by chance)")
+    for name, result in results.items():
+        band = result.binomial_band_check()
+        print(f"{name}: {int(band.outliers.sum())} of {band.total_bins} histogram bins outside their 99% band "
+              f"(at most {band.allowed_outliers} allowed)")
     return 0
 
 

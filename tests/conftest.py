@@ -1,18 +1,67 @@
-"""Shared fixtures. Fitted models are session-scoped: each distinct design compiles once."""
+"""Shared fixtures, in two tiers.
+
+* Real sampling (tests marked ``mcmc``): session-scoped fits with small but honest settings;
+  each distinct design compiles once per session.
+* Mock sampling (the ``mock_sampling`` fixture and the ``mock_*_fit`` fixtures): NUTS is
+  replaced by independent draws from the model's prior, as ``pymc.testing.mock_sample`` does,
+  so tests of plumbing (the command line, save and load, the gate's logic, reports) run the
+  whole pipeline without MCMC.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import xarray as xr
 
 import lupusbayes as lb
+from lupusbayes.fitting import sample as sampling
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 
 #: Small but honest MCMC settings for tests (4 chains so R-hat means something).
 FAST = lb.FitSettings(draws=500, tune=500, chains=4, sampler="nutpie")
+#: Settings for mock-sampled fits: 2 x 300 independent prior draws pass the default gate.
+MOCK = lb.FitSettings(draws=300, tune=0, chains=2, sampler="nutpie")
+
+
+def mock_run_sampler(model, design, settings, target_accept, seed) -> xr.DataTree:
+    """Stand-in for :func:`lupusbayes.fitting.sample.run_sampler`: prior draws, no MCMC.
+
+    Returns ``settings.chains x settings.draws`` independent draws of every free parameter and
+    deterministic from the model's prior, with ``sample_stats`` holding no divergences and a
+    standard-normal energy (as ``pymc.testing.mock_sample`` with sample-stat creators does).
+    """
+    chains, draws = settings.chains, settings.draws
+    prior = sampling.draw_prior(design, chains * draws, seed)
+    variables = {}
+    for name, variable in prior.data_vars.items():
+        values = variable.to_numpy().reshape((chains, draws) + variable.shape[2:])
+        variables[name] = (variable.dims, values)
+    coords = {name: coord for name, coord in prior.coords.items() if name not in ("chain", "draw")}
+    posterior = xr.Dataset(variables, coords={"chain": np.arange(chains), "draw": np.arange(draws), **coords})
+    rng = np.random.default_rng(seed)
+    stats = xr.Dataset(
+        {"diverging": (("chain", "draw"), np.zeros((chains, draws), dtype=bool)),
+         "energy": (("chain", "draw"), rng.standard_normal((chains, draws)))},
+        coords={"chain": np.arange(chains), "draw": np.arange(draws)},
+    )
+    return xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
+
+
+@pytest.fixture()
+def mock_sampling(monkeypatch):
+    """Replace NUTS by prior draws for the duration of one test."""
+    monkeypatch.setattr(sampling, "run_sampler", mock_run_sampler)
+
+
+def _mock_fit(model, seed: int):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sampling, "run_sampler", mock_run_sampler)
+        return lb.fit(model, seed=seed, settings=MOCK, prior_draws=200)
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +84,9 @@ def hist_sa_spec() -> lb.TrialSpec:
     return lb.load_spec(ROOT / "docs" / "examples" / "hist_sa.toml")
 
 
+# ---- real sampling ------------------------------------------------------------------------
+
+
 @pytest.fixture(scope="session")
 def crs_fit(kn5601, kn5601_spec):
     return lb.fit(lb.CRSModel(kn5601, kn5601_spec), seed=11, settings=FAST)
@@ -53,6 +105,24 @@ def sledai_fit(kn5601, kn5601_spec):
 @pytest.fixture(scope="session")
 def axa_crs_fit(kn5601, axa_spec):
     return lb.fit(lb.CRSModel(kn5601, axa_spec), seed=14, settings=FAST)
+
+
+# ---- mock sampling ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mock_crs_fit(kn5601, kn5601_spec):
+    return _mock_fit(lb.CRSModel(kn5601, kn5601_spec), seed=21)
+
+
+@pytest.fixture(scope="session")
+def mock_blrm_fit(kn5601, kn5601_spec):
+    return _mock_fit(lb.BLRM(kn5601, kn5601_spec), seed=22)
+
+
+@pytest.fixture(scope="session")
+def mock_sledai_fit(kn5601, kn5601_spec):
+    return _mock_fit(lb.SledaiModel(kn5601, kn5601_spec), seed=23)
 
 
 @pytest.fixture()

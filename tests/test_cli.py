@@ -47,7 +47,7 @@ def test_screen_and_spec_json(capsys):
     assert json.loads(capsys.readouterr().out)["dose_levels"] == [2.5e7, 7.5e7, 2.5e8]
 
 
-def test_fit_then_check(tmp_path, capsys):
+def test_fit_then_check(tmp_path, capsys, mock_sampling):
     out = tmp_path / "blrm.nc"
     code = main(["fit", "kn5601", "--model", "blrm", "--out", str(out), "--seed", "4", "--draws", "500", "--tune", "500", "--json"])
     payload = json.loads(capsys.readouterr().out)
@@ -60,7 +60,7 @@ def test_fit_then_check(tmp_path, capsys):
     assert "another spec" in capsys.readouterr().err
 
 
-def test_failed_gate_exits_3_and_says_so(tmp_path, capsys):
+def test_failed_gate_exits_3_and_says_so(tmp_path, capsys, mock_sampling):
     from pathlib import Path
 
     spec_text = Path(__file__).resolve().parents[1].joinpath("models", "kn5601.toml").read_text()
@@ -74,8 +74,7 @@ def test_failed_gate_exits_3_and_says_so(tmp_path, capsys):
     assert main(["check", str(out)]) == 3
 
 
-@pytest.mark.slow
-def test_demo_writes_everything_to_one_folder(tmp_path, capsys):
+def test_demo_writes_everything_to_one_folder(tmp_path, capsys, mock_sampling):
     folder = tmp_path / "demo"
     assert main(["demo", "--out", str(folder), "--seed", "7"]) == 0
     names = {path.name for path in folder.iterdir()}

@@ -9,15 +9,18 @@ import arviz as az
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import FAST
+from conftest import FAST, MOCK, mock_run_sampler
 
 import lupusbayes as lb
 from lupusbayes import fitting
+from lupusbayes.fitting import sample as sampling
+from lupusbayes.report import text
 
 GROUPS = {"posterior", "sample_stats", "prior", "prior_predictive", "posterior_predictive", "log_likelihood",
           "observed_data", "constant_data", "dose_response", "prior_dose_response"}
 
 
+@pytest.mark.mcmc
 def test_fit_returns_the_full_datatree_and_a_passed_gate(crs_fit):
     assert GROUPS <= set(crs_fit.tree.children)
     assert crs_fit.converged
@@ -27,9 +30,10 @@ def test_fit_returns_the_full_datatree_and_a_passed_gate(crs_fit):
     mcse = crs_fit.diagnostics.decision_mcse
     assert set(mcse["quantity"]) >= {"P(CRS >= 1)", "P(DLT)", "P(overdosing)"}
     assert (mcse["mcse"] >= 0).all() and (mcse["mcse"] < 0.02).all()
-    assert any("Convergence gate: PASSED" in line for line in crs_fit.summary_lines())
+    assert "Convergence gate: PASSED" in text.fit_text(crs_fit)
 
 
+@pytest.mark.mcmc
 def test_dose_summary_has_intervals_and_mcse(crs_fit, sledai_fit):
     table = crs_fit.dose_summary(interval=0.9)
     assert {"P(CRS>=1) mean", "P(CRS>=1) q5", "P(CRS>=1) q95", "P(CRS>=1) mcse_mean", "P(overdosing) mcse"} <= set(table.columns)
@@ -43,6 +47,7 @@ def test_dose_summary_has_intervals_and_mcse(crs_fit, sledai_fit):
     assert (six["P(SLEDAI<=4) mean"] > six["P(SLEDAI=0) mean"]).all()
 
 
+@pytest.mark.mcmc
 def test_predictive_checks(crs_fit, sledai_fit):
     for result in (crs_fit, sledai_fit):
         for table in (result.ppc_table(), result.prior_predictive_table()):
@@ -55,6 +60,7 @@ def test_predictive_checks(crs_fit, sledai_fit):
     assert sledai.loc["patients at SLEDAI-2K = 0 (latest)", "observed"] == 2
 
 
+@pytest.mark.mcmc
 def test_loo_is_per_patient_and_warns_about_pareto_k(sledai_fit):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -66,6 +72,7 @@ def test_loo_is_per_patient_and_warns_about_pareto_k(sledai_fit):
     assert len(flagged) == int((pareto_k > 0.7).any())
 
 
+@pytest.mark.mcmc
 def test_compare_models_and_refuse_different_outcomes(crs_fit, blrm_fit, kn5601, kn5601_spec):
     no_dose = lb.fit(lb.CRSModel(kn5601, kn5601_spec, kn5601_spec.models.crs.replace(dose_effect=False)), seed=21,
                      settings=FAST)
@@ -75,6 +82,7 @@ def test_compare_models_and_refuse_different_outcomes(crs_fit, blrm_fit, kn5601,
         lb.compare_models({"ordinal": crs_fit, "binary": blrm_fit})
 
 
+@pytest.mark.mcmc
 def test_same_seed_same_numbers_and_other_seed_other_draws(kn5601, kn5601_spec, blrm_fit):
     again = lb.fit(lb.BLRM(kn5601, kn5601_spec), seed=12, settings=FAST)
     xr.testing.assert_identical(again.dose_response, blrm_fit.dose_response)
@@ -82,6 +90,7 @@ def test_same_seed_same_numbers_and_other_seed_other_draws(kn5601, kn5601_spec, 
     assert not np.array_equal(other.dose_response["p_dlt"].to_numpy(), blrm_fit.dose_response["p_dlt"].to_numpy())
 
 
+@pytest.mark.mcmc
 def test_pymc_sampler_agrees_with_nutpie(kn5601, kn5601_spec, blrm_fit):
     result = lb.fit(lb.BLRM(kn5601, kn5601_spec), seed=5, settings=FAST.replace(sampler="pymc"))
     assert result.converged
@@ -100,24 +109,25 @@ def _diverging_tree(real: xr.DataTree, divergences: int) -> xr.DataTree:
     return xr.DataTree.from_dict({"posterior": real["posterior"].to_dataset(), "sample_stats": stats})
 
 
-def test_divergences_trigger_one_retry_at_higher_target_accept(monkeypatch, kn5601, kn5601_spec, blrm_fit):
-    real = fitting._sample(lb.BLRM(kn5601, kn5601_spec), FAST, 0.9, seed=1)
+def test_divergences_trigger_one_retry_at_higher_target_accept(monkeypatch, kn5601, kn5601_spec):
+    model = lb.BLRM(kn5601, kn5601_spec)
+    real = mock_run_sampler(model, fitting.DEFAULT_CACHE.get(model), MOCK, 0.9, seed=1)
     calls = []
 
-    def fake(model, settings, target_accept, seed):
+    def fake(model, design, settings, target_accept, seed):
         calls.append(target_accept)
         return _diverging_tree(real, 3 if len(calls) == 1 else 0)
 
-    monkeypatch.setattr(fitting, "_sample", fake)
-    result = lb.fit(lb.BLRM(kn5601, kn5601_spec), seed=1, settings=FAST)
+    monkeypatch.setattr(sampling, "run_sampler", fake)
+    result = lb.fit(lb.BLRM(kn5601, kn5601_spec), seed=1, settings=MOCK)
     assert calls == [0.9, 0.99]
     assert [a.divergences for a in result.diagnostics.attempts] == [3, 0]
     assert result.converged
-    assert any("first run diverged" in line for line in result.diagnostics.lines())
+    assert any("first run diverged" in line for line in text.diagnostics_lines(result.diagnostics))
 
     calls.clear()
-    monkeypatch.setattr(fitting, "_sample", lambda *a, **k: (calls.append(a[2]), _diverging_tree(real, 2))[1])
-    failed = lb.fit(lb.BLRM(kn5601, kn5601_spec), seed=1, settings=FAST)
+    monkeypatch.setattr(sampling, "run_sampler", lambda *a, **k: (calls.append(a[3]), _diverging_tree(real, 2))[1])
+    failed = lb.fit(lb.BLRM(kn5601, kn5601_spec), seed=1, settings=MOCK)
     assert calls == [0.9, 0.99] and not failed.converged
     with pytest.raises(lb.ConvergenceGateError, match="divergences"):
         failed.require_converged()
@@ -125,14 +135,15 @@ def test_divergences_trigger_one_retry_at_higher_target_accept(monkeypatch, kn56
         failed.require_converged(force=True)
 
 
-def test_gate_thresholds_are_settings(blrm_fit):
-    strict = blrm_fit.settings.replace(gate=lb.ConvergenceGate(ess_bulk_min=1e9))
-    diagnostics = fitting._diagnostics(blrm_fit.model, blrm_fit.tree, strict, list(blrm_fit.diagnostics.attempts))
+def test_gate_thresholds_are_settings(mock_blrm_fit):
+    strict = mock_blrm_fit.settings.replace(gate=lb.ConvergenceGate(ess_bulk_min=1e9))
+    diagnostics = fitting.diagnose(mock_blrm_fit.model, mock_blrm_fit.tree, strict, mock_blrm_fit.diagnostics.attempts)
     assert not diagnostics.passed
     assert [c.name for c in diagnostics.checks if not c.passed] == ["min bulk ESS"]
 
 
-def test_save_and_load(blrm_fit, tmp_path, kn5601_spec, axa_spec):
+def test_save_and_load(mock_blrm_fit, tmp_path, kn5601_spec, axa_spec):
+    blrm_fit = mock_blrm_fit
     path = blrm_fit.save(tmp_path / "blrm.nc")
     opened = az.from_netcdf(path)  # plain ArviZ opens it
     assert GROUPS <= set(opened.children)
@@ -148,7 +159,8 @@ def test_save_and_load(blrm_fit, tmp_path, kn5601_spec, axa_spec):
     blrm_fit.save(path, overwrite=True)
 
 
-def test_loading_a_file_from_another_version_or_not_a_fit_fails_clearly(blrm_fit, tmp_path):
+def test_loading_a_file_from_another_version_or_not_a_fit_fails_clearly(mock_blrm_fit, tmp_path):
+    blrm_fit = mock_blrm_fit
     path = blrm_fit.save(tmp_path / "blrm.nc")
     tree = az.from_netcdf(path)
     tree.attrs["lupusbayes_version"] = "0.1.0"
@@ -177,22 +189,31 @@ def test_prior_sampler_is_compiled_once_reproducible_and_the_models_prior(kn5601
     import pymc as pm
 
     model = lb.CRSModel(kn5601, kn5601_spec)
-    first = fitting.sample_prior(model, 2000, seed=7)
-    compiled = model._graph_owner._prior_sampler
-    again = fitting.sample_prior(lb.CRSModel(kn5601, kn5601_spec), 2000, seed=7)
-    assert model._graph_owner._prior_sampler is compiled  # reused, not recompiled
+    cache = lb.DesignCache()
+    first = fitting.sample_prior(model, 2000, seed=7, cache=cache)
+    compiled = cache.get(model).prior_function()
+    again = fitting.sample_prior(lb.CRSModel(kn5601, kn5601_spec), 2000, seed=7, cache=cache)
+    assert cache.get(model).prior_function() is compiled and len(cache) == 1  # reused, not recompiled
     xr.testing.assert_equal(first, again)  # same values (the creation timestamps differ)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        reference = pm.sample_prior_predictive(draws=2000, model=model.pymc_model(), random_seed=7)["prior"]
+        reference = pm.sample_prior_predictive(draws=2000, model=model.build_pymc_model(), random_seed=7)["prior"]
     for name in ("mu", "grade_gap"):
         ours, theirs = first[name].to_numpy(), reference[name].to_numpy()
         standard_error = np.hypot(ours.std(axis=(0, 1)), theirs.std(axis=(0, 1))) / np.sqrt(2000)
         assert np.all(np.abs(ours.mean(axis=(0, 1)) - theirs.mean(axis=(0, 1))) < 4 * standard_error)
 
 
-def test_compact_table_reads_mean_interval_and_mcse(crs_fit):
-    compact = fitting.compact_table(crs_fit.dose_summary())
+def test_compact_table_reads_mean_interval_and_mcse(mock_crs_fit):
+    compact = text.compact_table(mock_crs_fit.dose_summary())
     assert list(compact.columns[:2]) == ["dose", "P(CRS>=1)"]
     assert compact["P(CRS>=1)"].str.fullmatch(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]").all()
     assert compact["P(overdosing)"].str.fullmatch(r"\d\.\d{3} \+/- \d\.\d{3}").all()
+
+
+def test_compiled_code_uses_ieee_arithmetic_so_seeds_reproduce_with_a_cold_or_warm_cache(mock_blrm_fit):
+    """fastmath lets a freshly compiled function and its disk-cached copy round differently; the
+    same seed then gave different draws depending on whether PyTensor's cache was warm."""
+    import pytensor
+
+    assert pytensor.config.numba__fastmath is False

@@ -101,8 +101,13 @@ BAD_SPECS = [
      ["escalation.sentinel_patients", "smaller than group_size"]),
     ("exchangeability above 1", SPEC + '[model.crs]\np_exchangeable = { T1 = 1.5 }\n', ["model.crs.p_exchangeable.T1", "between 0 and 1"]),
     ("levels of the wrong type", SPEC.replace("[2.5e7, 7.5e7, 2.5e8]", '"2.5e7"'), ["dosing.levels", "list of numbers"]),
-    ("toxicity intervals not increasing", SPEC.replace('crs_grade_at_least = 3', 'crs_grade_at_least = 3\ntoxicity_intervals = [0, 0.33, 0.16, 1]'),
-     ["dlt.toxicity_intervals", "increase"]),
+    ("toxicity intervals not increasing", SPEC + '[dlt.intervals]\nedges = [0, 0.33, 0.16, 1]\nnames = ["a", "b", "c"]\n',
+     ["dlt.intervals.edges", "increase"]),
+    ("toxicity intervals without names", SPEC + '[dlt.intervals]\nedges = [0, 0.2, 1]\n', ["dlt.intervals.names", "name the 2 intervals"]),
+    ("toxicity interval names do not match", SPEC + '[dlt.intervals]\nedges = [0, 0.2, 1]\nnames = ["ok"]\n',
+     ["dlt.intervals.names", "2 intervals need 2 names"]),
+    ("unknown overdose interval", SPEC + '[dlt.intervals]\nedges = [0, 0.2, 1]\nnames = ["ok", "too toxic"]\noverdose = "bad"\n',
+     ["dlt.intervals.overdose", "not one of the names"]),
 ]
 
 

@@ -81,3 +81,20 @@ def test_spec_to_dict_is_json_ready(axa_spec):
     assert payload["dose_levels"] == [2.5e7, 7.5e7, 2.5e8]
     assert any(c["id"] == "I5-sledai" and c["requirement"] == "sledai_baseline >= 8 points"
                for c in payload["eligibility_criteria"])
+
+
+def test_shipped_specs_are_package_data_and_match_the_models_folder():
+    """The specs ship as real files (no symlinks) and models/ holds identical editable copies."""
+    from importlib import resources
+
+    from conftest import ROOT
+
+    packaged = resources.files("lupusbayes.data.specs")
+    for name in lb.spec.SHIPPED_SPECS:
+        path = ROOT / "src" / "lupusbayes" / "data" / "specs" / f"{name}.toml"
+        assert not path.is_symlink()
+        assert packaged.joinpath(f"{name}.toml").read_text() == (ROOT / "models" / f"{name}.toml").read_text(), (
+            f"models/{name}.toml and the packaged spec differ: copy one onto the other"
+        )
+        assert lb.load_spec(name).trial.id
+    assert not [p for p in (ROOT / "src").rglob("*") if p.is_symlink()]

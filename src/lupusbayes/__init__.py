@@ -16,8 +16,8 @@ Importing ``lupusbayes`` does not import PyMC; the model and fitting names load 
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 
+from lupusbayes._version import __version__
 from lupusbayes.cohort import Cohort, cohort_from_frame, load_cohort, load_kn5601
 from lupusbayes.dosing import (
     DoseUnit,
@@ -38,22 +38,20 @@ from lupusbayes.errors import (
     OutputExistsError,
     SpecError,
 )
-from lupusbayes.models.settings import (
+from lupusbayes.spec import (
     BivariateNormalPrior,
     ConvergenceGate,
     FitSettings,
     Heterogeneity,
     LogNormalPrior,
     SledaiModelSettings,
+    ToxicityIntervals,
     ToxicityModelSettings,
+    TrialSpec,
+    load_spec,
+    parse_spec,
 )
-from lupusbayes.spec import TrialSpec, load_spec, parse_spec
 from lupusbayes.summary import CohortSummary, summarise_cohort
-
-try:
-    __version__ = version("lupusbayes")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0+unknown"
 
 # Names that need PyMC / ArviZ: imported on first attribute access.
 _LAZY = {
@@ -65,6 +63,7 @@ _LAZY = {
     "FitResult": "lupusbayes.fitting",
     "load_fit": "lupusbayes.fitting",
     "compare_models": "lupusbayes.fitting",
+    "DesignCache": "lupusbayes.fitting",
 }
 
 
@@ -98,6 +97,7 @@ __all__ = [
     "LogNormalPrior",
     "Heterogeneity",
     "ToxicityModelSettings",
+    "ToxicityIntervals",
     "SledaiModelSettings",
     "FitSettings",
     "ConvergenceGate",

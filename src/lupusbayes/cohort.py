@@ -47,6 +47,7 @@ __all__ = [
     "load_cohort",
     "load_kn5601",
     "cohort_from_frame",
+    "parse_cohort_text",
     "combine_cohorts",
     "parse_dose_cells",
     "parse_crs_grade",
@@ -322,7 +323,7 @@ def load_kn5601() -> Cohort:
     (11, 4)
     """
     text = resources.files("lupusbayes.data").joinpath("kn5601_published_table.csv").read_text()
-    return _cohort_from_text(text, source="kn5601_published_table.csv", default_study_id=KN5601_STUDY_ID)
+    return parse_cohort_text(text, source="kn5601_published_table.csv", default_study_id=KN5601_STUDY_ID)
 
 
 def load_cohort(path: str | Path, *, study_id: str | None = None) -> Cohort:
@@ -352,7 +353,7 @@ def load_cohort(path: str | Path, *, study_id: str | None = None) -> Cohort:
         raise CohortError("not a UTF-8 text file (save the table as CSV)", source=path) from None
     except OSError as error:
         raise CohortError(f"cannot read file ({error.strerror})", source=path) from None
-    return _cohort_from_text(
+    return parse_cohort_text(
         text, source=str(path), default_study_id=study_id or path.stem, published_study_default=study_id is None
     )
 
@@ -360,7 +361,7 @@ def load_cohort(path: str | Path, *, study_id: str | None = None) -> Cohort:
 def cohort_from_frame(frame: pd.DataFrame, *, study_id: str = "study", source: str = "<DataFrame>") -> Cohort:
     """Validate an in-memory table with the file columns (cells may be text or numbers)."""
     text = frame.to_csv(index=False)
-    return _cohort_from_text(text, source=source, default_study_id=study_id)
+    return parse_cohort_text(text, source=source, default_study_id=study_id)
 
 
 def combine_cohorts(cohorts: list[Cohort]) -> Cohort:
@@ -437,7 +438,8 @@ def _missing_column_error(column: str, header: list[str], source: str) -> Cohort
     return CohortError(f"missing required column '{column}'{hint}", source=source)
 
 
-def _cohort_from_text(text: str, *, source: str, default_study_id: str, published_study_default: bool = True) -> Cohort:
+def parse_cohort_text(text: str, *, source: str, default_study_id: str, published_study_default: bool = True) -> Cohort:
+    """Validate cohort CSV ``text`` (``source`` names it in error messages); see :func:`load_cohort`."""
     header, rows = _read_rows(text, source)
     if set(KN5601_PUBLISHED_COLUMNS).issubset(header):
         default_study_id = KN5601_STUDY_ID if published_study_default else default_study_id

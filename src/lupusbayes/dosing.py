@@ -40,6 +40,7 @@ __all__ = [
     "parse_dose_unit",
     "cells_per_kg_distribution",
     "convert_dose",
+    "dose_label",
 ]
 
 AgeConvention = Literal["completed_years", "exact"]
@@ -77,6 +78,15 @@ def parse_dose_unit(text: str | DoseUnit) -> DoseUnit:
     if key in _UNIT_ALIASES:
         return _UNIT_ALIASES[key]
     raise DosingError(f"unknown dose unit '{text}'; use 'cells' or 'cells/kg'")
+
+
+def dose_label(value: float, unit: str) -> str:
+    """``3e9`` -> ``'3.0e9 cells'``: compact, unambiguous dose text."""
+    mantissa, exponent = f"{value:.2e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    if "." not in mantissa:
+        mantissa += ".0"
+    return f"{mantissa}e{int(exponent)} {unit}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,22 +12,13 @@ import numpy as np
 import pandas as pd
 
 from lupusbayes.cohort import Cohort
-from lupusbayes.dosing import DoseUnit, LMSWeightReference, cells_per_kg_distribution
+from lupusbayes.dosing import DoseUnit, LMSWeightReference, cells_per_kg_distribution, dose_label
 from lupusbayes.endpoints import RESPONSE_DEFINITIONS
 from lupusbayes.errors import DosingError
 
-__all__ = ["CohortSummary", "summarise_cohort", "dose_label"]
+__all__ = ["CohortSummary", "summarise_cohort"]
 
 _FLAGS = tuple(RESPONSE_DEFINITIONS)
-
-
-def dose_label(value: float, unit: str) -> str:
-    """``3e9`` -> ``'3.0e9 cells'``: compact, unambiguous dose text."""
-    mantissa, exponent = f"{value:.2e}".split("e")
-    mantissa = mantissa.rstrip("0").rstrip(".")
-    if "." not in mantissa:
-        mantissa += ".0"
-    return f"{mantissa}e{int(exponent)} {unit}"
 
 
 @dataclass(frozen=True)
@@ -61,35 +52,6 @@ class CohortSummary:
             "dose_per_kg": records(self.dose_per_kg),
             "response_definitions": {k: vars(v) for k, v in RESPONSE_DEFINITIONS.items()},
         }
-
-    def to_text(self) -> str:
-        width = 100
-        parts = [
-            f"{self.n_patients} patients; studies: {', '.join(self.studies)}",
-            "",
-            "CRS by ASTCT grade",
-            self.crs_by_grade.to_string(index=False, line_width=width),
-            "",
-            "CRS by dose",
-            self.crs_by_dose.to_string(index=False, line_width=width),
-            "",
-            "SLEDAI-2K: baseline and latest visit",
-            self.sledai.to_string(index=False, line_width=width),
-            "",
-            "Responses at the latest visit (SLEDAI-2K only: component / proxies, see definitions)",
-            self.responses_overall.to_string(index=False, line_width=width),
-            "",
-            self.responses_by_dose.to_string(index=False, line_width=width),
-        ]
-        if self.dose_per_kg is not None:
-            parts += [
-                "",
-                "Dose in cells/kg (weight not reported: 90% interval from the CDC 2000 weight-for-age reference)",
-                self.dose_per_kg.to_string(index=False, line_width=width),
-            ]
-        parts += ["", "Definitions:"]
-        parts += [f"  {d.label}: {d.sledai_rule}. Full definition: {d.full_definition}." for d in RESPONSE_DEFINITIONS.values()]
-        return "\n".join(parts)
 
 
 def _dose_column(patients: pd.DataFrame) -> pd.Series:

@@ -2,8 +2,8 @@
 
 A model is *configuration plus data*: a trial spec, a cohort, settings. It knows how to
 
-* build its PyMC graph (once; outcomes are ``pm.Data`` so a refit with new outcomes reuses
-  the graph),
+* build its PyMC graph (outcomes are ``pm.Data``, so a graph built once serves every model of
+  the same design; :mod:`lupusbayes.fitting.cache` keeps the compiled ones),
 * complete raw posterior draws with the quantities users read (per-study parameters,
   latent weights),
 * evaluate the pointwise log-likelihood, simulate replicated outcomes and compute
@@ -34,10 +34,6 @@ from lupusbayes.spec import TrialSpec
 __all__ = ["BayesianModel", "DecisionQuantity", "SAMPLE_DIMS", "draws_array", "as_draws"]
 
 SAMPLE_DIMS = ("chain", "draw")
-
-# Built graphs (and their compiled samplers) by design key; oldest dropped first.
-_GRAPH_CACHE: dict[str, BayesianModel] = {}
-_GRAPH_CACHE_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -83,11 +79,6 @@ class BayesianModel(ABC):
         self.cohort = cohort
         self.spec = spec
         self.weight_reference = weight_reference
-        self._graph: Any = None
-        self._graph_owner: BayesianModel = self
-        # Compiled once per design and kept with the graph (see lupusbayes.fitting):
-        self._nutpie_compiled: Any = None
-        self._prior_sampler: Any = None
 
     # ---- identity and description --------------------------------------------------------
 
@@ -130,14 +121,18 @@ class BayesianModel(ABC):
         """Covariates and design (doses, studies, months, baselines)."""
 
     @abstractmethod
-    def with_outcomes(self, outcomes: xr.Dataset) -> BayesianModel:
-        """The same design with other outcomes (simulation, calibration); shares the graph."""
+    def with_outcomes(self, outcomes: xr.Dataset | np.ndarray) -> BayesianModel:
+        """The same design with other outcomes (simulation, calibration): same ``design_key``."""
 
     # ---- PyMC ------------------------------------------------------------------------
 
     @abstractmethod
-    def _build_graph(self):
-        """Build the PyMC model (called once per design)."""
+    def build_pymc_model(self):
+        """Build a new PyMC model of this design, holding this model's outcomes.
+
+        Building and compiling is the slow part of a fit; :mod:`lupusbayes.fitting.cache`
+        builds a graph once per :meth:`design_key` and swaps the outcomes with :meth:`graph_data`.
+        """
 
     @abstractmethod
     def graph_data(self) -> dict[str, np.ndarray]:
@@ -161,30 +156,6 @@ class BayesianModel(ABC):
     def _design_extras(self) -> tuple:
         """Graph-shaping values not in ``constant_data`` (subclasses add theirs)."""
         return ()
-
-    def pymc_model(self):
-        """The PyMC model with this instance's outcomes set.
-
-        The graph is built once per *design* in a process: models with the same settings and
-        covariates (differing at most in their outcomes) share it, and with it the compiled
-        sampler, so refitting is cheap.
-        """
-        import pymc as pm
-
-        owner = self._graph_owner
-        if owner._graph is None:
-            key = owner.design_key()
-            cached = _GRAPH_CACHE.get(key)
-            if cached is None:
-                owner._graph = owner._build_graph()
-                _GRAPH_CACHE[key] = owner
-                while len(_GRAPH_CACHE) > _GRAPH_CACHE_SIZE:
-                    _GRAPH_CACHE.pop(next(iter(_GRAPH_CACHE)))
-            else:
-                self._graph_owner = owner = cached
-        with owner._graph:
-            pm.set_data(self.graph_data())
-        return owner._graph
 
     # ---- NumPy on draws ------------------------------------------------------------------
 

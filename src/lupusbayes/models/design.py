@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from lupusbayes.dosing import DoseUnit, LMSWeightReference, lms_weight_kg
+from lupusbayes.dosing import DoseUnit, LMSWeightReference, dose_label, lms_weight_kg
 from lupusbayes.errors import DosingError, ModelSetupError
 from lupusbayes.spec import DosingSpec
 
@@ -123,8 +123,6 @@ def study_index(study_ids: pd.Series, target_study: str) -> tuple[np.ndarray, tu
 
 def dose_groups(patients: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
     """Dose groups = (study, nominal dose in the patient's own unit); codes and labels."""
-    from lupusbayes.summary import dose_label
-
     labels = []
     for patient in patients.itertuples(index=False):
         value = patient.dose_cells if patient.dose_unit == DoseUnit.CELLS.value else patient.dose_cells_per_kg

@@ -27,22 +27,22 @@ patient effects; with one visit per patient (KN5601) they are mostly prior-drive
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import xarray as xr
 from scipy.special import logsumexp
 
 from lupusbayes.cohort import Cohort
-from lupusbayes.dosing import LMSWeightReference
+from lupusbayes.dosing import LMSWeightReference, dose_label
 from lupusbayes.endpoints import LLDAS_MAXIMUM_SLEDAI, SLEDAI_MAXIMUM, SRI4_MINIMUM_REDUCTION
 from lupusbayes.errors import ModelSetupError
 from lupusbayes.models._math import NUMPY_OPS, Ops, sigmoid, rounded_normal_log_prob, tensor_ops
 from lupusbayes.models.base import BayesianModel, DecisionQuantity, as_draws, draws_array
 from lupusbayes.models.design import DoseCovariate, dose_covariate, dose_groups, study_index
-from lupusbayes.models.settings import SledaiModelSettings
 from lupusbayes.models.summaries import summarise_draws
-from lupusbayes.spec import TrialSpec
-from lupusbayes.summary import dose_label
+from lupusbayes.spec import SledaiModelSettings, TrialSpec
 
 __all__ = ["SledaiModel"]
 
@@ -69,21 +69,12 @@ class SledaiModel(BayesianModel):
         settings: SledaiModelSettings | None = None,
         *,
         weight_reference: LMSWeightReference | None = None,
-        _outcome_override: np.ndarray | None = None,
-        _graph_owner: SledaiModel | None = None,
     ) -> None:
         if cohort is None:
             raise ModelSetupError("the SLEDAI-2K model needs a cohort with follow-up visits")
         super().__init__(cohort, spec, weight_reference=weight_reference)
         self._settings = settings or spec.models.sledai
         self._setup()
-        if _outcome_override is not None:
-            override = np.asarray(_outcome_override)
-            if override.shape != self.score.shape or override.min() < 0 or override.max() > SLEDAI_MAXIMUM:
-                raise ModelSetupError("replacement SLEDAI-2K scores do not fit the model's design")
-            self.score = override.astype(int)
-        if _graph_owner is not None:
-            self._graph_owner = _graph_owner
 
     @property
     def settings(self) -> SledaiModelSettings:
@@ -124,11 +115,13 @@ class SledaiModel(BayesianModel):
         return len(self.studies)
 
     def with_outcomes(self, outcomes: xr.Dataset | np.ndarray) -> SledaiModel:
-        values = outcomes["sledai"].to_numpy() if isinstance(outcomes, xr.Dataset) else outcomes
-        return SledaiModel(
-            self.cohort, self.spec, self._settings, weight_reference=self.weight_reference,
-            _outcome_override=np.asarray(values), _graph_owner=self._graph_owner,
-        )
+        values = np.asarray(outcomes["sledai"].to_numpy() if isinstance(outcomes, xr.Dataset) else outcomes)
+        if (values.shape != self.score.shape or not np.all(values == np.round(values))
+                or values.min(initial=0) < 0 or values.max(initial=0) > SLEDAI_MAXIMUM):
+            raise ModelSetupError("replacement SLEDAI-2K scores do not fit the model's design")
+        model = copy.copy(self)
+        model.score = values.astype(int)
+        return model
 
     def observed_data(self) -> xr.Dataset:
         return xr.Dataset({"sledai": ("observation", self.score)}, coords={"observation": list(self.labels)})
@@ -171,7 +164,7 @@ class SledaiModel(BayesianModel):
     def _design_extras(self) -> tuple:
         return (self.dose.lms.tobytes(), tuple(self.dose.latent_index), tuple(self.patient_position))
 
-    def _build_graph(self):
+    def build_pymc_model(self):
         import pymc as pm
         import pytensor.tensor as pt
 

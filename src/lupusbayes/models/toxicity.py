@@ -29,22 +29,20 @@ LMS weight-for-age prior (see :mod:`lupusbayes.models.design`).
 
 from __future__ import annotations
 
-from typing import Any
+import copy
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from lupusbayes.cohort import Cohort
-from lupusbayes.dosing import DoseUnit, LMSWeightReference
+from lupusbayes.dosing import DoseUnit, LMSWeightReference, dose_label
 from lupusbayes.errors import ModelSetupError
 from lupusbayes.models._math import NUMPY_OPS, Ops, sigmoid, ordinal_logit_log_prob, tensor_ops
 from lupusbayes.models.base import BayesianModel, DecisionQuantity, as_draws, draws_array
 from lupusbayes.models.design import DoseCovariate, dose_covariate, dose_groups, study_index
-from lupusbayes.models.settings import ToxicityModelSettings
 from lupusbayes.models.summaries import probability_with_mcse, summarise_draws
-from lupusbayes.spec import TrialSpec
-from lupusbayes.summary import dose_label
+from lupusbayes.spec import ToxicityModelSettings, TrialSpec
 
 __all__ = ["ToxicityModel", "CRSModel", "BLRM"]
 
@@ -82,19 +80,15 @@ class ToxicityModel(BayesianModel):
         settings: ToxicityModelSettings | None = None,
         *,
         weight_reference: LMSWeightReference | None = None,
-        _outcome_override: np.ndarray | None = None,
-        _graph_owner: ToxicityModel | None = None,
     ) -> None:
         super().__init__(cohort, spec, weight_reference=weight_reference)
-        self._settings = settings or spec.models.crs
+        self._settings = settings or self.default_settings(spec)
         self._setup()
-        if _outcome_override is not None:
-            override = np.asarray(_outcome_override, dtype=int)
-            if override.shape != self.outcome.shape or override.min() < 0 or override.max() > self.n_categories - 1:
-                raise ModelSetupError("replacement outcomes do not fit the model's design")
-            self.outcome = override
-        if _graph_owner is not None:
-            self._graph_owner = _graph_owner
+
+    @staticmethod
+    def default_settings(spec: TrialSpec) -> ToxicityModelSettings:
+        """The settings used when none are given: the spec's ``[model.crs]``."""
+        return spec.models.crs
 
     # ---- set-up ----------------------------------------------------------------------
 
@@ -198,10 +192,13 @@ class ToxicityModel(BayesianModel):
 
     def with_outcomes(self, outcomes: xr.Dataset | np.ndarray) -> ToxicityModel:
         values = outcomes["toxicity_outcome"].to_numpy() if isinstance(outcomes, xr.Dataset) else outcomes
-        return ToxicityModel(
-            self.cohort, self.spec, self._settings, weight_reference=self.weight_reference,
-            _outcome_override=np.asarray(values), _graph_owner=self._graph_owner,
-        )
+        values = np.asarray(values)
+        if (values.shape != self.outcome.shape or not np.all(values == np.round(values))
+                or values.min(initial=0) < 0 or values.max(initial=0) > self.n_categories - 1):
+            raise ModelSetupError("replacement outcomes do not fit the model's design")
+        model = copy.copy(self)
+        model.outcome = values.astype(int)
+        return model
 
     def observed_data(self) -> xr.Dataset:
         return xr.Dataset(
@@ -245,7 +242,7 @@ class ToxicityModel(BayesianModel):
     def _design_extras(self) -> tuple:
         return (self.hierarchy, tuple(self.p_exchangeable), self.dose.lms.tobytes(), tuple(self.dose.latent_index))
 
-    def _build_graph(self):
+    def build_pymc_model(self):
         import pymc as pm
         import pytensor.tensor as pt
 
@@ -417,7 +414,7 @@ class ToxicityModel(BayesianModel):
                 )
         out.attrs.update(
             {"dose_unit": self.spec.dosing.unit.value, "target_study": self.spec.trial.id,
-             "toxicity_intervals": list(dlt.toxicity_intervals)}
+             "toxicity_interval_edges": list(dlt.intervals.edges), "toxicity_interval_names": list(dlt.intervals.names)}
         )
         return out
 
@@ -430,16 +427,8 @@ class ToxicityModel(BayesianModel):
         if "p_dlt" in dose_response:
             p_dlt = dose_response["p_dlt"]
             quantities.append(DecisionQuantity("P(DLT)", p_dlt.attrs.get("definition", ""), p_dlt))
-            edges = self.spec.dlt.toxicity_intervals
-            names = _interval_names(edges)
-            for (low, high), name in zip(zip(edges[:-1], edges[1:], strict=True), names, strict=True):
-                upper = (p_dlt <= high) if high >= 1.0 else (p_dlt < high)
-                quantities.append(
-                    DecisionQuantity(
-                        f"P({name})", f"posterior probability that P(DLT) is in [{low:g}, {high:g})",
-                        ((p_dlt >= low) & upper).astype(float),
-                    )
-                )
+            for name, description, indicator in self._interval_indicators(p_dlt):
+                quantities.append(DecisionQuantity(f"P({name})", description, indicator))
         return quantities
 
     def summary_table(self, dose_response: xr.Dataset, *, interval: float = 0.9) -> pd.DataFrame:
@@ -452,10 +441,8 @@ class ToxicityModel(BayesianModel):
                 pieces.append(frame.add_prefix(f"P(CRS>={grade}) "))
         if "p_dlt" in dose_response:
             pieces.append(summarise_draws(dose_response["p_dlt"], interval=interval).add_prefix("P(DLT) "))
-            edges = self.spec.dlt.toxicity_intervals
-            for (low, high), name in zip(zip(edges[:-1], edges[1:], strict=True), _interval_names(edges), strict=True):
-                upper = (dose_response["p_dlt"] <= high) if high >= 1.0 else (dose_response["p_dlt"] < high)
-                probability, mcse = probability_with_mcse((dose_response["p_dlt"] >= low) & upper)
+            for name, _, indicator in self._interval_indicators(dose_response["p_dlt"]):
+                probability, mcse = probability_with_mcse(indicator)
                 pieces.append(pd.DataFrame({f"P({name})": probability.to_series(), f"P({name}) mcse": mcse.to_series()}))
         table = pd.concat(pieces, axis=1)
         table.insert(0, "dose", [dose_label(d, unit) for d in table.index])
@@ -465,20 +452,41 @@ class ToxicityModel(BayesianModel):
         return ["log_a", "log_b"]
 
 
-def _interval_names(edges) -> list[str]:
-    if len(edges) == 4:
-        return ["underdosing", "target toxicity", "overdosing"]
-    return [f"interval {i + 1}" for i in range(len(edges) - 1)]
+    def _interval_indicators(self, p_dlt: xr.DataArray) -> list[tuple[str, str, xr.DataArray]]:
+        """(name, description, indicator draws) for each of the spec's toxicity intervals."""
+        intervals = self.spec.dlt.intervals
+        flags = intervals.indicators(p_dlt.to_numpy())
+        return [
+            (name, f"posterior probability that P(DLT) is in {intervals.label(k)}",
+             p_dlt.copy(data=flags[..., k].astype(float)))
+            for k, name in enumerate(intervals.names)
+        ]
 
 
-def CRSModel(cohort: Cohort | None, spec: TrialSpec, settings: ToxicityModelSettings | None = None, **kwargs: Any) -> ToxicityModel:  # noqa: N802
+class CRSModel(ToxicityModel):
     """The ordinal CRS model with the spec's ``[model.crs]`` settings (or ``settings``)."""
-    return ToxicityModel(cohort, spec, settings or spec.models.crs, **kwargs)
 
 
-def BLRM(cohort: Cohort | None, spec: TrialSpec, settings: ToxicityModelSettings | None = None, **kwargs: Any) -> ToxicityModel:  # noqa: N802
-    """The binary BLRM on DLTs with the spec's ``[model.blrm]`` settings (or ``settings``)."""
-    settings = settings or spec.models.blrm
-    if settings.outcome == "crs_grade":
-        settings = settings.replace(outcome="dlt")
-    return ToxicityModel(cohort, spec, settings, **kwargs)
+class BLRM(ToxicityModel):
+    """The binary BLRM on DLTs with the spec's ``[model.blrm]`` settings (or ``settings``).
+
+    Raises
+    ------
+    ModelSetupError
+        If ``settings`` ask for the ordinal outcome (use :class:`CRSModel` for CRS grades).
+    """
+
+    def __init__(self, cohort: Cohort | None, spec: TrialSpec, settings: ToxicityModelSettings | None = None,
+                 *, weight_reference: LMSWeightReference | None = None) -> None:
+        chosen = settings or self.default_settings(spec)
+        if chosen.outcome == "crs_grade":
+            raise ModelSetupError(
+                "the BLRM models a binary outcome ('dlt' or 'crs_any'), but its settings ask for 'crs_grade'; "
+                "use CRSModel for CRS grades or set outcome = 'dlt' in [model.blrm]"
+            )
+        super().__init__(cohort, spec, chosen, weight_reference=weight_reference)
+
+    @staticmethod
+    def default_settings(spec: TrialSpec) -> ToxicityModelSettings:
+        """The spec's ``[model.blrm]`` settings."""
+        return spec.models.blrm

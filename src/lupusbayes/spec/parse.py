@@ -1,9 +1,7 @@
-"""Trial specifications: one declarative TOML file per trial, validated on load.
+"""Reading trial specs: TOML text to a validated :class:`~lupusbayes.spec.schema.TrialSpec`.
 
-A spec states what the trial *is* (dose levels and their unit, the DLT window and definition,
-the cohort rules, the eligibility criteria with numeric limits) and, optionally, the priors
-and MCMC settings of its models. ``models/kn5601.toml`` and ``models/axa_nk02.toml`` are the
-two shipped specs; ``docs/spec-format.md`` documents every key.
+The two shipped specs (``kn5601``, ``axa_nk02``) are package data; copies for editing live in
+the repository's ``models/`` folder. ``docs/spec-format.md`` documents every key.
 
 Validation is strict: an unknown key, a wrong unit, unsorted or non-positive dose levels, or a
 value of the wrong type raises :class:`~lupusbayes.errors.SpecError` naming the file and the
@@ -12,17 +10,29 @@ key (``dosing.levels``), so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from lupusbayes.dosing import DoseUnit, WeightTierSchedule
 from lupusbayes.errors import DosingError, SpecError
-from lupusbayes.models.settings import (
+from lupusbayes.spec.schema import (
+    FIELD_UNITS,
+    DLTDefinition,
+    DoseObservation,
+    DosingSpec,
+    EfficacySpec,
+    EligibilityCriterion,
+    EscalationRules,
+    ModelSpecs,
+    ToxicityIntervals,
+    TrialInfo,
+    TrialSpec,
+)
+from lupusbayes.spec.settings import (
     HETEROGENEITY_PRESETS,
     BivariateNormalPrior,
     ConvergenceGate,
@@ -33,251 +43,10 @@ from lupusbayes.models.settings import (
     ToxicityModelSettings,
 )
 
-__all__ = [
-    "TrialSpec",
-    "TrialInfo",
-    "DosingSpec",
-    "DLTDefinition",
-    "EscalationRules",
-    "EfficacySpec",
-    "EligibilityCriterion",
-    "DoseObservation",
-    "ModelSpecs",
-    "load_spec",
-    "parse_spec",
-    "shipped_spec_path",
-    "FIELD_UNITS",
-]
+__all__ = ["load_spec", "parse_spec", "shipped_spec_path", "SHIPPED_SPECS"]
 
-#: Units of the patient fields that eligibility criteria may test. A criterion on one of these
-#: fields must state the same unit; other (custom) fields accept any unit.
-FIELD_UNITS: dict[str, str] = {
-    "age_years": "years",
-    "disease_duration_years": "years",
-    "weight_kg": "kg",
-    "sledai_baseline": "points",
-    "upcr_g_per_g": "g/g",
-    "urine_protein_g_per_24h": "g/24h",
-    "egfr_ml_per_min_per_1_73m2": "mL/min/1.73m2",
-    "ast_times_uln": "x ULN",
-    "alt_times_uln": "x ULN",
-    "total_bilirubin_times_uln": "x ULN",
-    "creatinine_umol_per_l": "umol/L",
-    "bilirubin_umol_per_l": "umol/L",
-    "neutrophils_10e9_per_l": "10^9/L",
-    "platelets_10e9_per_l": "10^9/L",
-    "hemoglobin_g_per_l": "g/L",
-    "biopsy_months_before_screening": "months",
-}
-
-
-# --------------------------------------------------------------------------------------------
-# Spec dataclasses
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrialInfo:
-    id: str
-    title: str = ""
-    product: str = ""
-    population: str = ""
-    phase: str = ""
-    source: str = ""
-
-
-@dataclass(frozen=True)
-class DosingSpec:
-    """Dose levels (strictly increasing, positive) in one unit, and the reference dose d*."""
-
-    unit: DoseUnit
-    levels: tuple[float, ...]
-    reference_dose: float
-    starting_level: int = 1
-    infusions_per_patient: int = 1
-    weight_tiers: WeightTierSchedule | None = None
-
-    def level_index(self, dose: float, *, relative_tolerance: float = 1e-6) -> int | None:
-        """0-based index of ``dose`` among the levels, or None if it is not a level."""
-        for index, level in enumerate(self.levels):
-            if math.isclose(dose, level, rel_tol=relative_tolerance):
-                return index
-        return None
-
-
-@dataclass(frozen=True)
-class DLTDefinition:
-    """What counts as a dose-limiting toxicity, within which window.
-
-    ``crs_grade_at_least`` and ``icans_grade_at_least`` are the parts a model can compute
-    from CRS / ICANS grades; ``definition`` lists every component in words.
-    """
-
-    window_days: int
-    definition: tuple[str, ...]
-    crs_grade_at_least: int | None = 3
-    icans_grade_at_least: int | None = None
-    toxicity_intervals: tuple[float, ...] = (0.0, 0.16, 0.33, 1.0)
-
-
-@dataclass(frozen=True)
-class EscalationRules:
-    """The trial's cohort rules (used by the decision module)."""
-
-    group_size: int = 3
-    sentinel_patients: int = 0
-    sentinel_safety_days: int = 0
-    group_safety_days_before_next: int = 28
-    allow_skipping: bool = False
-    efficacy_driven_escalation: bool = False
-    max_patients: int | None = None
-
-
-@dataclass(frozen=True)
-class EfficacySpec:
-    """Which months and which reference baseline the SLEDAI-2K summaries use."""
-
-    months: tuple[float, ...] = (1.0, 3.0, 6.0)
-    reference_sledai_baseline: int = 12
-
-
-@dataclass(frozen=True)
-class EligibilityCriterion:
-    """One inclusion or exclusion criterion, stated as the *requirement to be eligible*.
-
-    Exactly one rule is set: a numeric range (``min`` / ``max`` inclusive, ``greater_than`` /
-    ``less_than`` strict), ``equals`` (yes/no or text), ``any_of_classes`` (ISN/RPS biopsy
-    classes) or ``any_true`` (at least one of several yes/no fields). A criterion with no
-    field is checked by the investigator and never failed automatically.
-    """
-
-    id: str
-    kind: str
-    text: str
-    field: str | None = None
-    unit: str | None = None
-    min: float | None = None
-    max: float | None = None
-    greater_than: float | None = None
-    less_than: float | None = None
-    equals: bool | str | None = None
-    any_of_classes: tuple[str, ...] | None = None
-    any_true: tuple[str, ...] | None = None
-    applies_when: Mapping[str, Any] | None = None
-
-    @property
-    def automatic(self) -> bool:
-        return self.field is not None or self.any_true is not None
-
-    def requirement(self) -> str:
-        """Human-readable rule, e.g. ``age_years in [5, 35] years``."""
-        unit = f" {self.unit}" if self.unit else ""
-        if self.any_true:
-            return "any of " + ", ".join(self.any_true) + " is yes"
-        parts = []
-        if self.min is not None:
-            parts.append(f">= {self.min:g}")
-        if self.greater_than is not None:
-            parts.append(f"> {self.greater_than:g}")
-        if self.max is not None:
-            parts.append(f"<= {self.max:g}")
-        if self.less_than is not None:
-            parts.append(f"< {self.less_than:g}")
-        if parts:
-            return f"{self.field} " + " and ".join(parts) + unit
-        if self.equals is not None:
-            shown = ("yes" if self.equals else "no") if isinstance(self.equals, bool) else self.equals
-            return f"{self.field} = {shown}"
-        if self.any_of_classes:
-            return f"{self.field} includes class " + " or ".join(self.any_of_classes)
-        return "checked by the investigator"
-
-
-@dataclass(frozen=True)
-class DoseObservation:
-    """Aggregate DLT counts at one dose (for BLRM checks against published examples)."""
-
-    study_id: str
-    dose: float
-    n_patients: int
-    n_dlt: int
-
-
-@dataclass(frozen=True)
-class ModelSpecs:
-    crs: ToxicityModelSettings = field(default_factory=ToxicityModelSettings)
-    blrm: ToxicityModelSettings = field(default_factory=lambda: ToxicityModelSettings(outcome="dlt"))
-    sledai: SledaiModelSettings = field(default_factory=SledaiModelSettings)
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    """A validated trial specification. Load one with :func:`load_spec`."""
-
-    trial: TrialInfo
-    dosing: DosingSpec
-    dlt: DLTDefinition
-    escalation: EscalationRules
-    efficacy: EfficacySpec
-    eligibility: tuple[EligibilityCriterion, ...]
-    models: ModelSpecs
-    fitting: FitSettings
-    observations: tuple[DoseObservation, ...] = ()
-    source: str = "<spec>"
-    text: str = field(default="", repr=False)
-
-    @property
-    def id(self) -> str:
-        return self.trial.id
-
-    @property
-    def sha256(self) -> str:
-        """Hash of the spec text; a saved fit records it to detect a changed spec."""
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
-
-    def summary_lines(self) -> list[str]:
-        unit = self.dosing.unit.value
-        levels = ", ".join(f"{level:.3g}" for level in self.dosing.levels)
-        rules = self.escalation
-        lines = [
-            f"Trial {self.trial.id}: {self.trial.title}".rstrip(": "),
-            f"  dose levels ({unit}): {levels}; reference dose {self.dosing.reference_dose:.3g} {unit}",
-            f"  DLT window {self.dlt.window_days} days; DLT: " + "; ".join(self.dlt.definition),
-            f"  groups of {rules.group_size}; sentinel patients {rules.sentinel_patients} "
-            f"(>= {rules.sentinel_safety_days} days before the rest); >= {rules.group_safety_days_before_next} "
-            f"days before the next group; skipping {'allowed' if rules.allow_skipping else 'not allowed'}; "
-            f"efficacy-driven escalation {'allowed' if rules.efficacy_driven_escalation else 'not allowed'}",
-            f"  eligibility: {sum(c.automatic for c in self.eligibility)} criteria checked from data, "
-            f"{sum(not c.automatic for c in self.eligibility)} by the investigator",
-        ]
-        return lines
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary (for ``lupusbayes spec check --json``)."""
-        return {
-            "id": self.trial.id,
-            "title": self.trial.title,
-            "source": self.source,
-            "sha256": self.sha256,
-            "dose_unit": self.dosing.unit.value,
-            "dose_levels": list(self.dosing.levels),
-            "reference_dose": self.dosing.reference_dose,
-            "dlt_window_days": self.dlt.window_days,
-            "dlt_definition": list(self.dlt.definition),
-            "dlt_crs_grade_at_least": self.dlt.crs_grade_at_least,
-            "group_size": self.escalation.group_size,
-            "sentinel_patients": self.escalation.sentinel_patients,
-            "sentinel_safety_days": self.escalation.sentinel_safety_days,
-            "group_safety_days_before_next": self.escalation.group_safety_days_before_next,
-            "allow_skipping": self.escalation.allow_skipping,
-            "efficacy_driven_escalation": self.escalation.efficacy_driven_escalation,
-            "eligibility_criteria": [
-                {"id": c.id, "kind": c.kind, "requirement": c.requirement(), "automatic": c.automatic}
-                for c in self.eligibility
-            ],
-            "observations": [vars(o) for o in self.observations],
-        }
-
+#: Names of the specs shipped with the package (``load_spec("kn5601")``).
+SHIPPED_SPECS = ("kn5601", "axa_nk02")
 
 # --------------------------------------------------------------------------------------------
 # Loading
@@ -286,13 +55,10 @@ class TrialSpec:
 
 def shipped_spec_path(name: str) -> Path:
     """Path of a spec shipped with the package: ``"kn5601"`` or ``"axa_nk02"``."""
-    from importlib import resources
-
     key = name.lower().replace("-", "_").removesuffix(".toml")
-    path = Path(str(resources.files("lupusbayes.data").joinpath(f"{key}.toml")))
-    if not path.exists():
-        raise SpecError(f"no shipped spec called '{name}' (shipped: kn5601, axa_nk02)", source=name)
-    return path
+    if key not in SHIPPED_SPECS:
+        raise SpecError(f"no shipped spec called '{name}' (shipped: {', '.join(SHIPPED_SPECS)})", source=name)
+    return Path(str(resources.files("lupusbayes.data.specs").joinpath(f"{key}.toml")))
 
 
 def load_spec(path: str | Path) -> TrialSpec:
@@ -519,13 +285,28 @@ def _parse_dlt(table: _Table, dosing: DosingSpec) -> DLTDefinition:
     definition = table.strings("definition", ())
     crs = table.integer("crs_grade_at_least", None, minimum=1, maximum=5)
     icans = table.integer("icans_grade_at_least", None, minimum=1, maximum=4)
-    intervals = table.numbers("toxicity_intervals", (0.0, 0.16, 0.33, 1.0))
-    if intervals[0] != 0.0 or intervals[-1] != 1.0 or any(b <= a for a, b in zip(intervals, intervals[1:], strict=False)):
-        raise table.error("toxicity_intervals", "must increase from 0 to 1, e.g. [0, 0.16, 0.33, 1]")
+    intervals = _parse_intervals(table.table("intervals", required=False))
     if not definition:
         raise table.error("definition", "list what counts as a DLT, e.g. [\"CRS grade >= 3\"]")
     table.finish()
     return DLTDefinition(window, definition, crs, icans, intervals)
+
+
+def _parse_intervals(table: _Table) -> ToxicityIntervals:
+    """``[dlt.intervals]``: edges, their names and the overdose interval (default: oncology's)."""
+    if not table.present:
+        return ToxicityIntervals.oncology()
+    edges = table.numbers("edges", required=True)
+    names = table.strings("names")
+    if names is None:
+        raise table.error("names", f"name the {max(len(edges) - 1, 1)} intervals, e.g. [\"acceptable\", \"overdosing\"]")
+    overdose = table.string("overdose", names[-1] if names else "")
+    table.finish()
+    try:
+        return ToxicityIntervals(edges, names, overdose)
+    except ValueError as error:
+        raise table.error("edges" if "edges" in str(error) else ("overdose" if "overdose" in str(error) else "names"),
+                          str(error)) from None
 
 
 def _parse_escalation(table: _Table) -> EscalationRules:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, log_expit
 
-from lupusbayes.models.settings import BivariateNormalPrior
+from lupusbayes.spec import BivariateNormalPrior, ToxicityIntervals
 
 __all__ = ["GridPosterior", "blrm_grid_posterior"]
 
@@ -39,15 +39,10 @@ class GridPosterior:
         """Posterior mean of P(DLT) per dose."""
         return self.weights @ self.p_dlt(doses)
 
-    def interval_probabilities(self, doses, edges=(0.0, 0.16, 0.33, 1.0)) -> np.ndarray:
-        """P(P(DLT) in [edge_k, edge_k+1)) per dose (last interval closed): (n_doses, n_intervals)."""
-        p = self.p_dlt(doses)
-        edges = np.asarray(edges, dtype=float)
-        bins = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, len(edges) - 2)
-        out = np.zeros((p.shape[1], len(edges) - 1))
-        for k in range(len(edges) - 1):
-            out[:, k] = self.weights @ (bins == k)
-        return out
+    def interval_probabilities(self, doses, intervals: ToxicityIntervals | None = None) -> np.ndarray:
+        """Posterior probability of each toxicity interval per dose: (n_doses, n_intervals)."""
+        intervals = intervals or ToxicityIntervals.oncology()
+        return np.einsum("n,ndk->dk", self.weights, intervals.indicators(self.p_dlt(doses)))
 
     def quantiles_p_dlt(self, doses, probabilities=(0.05, 0.5, 0.95)) -> np.ndarray:
         """Weighted quantiles of P(DLT) per dose: (n_doses, n_probabilities)."""
@@ -59,8 +54,9 @@ class GridPosterior:
             out[j] = np.interp(probabilities, cumulative, p[order, j])
         return out
 
-    def summary(self, doses, edges=(0.0, 0.16, 0.33, 1.0)) -> pd.DataFrame:
-        intervals = self.interval_probabilities(doses, edges)
+    def summary(self, doses, intervals: ToxicityIntervals | None = None) -> pd.DataFrame:
+        intervals = intervals or ToxicityIntervals.oncology()
+        probabilities = self.interval_probabilities(doses, intervals)
         quantiles = self.quantiles_p_dlt(doses)
         return pd.DataFrame(
             {
@@ -69,7 +65,7 @@ class GridPosterior:
                 "q5": quantiles[:, 0],
                 "median": quantiles[:, 1],
                 "q95": quantiles[:, 2],
-                **{f"P(interval {k + 1})": intervals[:, k] for k in range(intervals.shape[1])},
+                **{f"P({name})": probabilities[:, k] for k, name in enumerate(intervals.names)},
             }
         )
 

@@ -9,6 +9,7 @@ only when everything succeeded (staged, then renamed).
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,15 +19,17 @@ import numpy as np
 import pandas as pd
 
 from lupusbayes._io import staged_directory
+from lupusbayes.cli.output import EXIT_GATE_FAILED, EXIT_OK
 from lupusbayes.cohort import load_kn5601
 from lupusbayes.eligibility import screen
 from lupusbayes.fitting import FitResult, compare_models, fit
 from lupusbayes.models.sledai import SledaiModel
 from lupusbayes.models.toxicity import BLRM, CRSModel
+from lupusbayes.report import text
 from lupusbayes.spec import load_spec
 from lupusbayes.summary import summarise_cohort
 
-__all__ = ["run_demo", "DemoResult"]
+__all__ = ["run_demo", "DemoResult", "add_commands"]
 
 
 @dataclass(frozen=True)
@@ -60,10 +63,11 @@ def run_demo(
 
         progress("1/5 cohort summary")
         summary = summarise_cohort(cohort, seed=seed)
-        (staging / "cohort_summary.txt").write_text(summary.to_text() + "\n")
+        summary_text = text.cohort_summary_text(summary)
+        (staging / "cohort_summary.txt").write_text(summary_text + "\n")
         (staging / "cohort_summary.json").write_text(json.dumps(summary.to_dict(), indent=2, default=str) + "\n")
         cohort.to_csv(staging / "kn5601_tidy.csv")
-        report += ["== KN5601 cohort ==", summary.to_text(), ""]
+        report += ["== KN5601 cohort ==", summary_text, ""]
 
         progress("2/5 eligibility screen against AXA-NK02")
         screening = screen(cohort.patients, axa)
@@ -91,7 +95,7 @@ def run_demo(
             result.ppc_table().to_csv(staging / f"{name}_posterior_predictive_checks.csv", index=False)
             result.prior_predictive_table().to_csv(staging / f"{name}_prior_predictive_checks.csv", index=False)
             result.parameter_summary().to_csv(staging / f"{name}_parameters.csv", index=False)
-            report += [f"== {name} ==", *result.summary_lines(), ""]
+            report += [f"== {name} ==", text.fit_text(result), ""]
 
         progress("4/5 model comparison (PSIS-LOO)")
         comparisons = {
@@ -110,3 +114,23 @@ def run_demo(
             staging / "convergence.csv", index=False
         )
     return DemoResult(folder=folder, fits=fits)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    result = run_demo(Path(args.out), seed=args.seed, overwrite=args.overwrite, sampler=args.sampler,
+                      progress=lambda line: print(line, flush=True))
+    print(f"\nall outputs in {result.folder}/ (start with report.txt)")
+    return EXIT_OK if result.all_converged else EXIT_GATE_FAILED
+
+
+def add_commands(commands) -> None:
+    demo = commands.add_parser(
+        "demo", help="run the whole pipeline on the shipped KN5601 data",
+        description="Load and summarise KN5601, screen it against AXA-NK02, fit the CRS, BLRM and SLEDAI-2K "
+        "models and their comparison variants, and write every table, fit and a report to one folder.",
+    )
+    demo.add_argument("--out", required=True, help="output folder (created; refused if it exists unless --overwrite)")
+    demo.add_argument("--seed", type=int, default=20251108, help="master random seed (default 20251108)")
+    demo.add_argument("--sampler", choices=("pymc", "nutpie"), default=None, help="NUTS implementation (default: spec)")
+    demo.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    demo.set_defaults(handler=_demo)

@@ -1,11 +1,14 @@
 """Simulation from a model, parameter recovery and simulation-based calibration (SBC).
 
 * :func:`simulate_from` turns chosen parameter values into outcomes on a model's design and
-  returns the model refitted to them (same graph, so no recompilation).
+  returns the model refitted to them (same design, so no recompilation).
 * :func:`prior_draw` draws one parameter set from the model's own prior.
 * :func:`run_sbc` repeats *prior draw -> simulate -> fit -> rank of the truth among the
   posterior draws* (Talts et al. 2018); every replicate's seed is spawned up front from one
   master seed, so any replicate can be re-run alone.
+* :func:`model_fingerprint` identifies the model a stored calibration was run on, and
+  :meth:`SBCResult.binomial_band_check` tests stored ranks for uniformity, so the test suite
+  can tell when the stored results no longer describe the shipped model.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from lupusbayes.fitting import fit, sample_prior
+from lupusbayes.fitting.cache import DEFAULT_CACHE, DesignCache
+from lupusbayes.fitting.sample import fit, sample_prior
 from lupusbayes.models.base import BayesianModel
-from lupusbayes.models.settings import FitSettings
+from lupusbayes.spec import FitSettings
 
-__all__ = ["simulate_from", "prior_draw", "run_sbc", "SBCResult", "draws_from_values"]
+__all__ = ["simulate_from", "prior_draw", "run_sbc", "SBCResult", "BandCheck", "draws_from_values", "model_fingerprint"]
 
 
 def draws_from_values(values: dict[str, np.ndarray | float], coords: dict[str, list] | None = None,
@@ -71,6 +75,39 @@ class SBCResult:
             out[column] = float(chisquare(counts).pvalue)
         return pd.Series(out, name="p_value")
 
+    def binomial_band_check(self, *, bins: int = 20, level: float = 0.99) -> BandCheck:
+        """Count rank-histogram bins outside their binomial band (see :class:`BandCheck`)."""
+        from scipy.stats import binom
+
+        n = len(self.ranks)
+        low, high = binom.ppf([(1 - level) / 2, (1 + level) / 2], n, 1 / bins)
+        outliers = {}
+        for column in self.ranks.columns.drop("replicate"):
+            counts, _ = np.histogram(self.ranks[column], bins=bins, range=(0, self.n_draws + 1))
+            outliers[column] = int(((counts < low) | (counts > high)).sum())
+        total = bins * len(outliers)
+        allowed = int(binom.ppf(0.999, total, 1 - level))
+        return BandCheck(pd.Series(outliers, name="outliers"), total, allowed)
+
+
+@dataclass(frozen=True)
+class BandCheck:
+    """Rank histograms against the binomial band of a uniform histogram.
+
+    With ``bins`` bins and ``n`` replicates, each bin count is Binomial(n, 1/bins) under
+    uniformity; a bin outside its ``level`` band is an *outlier*. Over all quantities the number
+    of outliers is itself about Binomial(total bins, 1 - level); the check passes when it is at
+    most that distribution's 99.9% quantile (OncoBayes2 checks its stored SBC runs the same way).
+    """
+
+    outliers: pd.Series  # per quantity
+    total_bins: int
+    allowed_outliers: int
+
+    @property
+    def passed(self) -> bool:
+        return int(self.outliers.sum()) <= self.allowed_outliers
+
 
 def run_sbc(
     model: BayesianModel,
@@ -107,3 +144,15 @@ def run_sbc(
         rows.append(row)
         progress(replicate)
     return SBCResult(ranks=pd.DataFrame(rows), n_draws=thin_to, failed_gate=failed)
+
+
+def model_fingerprint(model: BayesianModel, *, cache: DesignCache | None = None) -> dict[str, object]:
+    """What identifies a model for a stored calibration: its design and its log density.
+
+    ``design_key`` covers the settings (priors) and the design (doses, baselines, months);
+    ``logp_at_initial_point`` is the model's joint log density at PyMC's deterministic initial
+    point, which changes whenever a prior or the likelihood's code does.
+    """
+    graph = (cache or DEFAULT_CACHE).get(model).graph_with_outcomes(model)
+    logp = float(graph.compile_logp()(graph.initial_point(0)))
+    return {"design_key": model.design_key(), "logp_at_initial_point": round(logp, 6)}

@@ -1,0 +1,67 @@
+"""The ``lupusbayes`` command line: a thin layer over the public API.
+
+One module per command group (:mod:`~lupusbayes.cli.data`, :mod:`~lupusbayes.cli.spec`,
+:mod:`~lupusbayes.cli.fitting`, :mod:`~lupusbayes.cli.demo`), shared helpers in
+:mod:`~lupusbayes.cli.output`.
+
+Exit codes: 0 success; 2 bad input (one line on stderr naming the file, row and field, and no
+output written); 3 a fit that failed its convergence gate; 1 an internal error (a bug).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from lupusbayes._version import __version__
+from lupusbayes.cli import data, demo, fitting, spec
+from lupusbayes.cli.output import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_OK, Parser
+from lupusbayes.errors import LupusBayesError
+
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_BAD_INPUT", "EXIT_GATE_FAILED"]
+
+_EPILOG = """\
+examples:
+  lupusbayes data show kn5601                      the shipped KN5601 cohort and its summary
+  lupusbayes data check my_cohort.csv --json       validate a cohort file
+  lupusbayes data screen my_cohort.csv --spec axa_nk02
+  lupusbayes spec check models/axa_nk02.toml
+  lupusbayes fit kn5601 --model crs --out crs.nc --seed 1
+  lupusbayes check crs.nc
+  lupusbayes demo --out outputs/demo --seed 20251108
+
+exit codes: 0 ok, 2 bad input, 3 convergence gate failed, 1 internal error
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="lupusbayes",
+        description="Bayesian dose-toxicity (CRS) and dose-efficacy (SLEDAI-2K) models for NK / CAR-NK "
+        "cell-therapy trials in lupus.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lupusbayes {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    commands.required = True
+    for group in (data, spec, fitting, demo):
+        group.add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except LupusBayesError as error:
+        print(f"lupusbayes: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("lupusbayes: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into e.g. `head`: not an error of ours
+        sys.stderr.close()
+        return EXIT_OK

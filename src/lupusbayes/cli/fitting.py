@@ -1,0 +1,135 @@
+"""``lupusbayes fit`` and ``lupusbayes check``: fit a model to one file, and read it back."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lupusbayes.cli.output import EXIT_GATE_FAILED, EXIT_OK, print_json, records
+from lupusbayes.cohort import combine_cohorts, load_cohort, load_kn5601
+from lupusbayes.errors import LupusBayesError
+from lupusbayes.spec import load_spec
+
+__all__ = ["add_commands"]
+
+
+def _build_model(kind: str, spec, cohort):
+    from lupusbayes.models.sledai import SledaiModel
+    from lupusbayes.models.toxicity import BLRM, CRSModel
+
+    return {"crs": CRSModel, "blrm": BLRM, "sledai": SledaiModel}[kind](cohort, spec)
+
+
+def _cohort_for(data: list[str] | None):
+    """The cohort a fit uses: the given files (concatenated), else the shipped KN5601 cohort."""
+    if not data:
+        return load_kn5601()
+    cohorts = [load_cohort(name) for name in data]
+    return cohorts[0] if len(cohorts) == 1 else combine_cohorts(cohorts)
+
+
+def _fit_settings(spec, args: argparse.Namespace):
+    changes = {name: getattr(args, name) for name in ("draws", "tune", "chains", "sampler") if getattr(args, name) is not None}
+    if args.target_accept is not None:
+        changes["target_accept"] = args.target_accept
+    try:
+        return spec.fitting.replace(**changes)
+    except ValueError as error:
+        raise LupusBayesError(f"invalid sampler setting: {error}") from None
+
+
+def _fit_payload(result, path: Path | None = None) -> dict[str, Any]:
+    return {
+        "file": None if path is None else str(path),
+        "model": result.model.name,
+        "trial_id": result.model.spec.trial.id,
+        "seed": result.seed,
+        "converged": result.converged,
+        "diagnostics": result.diagnostics.to_dict(),
+        "dose_summary": records(result.dose_summary()),
+        "posterior_predictive_checks": records(result.ppc_table()),
+        "prior_predictive_checks": records(result.prior_predictive_table()),
+    }
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from lupusbayes._io import refuse_existing
+    from lupusbayes.fitting import fit
+    from lupusbayes.report import text
+
+    out = Path(args.out)
+    refuse_existing(out, overwrite=args.overwrite)
+    spec = load_spec(args.spec)
+    model = _build_model(args.model, spec, _cohort_for(args.data))
+    result = fit(model, seed=args.seed, settings=_fit_settings(spec, args))
+    result.save(out, overwrite=args.overwrite)
+    if args.json:
+        print_json(_fit_payload(result, out))
+    else:
+        print(text.fit_text(result))
+        print(f"\nwritten: {out}")
+    if not result.converged:
+        print(f"lupusbayes: the fit FAILED its convergence gate; {out} is written for inspection, "
+              "but decisions must not rest on it", file=sys.stderr)
+        return EXIT_GATE_FAILED
+    return EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    from lupusbayes.fitting import load_fit
+    from lupusbayes.report import text
+
+    spec = load_spec(args.spec) if args.spec else None
+    result = load_fit(args.fit, spec=spec)
+    if args.json:
+        print_json(_fit_payload(result, Path(args.fit)))
+    else:
+        print(text.fit_text(result))
+        print("\nPrior predictive checks (does the prior allow what was seen?):")
+        print(result.prior_predictive_table().to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loo = result.loo()
+        print(f"\nPSIS-LOO: elpd {float(loo.elpd):.2f} (SE {float(loo.se):.2f}), "
+              f"max Pareto k {float(np.max(loo.pareto_k)):.2f}")
+        for warning in caught:
+            print(f"warning: {warning.message}")
+    return EXIT_OK if result.converged else EXIT_GATE_FAILED
+
+
+def add_commands(commands) -> None:
+    fit_parser = commands.add_parser(
+        "fit", help="fit a model and write one netCDF file",
+        description="Fit the CRS (ordinal), BLRM (binary DLT) or SLEDAI-2K model for a trial spec and write the "
+        "fit (posterior, predictive checks, diagnostics, spec, data, version) to one netCDF file. "
+        "Exit 3 if the convergence gate fails (the file is still written, marked as failed).",
+    )
+    fit_parser.add_argument("spec", help="trial spec TOML (or 'kn5601' / 'axa_nk02')")
+    fit_parser.add_argument("--data", action="append", metavar="FILE",
+                            help="cohort CSV (repeat for several studies); default: the shipped KN5601 cohort")
+    fit_parser.add_argument("--model", choices=("crs", "blrm", "sledai"), default="crs", help="which model (default crs)")
+    fit_parser.add_argument("--out", required=True, help="output .nc file")
+    fit_parser.add_argument("--seed", type=int, required=True, help="master random seed")
+    fit_parser.add_argument("--draws", type=int, help="draws per chain (default: spec [fitting])")
+    fit_parser.add_argument("--tune", type=int, help="tuning steps per chain")
+    fit_parser.add_argument("--chains", type=int, help="number of chains")
+    fit_parser.add_argument("--target-accept", type=float, dest="target_accept", help="NUTS target acceptance")
+    fit_parser.add_argument("--sampler", choices=("pymc", "nutpie"), help="NUTS implementation (default: spec, else pymc)")
+    fit_parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    fit_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    fit_parser.set_defaults(handler=_fit)
+
+    check = commands.add_parser(
+        "check", help="diagnostics and predictive checks of a saved fit",
+        description="Print the convergence gate, dose-response, posterior and prior predictive checks and "
+        "PSIS-LOO of a saved fit. Exit 3 if the gate failed.",
+    )
+    check.add_argument("fit", help="a .nc file written by 'lupusbayes fit'")
+    check.add_argument("--spec", help="fail unless the fit was made with this spec")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.set_defaults(handler=_check)

@@ -1,0 +1,1 @@
+"""Operating characteristics: simulated trials under scenarios, for every design on the same patients."""

@@ -1,0 +1,60 @@
+"""Trial specifications: what a trial is, as validated data.
+
+* :mod:`~lupusbayes.spec.schema`: the dataclasses of a spec (``TrialSpec`` and its parts);
+* :mod:`~lupusbayes.spec.settings`: model priors, sampler settings and the convergence gate;
+* :mod:`~lupusbayes.spec.parse`: reading and validating TOML (:func:`load_spec`).
+
+This layer imports only :mod:`lupusbayes.dosing` and :mod:`lupusbayes.errors`; models, fitting
+and decisions read it, never the reverse.
+"""
+
+from lupusbayes.spec.parse import SHIPPED_SPECS, load_spec, parse_spec, shipped_spec_path
+from lupusbayes.spec.schema import (
+    FIELD_UNITS,
+    DLTDefinition,
+    DoseObservation,
+    DosingSpec,
+    EfficacySpec,
+    EligibilityCriterion,
+    EscalationRules,
+    ModelSpecs,
+    ToxicityIntervals,
+    TrialInfo,
+    TrialSpec,
+)
+from lupusbayes.spec.settings import (
+    HETEROGENEITY_PRESETS,
+    BivariateNormalPrior,
+    ConvergenceGate,
+    FitSettings,
+    Heterogeneity,
+    LogNormalPrior,
+    SledaiModelSettings,
+    ToxicityModelSettings,
+)
+
+__all__ = [
+    "TrialSpec",
+    "TrialInfo",
+    "DosingSpec",
+    "DLTDefinition",
+    "ToxicityIntervals",
+    "EscalationRules",
+    "EfficacySpec",
+    "EligibilityCriterion",
+    "DoseObservation",
+    "ModelSpecs",
+    "FIELD_UNITS",
+    "load_spec",
+    "parse_spec",
+    "shipped_spec_path",
+    "SHIPPED_SPECS",
+    "BivariateNormalPrior",
+    "LogNormalPrior",
+    "Heterogeneity",
+    "HETEROGENEITY_PRESETS",
+    "ToxicityModelSettings",
+    "SledaiModelSettings",
+    "FitSettings",
+    "ConvergenceGate",
+]

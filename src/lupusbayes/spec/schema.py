@@ -1,0 +1,306 @@
+"""What a trial spec holds: frozen dataclasses, validated by :mod:`lupusbayes.spec.parse`.
+
+A spec states what the trial *is*: dose levels and their unit, the DLT window and definition
+with the toxicity intervals its probabilities are read against, the cohort rules, the
+efficacy summaries, the eligibility criteria with numeric limits, and, optionally, the priors
+and MCMC settings of its models (:mod:`lupusbayes.spec.settings`). Everything here is data;
+nothing imports PyMC, and nothing above the data layer is imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lupusbayes.dosing import DoseUnit, WeightTierSchedule
+from lupusbayes.spec.settings import FitSettings, SledaiModelSettings, ToxicityModelSettings
+
+__all__ = [
+    "TrialSpec",
+    "TrialInfo",
+    "DosingSpec",
+    "DLTDefinition",
+    "ToxicityIntervals",
+    "EscalationRules",
+    "EfficacySpec",
+    "EligibilityCriterion",
+    "DoseObservation",
+    "ModelSpecs",
+    "FIELD_UNITS",
+]
+
+#: Units of the patient fields that eligibility criteria may test. A criterion on one of these
+#: fields must state the same unit; other (custom) fields accept any unit.
+FIELD_UNITS: dict[str, str] = {
+    "age_years": "years",
+    "disease_duration_years": "years",
+    "weight_kg": "kg",
+    "sledai_baseline": "points",
+    "upcr_g_per_g": "g/g",
+    "urine_protein_g_per_24h": "g/24h",
+    "egfr_ml_per_min_per_1_73m2": "mL/min/1.73m2",
+    "ast_times_uln": "x ULN",
+    "alt_times_uln": "x ULN",
+    "total_bilirubin_times_uln": "x ULN",
+    "creatinine_umol_per_l": "umol/L",
+    "bilirubin_umol_per_l": "umol/L",
+    "neutrophils_10e9_per_l": "10^9/L",
+    "platelets_10e9_per_l": "10^9/L",
+    "hemoglobin_g_per_l": "g/L",
+    "biopsy_months_before_screening": "months",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Spec dataclasses
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrialInfo:
+    id: str
+    title: str = ""
+    product: str = ""
+    population: str = ""
+    phase: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class DosingSpec:
+    """Dose levels (strictly increasing, positive) in one unit, and the reference dose d*."""
+
+    unit: DoseUnit
+    levels: tuple[float, ...]
+    reference_dose: float
+    starting_level: int = 1
+    infusions_per_patient: int = 1
+    weight_tiers: WeightTierSchedule | None = None
+
+    def level_index(self, dose: float, *, relative_tolerance: float = 1e-6) -> int | None:
+        """0-based index of ``dose`` among the levels, or None if it is not a level."""
+        for index, level in enumerate(self.levels):
+            if math.isclose(dose, level, rel_tol=relative_tolerance):
+                return index
+        return None
+
+
+@dataclass(frozen=True)
+class ToxicityIntervals:
+    """Named intervals of P(DLT) that escalation rules read, e.g. EWOC's overdose interval.
+
+    ``edges`` increase from 0 to 1; interval *k* is ``[edges[k], edges[k+1])`` and the last one
+    is closed at 1. ``names`` label the intervals in every table and message; ``overdose`` names
+    the interval whose posterior probability the escalation-with-overdose-control rule limits
+    (the last one unless the spec says otherwise).
+    """
+
+    edges: tuple[float, ...]
+    names: tuple[str, ...]
+    overdose: str
+
+    def __post_init__(self) -> None:
+        edges = self.edges
+        if len(edges) < 2 or edges[0] != 0.0 or edges[-1] != 1.0 or any(b <= a for a, b in zip(edges, edges[1:])):
+            raise ValueError("interval edges must increase from 0 to 1, e.g. [0, 0.1, 0.2, 1]")
+        if len(self.names) != len(edges) - 1:
+            raise ValueError(f"{len(edges) - 1} intervals need {len(edges) - 1} names (got {len(self.names)})")
+        if len(set(self.names)) != len(self.names) or not all(name.strip() for name in self.names):
+            raise ValueError("interval names must be non-empty and distinct")
+        if self.overdose not in self.names:
+            raise ValueError(f"overdose interval '{self.overdose}' is not one of the names ({', '.join(self.names)})")
+
+    @classmethod
+    def oncology(cls) -> ToxicityIntervals:
+        """The oncology convention (Neuenschwander 2008; OncoBayes2): [0, .16) / [.16, .33) / [.33, 1]."""
+        return cls((0.0, 0.16, 0.33, 1.0), ("underdosing", "target toxicity", "overdosing"), "overdosing")
+
+    @property
+    def bounds(self) -> list[tuple[float, float]]:
+        return list(zip(self.edges[:-1], self.edges[1:], strict=True))
+
+    @property
+    def overdose_index(self) -> int:
+        return self.names.index(self.overdose)
+
+    @property
+    def overdose_threshold(self) -> float:
+        """The lower edge of the overdose interval (P(DLT) above it counts as overdosing)."""
+        return self.edges[self.overdose_index]
+
+    def label(self, index: int) -> str:
+        """``'overdosing [0.33, 1]'``: the name with its interval."""
+        low, high = self.bounds[index]
+        closing = "]" if high >= 1.0 else ")"
+        return f"{self.names[index]} [{low:g}, {high:g}{closing}"
+
+    def indicators(self, p_dlt) -> np.ndarray:
+        """Which interval each value of P(DLT) falls in: booleans, shape ``p_dlt.shape + (k,)``."""
+        values = np.asarray(p_dlt, dtype=float)
+        index = np.clip(np.searchsorted(np.asarray(self.edges), values, side="right") - 1, 0, len(self.names) - 1)
+        return index[..., None] == np.arange(len(self.names))
+
+
+@dataclass(frozen=True)
+class DLTDefinition:
+    """What counts as a dose-limiting toxicity, within which window.
+
+    ``crs_grade_at_least`` and ``icans_grade_at_least`` are the parts a model can compute
+    from CRS / ICANS grades; ``definition`` lists every component in words.
+    """
+
+    window_days: int
+    definition: tuple[str, ...]
+    crs_grade_at_least: int | None = 3
+    icans_grade_at_least: int | None = None
+    intervals: ToxicityIntervals = field(default_factory=ToxicityIntervals.oncology)
+
+
+@dataclass(frozen=True)
+class EscalationRules:
+    """The trial's cohort rules (used by the decision module)."""
+
+    group_size: int = 3
+    sentinel_patients: int = 0
+    sentinel_safety_days: int = 0
+    group_safety_days_before_next: int = 28
+    allow_skipping: bool = False
+    efficacy_driven_escalation: bool = False
+    max_patients: int | None = None
+
+
+@dataclass(frozen=True)
+class EfficacySpec:
+    """Which months and which reference baseline the SLEDAI-2K summaries use."""
+
+    months: tuple[float, ...] = (1.0, 3.0, 6.0)
+    reference_sledai_baseline: int = 12
+
+
+@dataclass(frozen=True)
+class EligibilityCriterion:
+    """One inclusion or exclusion criterion, stated as the *requirement to be eligible*.
+
+    Exactly one rule is set: a numeric range (``min`` / ``max`` inclusive, ``greater_than`` /
+    ``less_than`` strict), ``equals`` (yes/no or text), ``any_of_classes`` (ISN/RPS biopsy
+    classes) or ``any_true`` (at least one of several yes/no fields). A criterion with no
+    field is checked by the investigator and never failed automatically.
+    """
+
+    id: str
+    kind: str
+    text: str
+    field: str | None = None
+    unit: str | None = None
+    min: float | None = None
+    max: float | None = None
+    greater_than: float | None = None
+    less_than: float | None = None
+    equals: bool | str | None = None
+    any_of_classes: tuple[str, ...] | None = None
+    any_true: tuple[str, ...] | None = None
+    applies_when: Mapping[str, Any] | None = None
+
+    @property
+    def automatic(self) -> bool:
+        return self.field is not None or self.any_true is not None
+
+    def requirement(self) -> str:
+        """Human-readable rule, e.g. ``age_years in [5, 35] years``."""
+        unit = f" {self.unit}" if self.unit else ""
+        if self.any_true:
+            return "any of " + ", ".join(self.any_true) + " is yes"
+        parts = []
+        if self.min is not None:
+            parts.append(f">= {self.min:g}")
+        if self.greater_than is not None:
+            parts.append(f"> {self.greater_than:g}")
+        if self.max is not None:
+            parts.append(f"<= {self.max:g}")
+        if self.less_than is not None:
+            parts.append(f"< {self.less_than:g}")
+        if parts:
+            return f"{self.field} " + " and ".join(parts) + unit
+        if self.equals is not None:
+            shown = ("yes" if self.equals else "no") if isinstance(self.equals, bool) else self.equals
+            return f"{self.field} = {shown}"
+        if self.any_of_classes:
+            return f"{self.field} includes class " + " or ".join(self.any_of_classes)
+        return "checked by the investigator"
+
+
+@dataclass(frozen=True)
+class DoseObservation:
+    """Aggregate DLT counts at one dose (for BLRM checks against published examples)."""
+
+    study_id: str
+    dose: float
+    n_patients: int
+    n_dlt: int
+
+
+@dataclass(frozen=True)
+class ModelSpecs:
+    crs: ToxicityModelSettings = field(default_factory=ToxicityModelSettings)
+    blrm: ToxicityModelSettings = field(default_factory=lambda: ToxicityModelSettings(outcome="dlt"))
+    sledai: SledaiModelSettings = field(default_factory=SledaiModelSettings)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """A validated trial specification. Load one with :func:`load_spec`."""
+
+    trial: TrialInfo
+    dosing: DosingSpec
+    dlt: DLTDefinition
+    escalation: EscalationRules
+    efficacy: EfficacySpec
+    eligibility: tuple[EligibilityCriterion, ...]
+    models: ModelSpecs
+    fitting: FitSettings
+    observations: tuple[DoseObservation, ...] = ()
+    source: str = "<spec>"
+    text: str = field(default="", repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.trial.id
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the spec text; a saved fit records it to detect a changed spec."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (for ``lupusbayes spec check --json``)."""
+        return {
+            "id": self.trial.id,
+            "title": self.trial.title,
+            "source": self.source,
+            "sha256": self.sha256,
+            "dose_unit": self.dosing.unit.value,
+            "dose_levels": list(self.dosing.levels),
+            "reference_dose": self.dosing.reference_dose,
+            "dlt_window_days": self.dlt.window_days,
+            "dlt_definition": list(self.dlt.definition),
+            "dlt_crs_grade_at_least": self.dlt.crs_grade_at_least,
+            "dlt_icans_grade_at_least": self.dlt.icans_grade_at_least,
+            "toxicity_intervals": {"edges": list(self.dlt.intervals.edges), "names": list(self.dlt.intervals.names),
+                                   "overdose": self.dlt.intervals.overdose},
+            "group_size": self.escalation.group_size,
+            "sentinel_patients": self.escalation.sentinel_patients,
+            "sentinel_safety_days": self.escalation.sentinel_safety_days,
+            "group_safety_days_before_next": self.escalation.group_safety_days_before_next,
+            "allow_skipping": self.escalation.allow_skipping,
+            "efficacy_driven_escalation": self.escalation.efficacy_driven_escalation,
+            "eligibility_criteria": [
+                {"id": c.id, "kind": c.kind, "requirement": c.requirement(), "automatic": c.automatic}
+                for c in self.eligibility
+            ],
+            "observations": [vars(o) for o in self.observations],
+        }

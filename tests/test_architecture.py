@@ -1,0 +1,132 @@
+"""The package's layers: imports point down only, no module reaches into another's privates.
+
+The layers, lowest first (see docs/architecture.md). A module may import from its own layer
+(without cycles) and from any layer below; never from a layer above. The package face
+(``lupusbayes/__init__.py``) re-exports names lazily and is exempt; no other module imports it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "lupusbayes"
+
+#: Layers, lowest first: top-level module or subpackage names.
+LAYERS: list[set[str]] = [
+    {"errors", "_io", "_version"},
+    {"dosing", "endpoints"},
+    {"cohort"},
+    {"spec", "data"},
+    {"eligibility", "summary"},
+    {"models"},
+    {"fitting"},
+    {"decisions"},
+    {"simulation"},
+    {"report"},
+    {"cli"},
+]
+LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+#: Modules that must not import PyMC (or PyTensor) at any level: decisions run thousands of times.
+NO_PYMC = ("decisions", "simulation")
+#: What ``spec`` may import inside the package (the issue's "dosing, errors and the like").
+SPEC_MAY_IMPORT = {"spec", "dosing", "errors", "_io", "_version"}
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE)
+
+
+def _unit(path: Path) -> str:
+    """The layer unit of a file: its top-level module or subpackage name."""
+    relative = path.relative_to(PACKAGE)
+    return relative.parts[0].removesuffix(".py")
+
+
+def _imports(path: Path) -> list[tuple[int, str, tuple[str, ...]]]:
+    """(line, imported module, imported names) of every import in ``path``, at any depth."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = ".".join(("lupusbayes", *path.relative_to(PACKAGE).with_suffix("").parts))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name, ()) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative import
+                base = package.split(".")[: -node.level]
+                module = ".".join([*base, module]) if module else ".".join(base)
+            found.append((node.lineno, module, tuple(alias.name for alias in node.names)))
+    return found
+
+
+def _target_unit(module: str, names: tuple[str, ...]) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "lupusbayes":
+        return None
+    if len(parts) == 1:
+        return names[0] if len(names) == 1 and names[0] in LAYER_OF else "lupusbayes"
+    return parts[1]
+
+
+def test_every_module_is_in_a_layer():
+    units = {_unit(path) for path in _modules()}
+    assert units <= set(LAYER_OF), f"modules without a layer: {sorted(units - set(LAYER_OF))}"
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_point_down_only(path):
+    unit = _unit(path)
+    problems = []
+    for line, module, names in _imports(path):
+        target = _target_unit(module, names)
+        if target is None:
+            if unit in NO_PYMC and module.split(".")[0] in {"pymc", "pytensor", "nutpie"}:
+                problems.append(f"line {line}: {unit} must not import {module}")
+            continue
+        if target == "lupusbayes":
+            problems.append(f"line {line}: imports the package face; import the defining module instead")
+            continue
+        if LAYER_OF[target] > LAYER_OF[unit]:
+            problems.append(f"line {line}: {unit} (layer {LAYER_OF[unit]}) imports {module} (layer {LAYER_OF[target]})")
+        if unit == "spec" and target not in SPEC_MAY_IMPORT:
+            problems.append(f"line {line}: spec imports {module}")
+        if unit in NO_PYMC and target == "fitting":
+            problems.append(f"line {line}: {unit} must not import the fitting layer")
+    assert not problems, "\n".join(problems)
+
+
+def test_private_names_stay_in_their_module():
+    """No ``from x import _private`` across modules, and no ``obj._private`` except on self / cls.
+
+    Private modules of the package (``_io``, ``_math``, ``_version``) may be imported, but only
+    their public names.
+    """
+    problems = []
+    for path in _modules():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lupusbayes"):
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        problems.append(f"{path.name}:{node.lineno}: imports private {node.module}.{alias.name}")
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                owner = node.value
+                if isinstance(owner, ast.Name) and owner.id in {"self", "cls"}:
+                    continue
+                problems.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: reads or writes .{node.attr} of another object")
+    assert not problems, "\n".join(problems)
+
+
+def test_importing_the_package_and_the_decision_layers_does_not_import_pymc():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lupusbayes, lupusbayes.decisions, lupusbayes.simulation, lupusbayes.models.exact; "
+        "print(sorted(m for m in ('pymc', 'pytensor', 'nutpie') if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]"
