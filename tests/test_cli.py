@@ -49,7 +49,8 @@ def test_screen_and_spec_json(capsys):
 
 def test_fit_then_check(tmp_path, capsys, mock_sampling):
     out = tmp_path / "blrm.nc"
-    code = main(["fit", "kn5601", "--model", "blrm", "--out", str(out), "--seed", "4", "--draws", "500", "--tune", "500", "--json"])
+    code = main(["fit", "kn5601", "--data", "kn5601", "--model", "blrm", "--out", str(out), "--seed", "4", "--draws", "500",
+                 "--tune", "500", "--json"])
     payload = json.loads(capsys.readouterr().out)
     assert code == 0 and out.exists() and payload["converged"] is True
     assert payload["dose_summary"][0]["dose"] == "1.0e9 cells"
@@ -67,7 +68,8 @@ def test_failed_gate_exits_3_and_says_so(tmp_path, capsys, mock_sampling):
     strict = tmp_path / "strict.toml"
     strict.write_text(spec_text.replace("ess_bulk_min = 400", "ess_bulk_min = 1000000"))
     out = tmp_path / "fit.nc"
-    code = main(["fit", str(strict), "--model", "blrm", "--out", str(out), "--seed", "4", "--draws", "200", "--tune", "300"])
+    code = main(["fit", str(strict), "--data", "kn5601", "--model", "blrm", "--out", str(out), "--seed", "4", "--draws", "200",
+                 "--tune", "300"])
     captured = capsys.readouterr()
     assert code == 3 and out.exists()
     assert "FAILED" in captured.out and "must not rest on it" in captured.err

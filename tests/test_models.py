@@ -11,7 +11,7 @@ import lupusbayes as lb
 from lupusbayes.models._math import NUMPY_OPS
 from lupusbayes.fitting import DEFAULT_CACHE
 from lupusbayes.fitting.calibration import draws_from_values, prior_draw, simulate_from
-from lupusbayes.models.exact import blrm_grid_posterior
+from lupusbayes.models.exact import blrm_exact_posterior
 
 
 def _graph_potential(model, point: dict) -> float:
@@ -49,7 +49,7 @@ def test_blrm_matches_the_quadrature_reference_on_the_published_example(hist_sa_
     result = lb.fit(lb.BLRM(None, hist_sa_spec), seed=3, settings=FAST)
     assert result.converged
     summary = result.dose_summary()
-    reference = blrm_grid_posterior(
+    reference = blrm_exact_posterior(
         [1, 2.5, 5, 10, 25], [3, 4, 5, 4, 2], [0, 0, 0, 0, 2], prior=hist_sa_spec.models.blrm.prior, reference_dose=50
     )
     doses = np.array(hist_sa_spec.dosing.levels) / 1e9

@@ -70,7 +70,9 @@ def test_spec_model_sections_become_settings(axa_spec):
     crs = axa_spec.models.crs
     assert crs.hierarchy == "exnex" and crs.heterogeneity == lb.Heterogeneity.preset("substantial")
     assert crs.exchangeability("KN5601") == 0.5
-    assert axa_spec.models.blrm.prior.mean_log_a == pytest.approx(-2.2)
+    assert axa_spec.models.blrm.prior.mean_log_a == pytest.approx(-2.944)
+    assert axa_spec.dlt.intervals.names == ("acceptable", "elevated", "excessive")
+    assert axa_spec.dosing.dose_metric == "per_course" and axa_spec.dosing.infusions_by_study == {"KN5601": 6}
     assert axa_spec.fitting.sampler == "nutpie"
 
 

@@ -29,7 +29,7 @@ import difflib
 import io
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -72,6 +72,7 @@ PATIENT_COLUMNS = (
     "dose_unit",
     "dose_cells",
     "dose_cells_per_kg",
+    "n_infusions",
     "weight_kg",
     "crs_grade",
     "dlt",
@@ -83,7 +84,7 @@ PATIENT_COLUMNS = (
 _REQUIRED_COMMON = ("patient_id", "age_years", "sex", "dose", "crs_grade")
 _REQUIRED_WIDE = _REQUIRED_COMMON + ("follow_up_months", "sledai_baseline", "sledai_latest")
 _REQUIRED_LONG = _REQUIRED_COMMON + ("visit_month", "sledai")
-_OPTIONAL = ("study_id", "dose_unit", "weight_kg", "disease_duration_years", "biopsy_class", "dlt")
+_OPTIONAL = ("study_id", "dose_unit", "n_infusions", "weight_kg", "disease_duration_years", "biopsy_class", "dlt")
 _PATIENT_LEVEL_INPUT = _REQUIRED_COMMON + _OPTIONAL
 
 #: Header of the KN5601 table as published (ASN Kidney Week 2025, abstract SA-OR088), mapped to
@@ -101,6 +102,8 @@ KN5601_PUBLISHED_COLUMNS = {
     "SLEDAI- 2K at present": "sledai_latest",
 }
 KN5601_STUDY_ID = "KN5601"
+#: "patients received six infusions of KN5601" (abstract, Methods): not a column of the table.
+KN5601_INFUSIONS = 6
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,6 +194,13 @@ def _parse_number(text: str, *, what: str, minimum: float | None = None, maximum
     if maximum is not None and value > maximum:
         raise ValueError(f"{what} must be <= {maximum:g} (got {text})")
     return value
+
+
+def _parse_infusions(text: str) -> int:
+    value = _parse_number(text, what="n_infusions", minimum=1, maximum=100)
+    if not value.is_integer():
+        raise ValueError(f"n_infusions must be a whole number of infusions (got {text})")
+    return int(value)
 
 
 def _parse_sex(text: str) -> str:
@@ -314,7 +324,8 @@ def load_kn5601() -> Cohort:
     pediatric patients with refractory SLE*, ASN Kidney Week 2025, abstract SA-OR088. The table
     ships verbatim (``kn5601_published_table.csv``); doses are flat (cells per infusion as
     reported), weights were not reported, and ``sledai_latest`` is the score at the latest visit
-    (``follow_up_months``), not at a fixed time.
+    (``follow_up_months``), not at a fixed time. ``n_infusions`` is 6 for every patient, from the
+    abstract's Methods ("patients received six infusions"); the table itself has no such column.
 
     Examples
     --------
@@ -323,7 +334,10 @@ def load_kn5601() -> Cohort:
     (11, 4)
     """
     text = resources.files("lupusbayes.data").joinpath("kn5601_published_table.csv").read_text()
-    return parse_cohort_text(text, source="kn5601_published_table.csv", default_study_id=KN5601_STUDY_ID)
+    cohort = parse_cohort_text(text, source="kn5601_published_table.csv", default_study_id=KN5601_STUDY_ID)
+    patients = cohort.patients.copy()
+    patients["n_infusions"] = pd.array([KN5601_INFUSIONS] * len(patients), dtype="Int64")  # "six infusions" (Methods)
+    return replace(cohort, patients=patients)
 
 
 def load_cohort(path: str | Path, *, study_id: str | None = None) -> Cohort:
@@ -519,6 +533,7 @@ def _parse_patient_cells(row: _Row, *, source: str, default_study_id: str, extra
         "dose_unit": dose_unit.value,
         "dose_cells": dose_cells,
         "dose_cells_per_kg": dose_cells_per_kg,
+        "n_infusions": _cell(row, "n_infusions", _parse_infusions, optional=True, **common),
         "weight_kg": weight,
         "crs_grade": crs_grade,
         "dlt": _cell(row, "dlt", _parse_bool, optional=True, **common),
@@ -555,6 +570,7 @@ def _typed_patients(records: list[dict], extras: list[str]) -> pd.DataFrame:
             "dose_unit": pd.Categorical(frame["dose_unit"], categories=[u.value for u in DoseUnit]),
             "dose_cells": frame["dose_cells"].astype(float),
             "dose_cells_per_kg": frame["dose_cells_per_kg"].astype(float),
+            "n_infusions": pd.array(frame["n_infusions"], dtype="Int64"),
             "weight_kg": pd.to_numeric(frame["weight_kg"]).astype(float),
             "crs_grade": frame["crs_grade"].astype("int64"),
             "dlt": pd.array(frame["dlt"], dtype="boolean"),

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from lupusbayes._version import __version__
 from lupusbayes.cli import data, demo, fitting, spec
 from lupusbayes.cli.output import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_OK, Parser
-from lupusbayes.errors import LupusBayesError
+from lupusbayes.errors import LupusBayesError, LupusBayesWarning
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_BAD_INPUT", "EXIT_GATE_FAILED"]
 
@@ -55,7 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("always", LupusBayesWarning)
+            try:
+                return args.handler(args)
+            finally:
+                for warning in caught:
+                    print(f"lupusbayes: warning: {warning.message}", file=sys.stderr)
     except LupusBayesError as error:
         print(f"lupusbayes: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

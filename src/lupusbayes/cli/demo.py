@@ -53,7 +53,7 @@ def run_demo(
     """Run the pipeline and write its outputs to ``folder`` (see the module docstring)."""
     cohort = load_kn5601()
     kn5601, axa = load_spec("kn5601"), load_spec("axa_nk02")
-    fit_seeds = iter(int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(8))
+    fit_seeds = iter(int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(9))
 
     def settings(spec):
         return spec.fitting if sampler is None else spec.fitting.replace(sampler=sampler)
@@ -84,6 +84,8 @@ def run_demo(
             ("blrm", lambda: BLRM(cohort, kn5601), kn5601),
             ("sledai", lambda: SledaiModel(cohort, kn5601), kn5601),
             ("sledai_emax", lambda: SledaiModel(cohort, kn5601, kn5601.models.sledai.replace(dose_response="emax")), kn5601),
+            ("sledai_not_monotone",
+             lambda: SledaiModel(cohort, kn5601, kn5601.models.sledai.replace(monotone=False)), kn5601),
             ("axa_nk02_crs_borrowing_kn5601", lambda: CRSModel(cohort, axa), axa),
         ]
         for number, (name, build, spec) in enumerate(plan, start=1):
@@ -100,7 +102,8 @@ def run_demo(
         progress("4/5 model comparison (PSIS-LOO)")
         comparisons = {
             "crs": compare_models({"ordinal, dose effect": fits["crs"], "ordinal, no dose effect": fits["crs_no_dose_effect"]}),
-            "sledai": compare_models({"log-linear": fits["sledai"], "Emax": fits["sledai_emax"]}),
+            "sledai": compare_models({"log-linear": fits["sledai"], "Emax": fits["sledai_emax"],
+                                      "log-linear, not monotone": fits["sledai_not_monotone"]}),
         }
         for name, table in comparisons.items():
             table.to_csv(staging / f"model_comparison_{name}.csv")

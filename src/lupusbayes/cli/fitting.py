@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from lupusbayes.cli.output import EXIT_GATE_FAILED, EXIT_OK, print_json, records
-from lupusbayes.cohort import combine_cohorts, load_cohort, load_kn5601
+from lupusbayes.cohort import combine_cohorts, load_cohort
 from lupusbayes.errors import LupusBayesError
 from lupusbayes.spec import load_spec
 
@@ -25,12 +25,22 @@ def _build_model(kind: str, spec, cohort):
     return {"crs": CRSModel, "blrm": BLRM, "sledai": SledaiModel}[kind](cohort, spec)
 
 
-def _cohort_for(data: list[str] | None):
-    """The cohort a fit uses: the given files (concatenated), else the shipped KN5601 cohort."""
-    if not data:
-        return load_kn5601()
-    cohorts = [load_cohort(name) for name in data]
-    return cohorts[0] if len(cohorts) == 1 else combine_cohorts(cohorts)
+def _cohort_for(spec, data: list[str] | None, kind: str):
+    """The cohort a fit uses: the given files, stacked. Nothing is added that was not asked for.
+
+    Without ``--data`` only a BLRM can be fitted, from the spec's ``[[observations]]``; the shipped
+    KN5601 cohort enters only as ``--data kn5601``.
+    """
+    if data:
+        cohorts = [load_cohort(name) for name in data]
+        return cohorts[0] if len(cohorts) == 1 else combine_cohorts(cohorts)
+    if kind == "blrm" and spec.observations:
+        return None
+    where = " or add [[observations]] (DLT counts per dose) to the spec" if kind == "blrm" else ""
+    raise LupusBayesError(
+        f"{spec.source}: no data to fit the {kind} model to: give --data FILE (repeat it for several studies; "
+        f"'--data kn5601' is the shipped KN5601 cohort){where}"
+    )
 
 
 def _fit_settings(spec, args: argparse.Namespace):
@@ -50,6 +60,7 @@ def _fit_payload(result, path: Path | None = None) -> dict[str, Any]:
         "trial_id": result.model.spec.trial.id,
         "seed": result.seed,
         "converged": result.converged,
+        "notes": result.model.notes(),
         "diagnostics": result.diagnostics.to_dict(),
         "dose_summary": records(result.dose_summary()),
         "posterior_predictive_checks": records(result.ppc_table()),
@@ -65,7 +76,7 @@ def _fit(args: argparse.Namespace) -> int:
     out = Path(args.out)
     refuse_existing(out, overwrite=args.overwrite)
     spec = load_spec(args.spec)
-    model = _build_model(args.model, spec, _cohort_for(args.data))
+    model = _build_model(args.model, spec, _cohort_for(spec, args.data, args.model))
     result = fit(model, seed=args.seed, settings=_fit_settings(spec, args))
     result.save(out, overwrite=args.overwrite)
     if args.json:
@@ -102,6 +113,22 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK if result.converged else EXIT_GATE_FAILED
 
 
+def _prior(args: argparse.Namespace) -> int:
+    from lupusbayes.fitting import prior_predictive
+    from lupusbayes.report import text
+
+    spec = load_spec(args.spec)
+    model = _build_model(args.model, spec, _cohort_for(spec, args.data, args.model))
+    check = prior_predictive(model, seed=args.seed, draws=args.draws)
+    if args.json:
+        print_json({"model": model.name, "trial_id": spec.trial.id, "seed": args.seed, "draws": args.draws,
+                    "notes": model.notes(), "dose_summary": records(check.dose_summary()),
+                    "prior_predictive_checks": records(check.check_table())})
+    else:
+        print(text.prior_predictive_text(check))
+    return EXIT_OK
+
+
 def add_commands(commands) -> None:
     fit_parser = commands.add_parser(
         "fit", help="fit a model and write one netCDF file",
@@ -111,7 +138,8 @@ def add_commands(commands) -> None:
     )
     fit_parser.add_argument("spec", help="trial spec TOML (or 'kn5601' / 'axa_nk02')")
     fit_parser.add_argument("--data", action="append", metavar="FILE",
-                            help="cohort CSV (repeat for several studies); default: the shipped KN5601 cohort")
+                            help="cohort CSV (repeat for several studies; 'kn5601' is the shipped cohort); "
+                            "without it a BLRM is fitted to the spec's [[observations]] alone")
     fit_parser.add_argument("--model", choices=("crs", "blrm", "sledai"), default="crs", help="which model (default crs)")
     fit_parser.add_argument("--out", required=True, help="output .nc file")
     fit_parser.add_argument("--seed", type=int, required=True, help="master random seed")
@@ -123,6 +151,21 @@ def add_commands(commands) -> None:
     fit_parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     fit_parser.add_argument("--json", action="store_true", help="machine-readable output")
     fit_parser.set_defaults(handler=_fit)
+
+    prior = commands.add_parser(
+        "prior", help="what a model's prior implies, per dose and for the data (no MCMC)",
+        description="Draw from a model's prior and print, per dose, the prior mean, median and 90% range of "
+        "P(DLT) and P(CRS >= g) (or the SLEDAI-2K response), and the prior predictive distribution of the "
+        "data's statistics next to the observed values: the check a prior is chosen and documented with.",
+    )
+    prior.add_argument("spec", help="trial spec TOML (or 'kn5601' / 'axa_nk02')")
+    prior.add_argument("--data", action="append", metavar="FILE",
+                       help="cohort CSV (repeat for several studies; 'kn5601' is the shipped cohort)")
+    prior.add_argument("--model", choices=("crs", "blrm", "sledai"), default="blrm", help="which model (default blrm)")
+    prior.add_argument("--seed", type=int, required=True, help="random seed")
+    prior.add_argument("--draws", type=int, default=4000, help="prior draws (default 4000)")
+    prior.add_argument("--json", action="store_true", help="machine-readable output")
+    prior.set_defaults(handler=_prior)
 
     check = commands.add_parser(
         "check", help="diagnostics and predictive checks of a saved fit",

@@ -13,12 +13,14 @@ from lupusbayes.fitting.cache import DEFAULT_CACHE, CompiledDesign, DesignCache
 from lupusbayes.fitting.comparison import compare_models
 from lupusbayes.fitting.diagnostics import Diagnostics, GateCheck, SamplingAttempt, diagnose
 from lupusbayes.fitting.fitfile import FILE_FORMAT_VERSION, load_fit, save_fit
-from lupusbayes.fitting.result import FitResult
-from lupusbayes.fitting.sample import fit, sample_prior
+from lupusbayes.fitting.result import FitResult, PriorPredictive
+from lupusbayes.fitting.sample import fit, prior_predictive, sample_prior
 
 __all__ = [
     "fit",
     "sample_prior",
+    "prior_predictive",
+    "PriorPredictive",
     "FitResult",
     "Diagnostics",
     "GateCheck",

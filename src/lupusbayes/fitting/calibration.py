@@ -51,7 +51,7 @@ def simulate_from(model: BayesianModel, truth: xr.Dataset, seed: int) -> tuple[B
     Returns the model with those outcomes and the completed truth (with ``log_a``, etc.).
     """
     rng = np.random.default_rng(seed)
-    completed = model.complete_draws(truth, rng)
+    completed = model.complete_draws(truth, rng, prior=True)
     outcomes = model.simulate_outcomes(completed, rng)
     values = next(iter(outcomes.data_vars.values())).to_numpy()[0, 0]
     return model.with_outcomes(values), completed
@@ -146,13 +146,19 @@ def run_sbc(
     return SBCResult(ranks=pd.DataFrame(rows), n_draws=thin_to, failed_gate=failed)
 
 
-def model_fingerprint(model: BayesianModel, *, cache: DesignCache | None = None) -> dict[str, object]:
-    """What identifies a model for a stored calibration: its design and its log density.
+def model_fingerprint(model: BayesianModel, *, cache: DesignCache | None = None) -> dict[str, float]:
+    """What identifies a model for a stored calibration: its joint log density at three points.
 
-    ``design_key`` covers the settings (priors) and the design (doses, baselines, months);
-    ``logp_at_initial_point`` is the model's joint log density at PyMC's deterministic initial
-    point, which changes whenever a prior or the likelihood's code does.
+    The points are PyMC's deterministic initial point and two fixed shifts of it (on the
+    sampler's unconstrained scale). The log density there changes whenever a prior, the
+    likelihood's code or the design (doses, baselines, months) does, and not when only a
+    setting is renamed or added with a default that keeps the model as it was.
     """
     graph = (cache or DEFAULT_CACHE).get(model).graph_with_outcomes(model)
-    logp = float(graph.compile_logp()(graph.initial_point(0)))
-    return {"design_key": model.design_key(), "logp_at_initial_point": round(logp, 6)}
+    logp = graph.compile_logp()
+    start = graph.initial_point(0)
+    fingerprint = {}
+    for name, shift in (("logp_at_initial_point", 0.0), ("logp_shifted_up", 0.3), ("logp_shifted_down", -0.2)):
+        point = {key: np.asarray(value) + shift for key, value in start.items()}
+        fingerprint[name] = round(float(logp(point)), 6)
+    return fingerprint

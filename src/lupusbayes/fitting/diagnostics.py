@@ -20,6 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from lupusbayes.models.base import SAMPLE_DIMS, BayesianModel, DecisionQuantity
+from lupusbayes.models.summaries import probability_with_mcse
 from lupusbayes.spec import FitSettings
 
 __all__ = ["GateCheck", "SamplingAttempt", "Diagnostics", "diagnose", "parameter_label", "FREE_PARAMETERS_ATTR"]
@@ -37,11 +38,13 @@ class GateCheck:
     threshold: float
     passed: bool
     worst: str = ""
+    note: str = ""
 
     def describe(self) -> str:
-        """One line: ``max R-hat: 1.02 vs 1.01 (worst: log_a[KN5601])``."""
+        """One line: ``max R-hat: 1.02 vs 1.01 (worst: log_a[KN5601])``, with any note."""
         where = f" (worst: {self.worst})" if self.worst else ""
-        return f"{self.name}: {_number(self.value)} vs {_number(self.threshold)}{where}"
+        note = f"; {self.note}" if self.note else ""
+        return f"{self.name}: {_number(self.value)} vs {_number(self.threshold)}{where}{note}"
 
 
 def _number(value: float) -> str:
@@ -94,18 +97,26 @@ def parameter_label(name: str, coordinates) -> str:
 
 
 def _convergence_table(model: BayesianModel, tree: xr.DataTree, quantities: list[DecisionQuantity]) -> pd.DataFrame:
-    """R-hat and bulk / tail ESS of every free parameter, reported parameter and decision quantity."""
+    """R-hat and bulk / tail ESS of every free parameter, reported parameter and decision quantity.
+
+    ``decision`` marks decision quantities; ``constant`` marks elements whose draws all agree
+    (R-hat and ESS are undefined there); ``finite`` is false when any draw is NaN or infinite.
+    """
     posterior = tree["posterior"].to_dataset()
     free = json.loads(posterior.attrs.get(FREE_PARAMETERS_ATTR, "[]"))
     names = [n for n in free if n in posterior] + [n for n in model.parameters_of_interest() if n in posterior]
     monitored = posterior[list(dict.fromkeys(names))]
+    decision_names = set()
     for quantity in quantities:
         monitored[f"decision: {quantity.name}"] = quantity.values
+        decision_names.add(f"decision: {quantity.name}")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # constant quantities give 0/0 in R-hat; the gate skips them
+        warnings.simplefilter("ignore")  # constant quantities give 0/0 in R-hat; reported as constant
         rhat = az.rhat(monitored)
         ess_bulk = az.ess(monitored, method="bulk")
         ess_tail = az.ess(monitored, method="tail")
+    spread = monitored.max(SAMPLE_DIMS) - monitored.min(SAMPLE_DIMS)
+    finite = np.isfinite(monitored).all(SAMPLE_DIMS)
     rows = []
     for name in monitored.data_vars:
         coords = [rhat[name][d].to_numpy() if d in rhat[name].coords else np.arange(rhat[name].sizes[d])
@@ -117,50 +128,80 @@ def _convergence_table(model: BayesianModel, tree: xr.DataTree, quantities: list
                     "r_hat": float(rhat[name].to_numpy()[index]),
                     "ess_bulk": float(ess_bulk[name].to_numpy()[index]),
                     "ess_tail": float(ess_tail[name].to_numpy()[index]),
+                    "decision": name in decision_names,
+                    "constant": bool(spread[name].to_numpy()[index] == 0),
+                    "finite": bool(finite[name].to_numpy()[index]),
                 }
             )
-    return pd.DataFrame(rows, columns=["parameter", "r_hat", "ess_bulk", "ess_tail"])
+    columns = ["parameter", "r_hat", "ess_bulk", "ess_tail", "decision", "constant", "finite"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _decision_mcse(quantities: list[DecisionQuantity]) -> pd.DataFrame:
-    """Posterior mean and Monte Carlo SE of every decision quantity, one row per dose (and month)."""
+    """Posterior mean and Monte Carlo error of every decision quantity, one row per dose (and month).
+
+    ``mcse_is_upper_bound`` marks rows whose draws all agree: their error is the bound of
+    :func:`~lupusbayes.models.summaries.probability_with_mcse`, never a claimed 0.
+    """
     rows = []
     for quantity in quantities:
-        values = quantity.values.astype(float)
-        mean = values.mean(SAMPLE_DIMS)
-        mcse = az.mcse(values, method="mean").to_numpy()
+        mean, mcse, is_bound = probability_with_mcse(quantity.values, quantity.reference)
         for index in np.ndindex(mean.shape):
             where = ", ".join(f"{d}={mean[d].to_numpy()[i]:g}" for d, i in zip(mean.dims, index, strict=True))
             rows.append({"quantity": quantity.name, "where": where, "mean": float(mean.to_numpy()[index]),
-                         "mcse": 0.0 if math.isnan(mcse[index]) else float(mcse[index])})
-    return pd.DataFrame(rows, columns=["quantity", "where", "mean", "mcse"])
+                         "mcse": float(mcse.to_numpy()[index]),
+                         "mcse_is_upper_bound": bool(is_bound.to_numpy()[index])})
+    return pd.DataFrame(rows, columns=["quantity", "where", "mean", "mcse", "mcse_is_upper_bound"])
 
 
 def diagnose(model: BayesianModel, tree: xr.DataTree, settings: FitSettings,
              attempts: list[SamplingAttempt] | tuple[SamplingAttempt, ...]) -> Diagnostics:
-    """Apply the convergence gate of ``settings`` to a fitted ``tree`` (see the module docstring)."""
+    """Apply the convergence gate of ``settings`` to a fitted ``tree`` (see the module docstring).
+
+    Nothing passes by being unmeasurable: a parameter with non-finite draws, or an R-hat or ESS
+    that is NaN for a quantity whose draws vary, fails its check, and so does a missing or NaN
+    BFMI. The only quantities left out are decision probabilities whose draws all agree (an
+    interval probability exactly 0 or 1 in every draw), and the check's note counts them.
+    """
     quantities = model.decision_quantities(tree["dose_response"].to_dataset())
     parameters = _convergence_table(model, tree, quantities)
-    valid = parameters.dropna()  # constant across draws (a probability exactly 0): no R-hat / ESS
     gate = settings.gate
+    left_out = parameters["decision"] & parameters["constant"] & parameters["finite"]
+    assessed = parameters[~left_out]
+    constant_note = (f"{int(left_out.sum())} decision quantities constant across draws, left out "
+                     "(their MCSE is reported as a bound)") if left_out.any() else ""
 
-    def worst(column: str, largest: bool) -> tuple[float, str]:
-        if valid.empty:
-            return float("nan"), ""
-        row = valid.loc[valid[column].idxmax() if largest else valid[column].idxmin()]
-        return float(row[column]), str(row["parameter"])
+    def check(name: str, column: str, threshold: float, largest: bool, note: str = "") -> GateCheck:
+        if assessed.empty:
+            return GateCheck(name, float("nan"), threshold, False, "", "not assessable: no quantity varies across draws")
+        unmeasured = assessed[~np.isfinite(assessed[column])]
+        if len(unmeasured):
+            where = str(unmeasured["parameter"].iloc[0])
+            reason = "non-finite draws" if not unmeasured["finite"].iloc[0] else "constant draws"
+            return GateCheck(name, float("nan"), threshold, False, where,
+                             f"not assessable for {len(unmeasured)} quantities ({reason}); a fit that cannot be checked fails")
+        row = assessed.loc[assessed[column].idxmax() if largest else assessed[column].idxmin()]
+        value = float(row[column])
+        passed = value <= threshold if largest else value >= threshold
+        return GateCheck(name, value, threshold, bool(passed), str(row["parameter"]), note)
 
-    rhat_max, rhat_where = worst("r_hat", True)
-    bulk_min, bulk_where = worst("ess_bulk", False)
-    tail_min, tail_where = worst("ess_tail", False)
     divergences = attempts[-1].divergences
-    has_energy = "energy" in tree["sample_stats"].to_dataset()
-    bfmi_min = float(az.bfmi(tree)["energy"].min()) if has_energy else float("nan")
+    stats = tree["sample_stats"].to_dataset()
+    if "energy" not in stats:
+        bfmi = GateCheck("min BFMI", float("nan"), gate.bfmi_min, False, "",
+                         "not assessable: the sampler recorded no energy")
+    else:
+        bfmi_min = float(az.bfmi(tree)["energy"].min())
+        if np.isnan(bfmi_min):
+            bfmi = GateCheck("min BFMI", bfmi_min, gate.bfmi_min, False, "",
+                             "not assessable: the energy draws are not finite")
+        else:
+            bfmi = GateCheck("min BFMI", bfmi_min, gate.bfmi_min, bool(bfmi_min >= gate.bfmi_min))
     checks = (
-        GateCheck("max R-hat", rhat_max, gate.rhat_max, bool(rhat_max <= gate.rhat_max), rhat_where),
-        GateCheck("min bulk ESS", bulk_min, gate.ess_bulk_min, bool(bulk_min >= gate.ess_bulk_min), bulk_where),
-        GateCheck("min tail ESS", tail_min, gate.ess_tail_min, bool(tail_min >= gate.ess_tail_min), tail_where),
+        check("max R-hat", "r_hat", gate.rhat_max, largest=True, note=constant_note),
+        check("min bulk ESS", "ess_bulk", gate.ess_bulk_min, largest=False),
+        check("min tail ESS", "ess_tail", gate.ess_tail_min, largest=False),
         GateCheck("divergences", float(divergences), float(gate.divergences_max), divergences <= gate.divergences_max),
-        GateCheck("min BFMI", bfmi_min, gate.bfmi_min, bool(np.isnan(bfmi_min) or bfmi_min >= gate.bfmi_min)),
+        bfmi,
     )
     return Diagnostics(checks, tuple(attempts), parameters, _decision_mcse(quantities))

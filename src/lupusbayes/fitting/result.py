@@ -18,13 +18,59 @@ from lupusbayes.models.base import SAMPLE_DIMS, BayesianModel
 from lupusbayes.models.summaries import summarise_draws
 from lupusbayes.spec import FitSettings
 
-__all__ = ["FitResult", "REPORTED_PARAMETERS"]
+__all__ = ["FitResult", "PriorPredictive", "predictive_check_table", "REPORTED_PARAMETERS"]
 
 #: Posterior variables :meth:`FitResult.parameter_summary` reports when present.
 REPORTED_PARAMETERS = (
     "log_a", "log_b", "mu", "tau", "exchangeable", "grade_gap", "intercept", "intercept_study", "slope", "emax",
     "ed50_relative", "study_sd", "dose_group_sd", "patient_sd", "onset_months", "residual_sd", "weight_kg",
 )
+
+
+def predictive_check_table(model: BayesianModel, observed: xr.Dataset, replicated: xr.Dataset) -> pd.DataFrame:
+    """Each check statistic: observed, replicated mean and 90% range, mid p-value.
+
+    The mid p-value is ``P(T_rep > T_obs) + P(T_rep = T_obs) / 2``.
+    """
+    observed_statistics = model.check_statistics(observed)
+    replicated_statistics = model.check_statistics(replicated)
+    rows = []
+    for name, value in observed_statistics.items():
+        draws = replicated_statistics[name].astype(float)
+        obs = float(value)
+        rows.append(
+            {
+                "statistic": name,
+                "observed": obs,
+                "replicated_mean": float(draws.mean()),
+                "replicated_q5": float(draws.quantile(0.05)),
+                "replicated_q95": float(draws.quantile(0.95)),
+                "p_value": float((draws > obs).mean()) + 0.5 * float((draws == obs).mean()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class PriorPredictive:
+    """What a model's prior implies, before any data: per dose, and for the data's statistics.
+
+    Made by :func:`~lupusbayes.fitting.sample.prior_predictive`; use it to choose and document
+    priors (is the prior plausible, does it allow what was observed?).
+    """
+
+    model: BayesianModel
+    tree: xr.DataTree = field(repr=False)
+    seed: int
+
+    def dose_summary(self, *, interval: float = 0.9) -> pd.DataFrame:
+        """Per-dose prior summary: mean, SD, equal-tailed interval, median (and MCSE)."""
+        return self.model.summary_table(self.tree["prior_dose_response"].to_dataset(), interval=interval)
+
+    def check_table(self) -> pd.DataFrame:
+        """The model's check statistics under the prior, against the observed data."""
+        return predictive_check_table(self.model, self.tree["observed_data"].to_dataset(),
+                                      self.tree["prior_predictive"].to_dataset())
 
 
 @dataclass(frozen=True)
@@ -98,26 +144,39 @@ class FitResult:
         table["ess_bulk"] = table["quantity"].map(diagnostics["ess_bulk"])
         return table
 
-    def _check_table(self, replicated_group: str) -> pd.DataFrame:
-        observed = self.model.check_statistics(self.tree["observed_data"].to_dataset())
-        replicated = self.model.check_statistics(self.tree[replicated_group].to_dataset())
+    def prior_posterior_table(self, *, interval: float = 0.9, max_elements: int = 4) -> pd.DataFrame:
+        """What the data changed: prior and posterior mean and interval of each reported parameter.
+
+        ``sd_ratio`` is the posterior SD over the prior SD: near 1 means the data said little
+        about that parameter and its posterior is mostly prior. Parameters with more than
+        ``max_elements`` elements (per-patient weights) are left out.
+        """
+        low, high = (1 - interval) / 2, (1 + interval) / 2
+        prior, posterior = self.tree["prior"].to_dataset(), self.posterior
         rows = []
-        for name, value in observed.items():
-            draws = replicated[name].astype(float)
-            obs = float(value)
-            greater = float((draws > obs).mean())
-            equal = float((draws == obs).mean())
-            rows.append(
-                {
-                    "statistic": name,
-                    "observed": obs,
-                    "replicated_mean": float(draws.mean()),
-                    "replicated_q5": float(draws.quantile(0.05)),
-                    "replicated_q95": float(draws.quantile(0.95)),
-                    "p_value": greater + 0.5 * equal,
-                }
-            )
+        for name in (n for n in REPORTED_PARAMETERS if n in posterior and n in prior):
+            before, after = prior[name], posterior[name]
+            extra = [d for d in after.dims if d not in SAMPLE_DIMS]
+            if int(np.prod([after.sizes[d] for d in extra])) > max_elements:
+                continue
+            stacked_before = before.stack(sample=SAMPLE_DIMS).transpose(*extra, "sample").to_numpy()
+            stacked_after = after.stack(sample=SAMPLE_DIMS).transpose(*extra, "sample").to_numpy()
+            coords = [after[d].to_numpy() for d in extra]
+            for index in np.ndindex(*[after.sizes[d] for d in extra]):
+                a, b = stacked_before[index], stacked_after[index]
+                rows.append({
+                    "parameter": parameter_label(name, [c[i] for c, i in zip(coords, index, strict=True)]),
+                    "prior mean": float(a.mean()), f"prior q{low * 100:g}": float(np.quantile(a, low)),
+                    f"prior q{high * 100:g}": float(np.quantile(a, high)),
+                    "posterior mean": float(b.mean()), f"posterior q{low * 100:g}": float(np.quantile(b, low)),
+                    f"posterior q{high * 100:g}": float(np.quantile(b, high)),
+                    "sd_ratio": float(b.std() / a.std()) if a.std() > 0 else float("nan"),
+                })
         return pd.DataFrame(rows)
+
+    def _check_table(self, replicated_group: str) -> pd.DataFrame:
+        return predictive_check_table(self.model, self.tree["observed_data"].to_dataset(),
+                                      self.tree[replicated_group].to_dataset())
 
     def ppc_table(self) -> pd.DataFrame:
         """Posterior predictive checks: statistic, observed, replicated mean and 90% range, and

@@ -23,11 +23,11 @@ from lupusbayes.errors import ModelSetupError
 from lupusbayes.fitting.cache import DEFAULT_CACHE, CompiledDesign, DesignCache
 from lupusbayes.fitting.diagnostics import FREE_PARAMETERS_ATTR, SamplingAttempt, diagnose
 from lupusbayes.fitting.quiet import quiet_pymc
-from lupusbayes.fitting.result import FitResult
+from lupusbayes.fitting.result import FitResult, PriorPredictive
 from lupusbayes.models.base import BayesianModel
 from lupusbayes.spec import FitSettings
 
-__all__ = ["fit", "sample_prior", "draw_prior", "run_sampler", "assemble_tree", "seed_streams", "stream_seed", "SEED_STREAMS"]
+__all__ = ["fit", "prior_predictive", "sample_prior", "draw_prior", "run_sampler", "assemble_tree", "seed_streams", "stream_seed", "SEED_STREAMS"]
 
 #: The named random streams spawned from a fit's master seed, in spawn order.
 SEED_STREAMS = ("sampling", "retry", "prior", "completion", "predictive", "dose_response")
@@ -178,13 +178,42 @@ def draw_prior(design: CompiledDesign, draws: int, seed: int) -> xr.Dataset:
         return pm.to_inference_data(prior=prior, model=design.graph)["prior"].to_dataset()
 
 
+def prior_predictive(model: BayesianModel, *, seed: int, draws: int = 4000,
+                     cache: DesignCache | None = None) -> PriorPredictive:
+    """Draw from ``model``'s prior: parameters, replicated outcomes and the per-dose quantities.
+
+    No MCMC. The streams are those of :func:`fit` with the same seed, so the prior group of a
+    fit and this agree in distribution.
+
+    Examples
+    --------
+    >>> import lupusbayes as lb
+    >>> from lupusbayes.fitting import prior_predictive
+    >>> check = prior_predictive(lb.BLRM(lb.load_kn5601(), lb.load_spec("kn5601")), seed=1)  # doctest: +SKIP
+    >>> check.dose_summary()                                                                 # doctest: +SKIP
+    """
+    streams = seed_streams(seed)
+    rng = {name: np.random.default_rng(sequence) for name, sequence in streams.items()}
+    design = (cache or DEFAULT_CACHE).get(model)
+    prior = model.complete_draws(draw_prior(design, draws, stream_seed(streams["prior"])), rng["completion"],
+                                 prior=True)
+    tree = xr.DataTree.from_dict({
+        "prior": prior,
+        "prior_predictive": model.simulate_outcomes(prior, rng["predictive"]),
+        "observed_data": model.observed_data(),
+        "prior_dose_response": model.dose_response(prior, rng["dose_response"]),
+    })
+    return PriorPredictive(model, tree, int(seed))
+
+
 def assemble_tree(model: BayesianModel, design: CompiledDesign, sampled: xr.DataTree,
                   streams: dict[str, np.random.SeedSequence], *, prior_draws: int) -> xr.DataTree:
     """Complete raw draws into the full DataTree (prior, predictive, log-likelihood, derived)."""
     rng = {name: np.random.default_rng(sequence) for name, sequence in streams.items()}
     posterior = model.complete_draws(sampled["posterior"].to_dataset(), rng["completion"])
     posterior.attrs[FREE_PARAMETERS_ATTR] = json.dumps(list(design.free_parameters))
-    prior = model.complete_draws(draw_prior(design, prior_draws, stream_seed(streams["prior"])), rng["completion"])
+    prior = model.complete_draws(draw_prior(design, prior_draws, stream_seed(streams["prior"])), rng["completion"],
+                                 prior=True)
     groups = {
         "posterior": posterior,
         "sample_stats": _clean_sample_stats(sampled["sample_stats"].to_dataset()),

@@ -41,12 +41,15 @@ class DecisionQuantity:
     """A posterior quantity a decision may rest on; its Monte Carlo error is always reported.
 
     ``values`` holds per-draw values (a probability or an indicator), dims ``chain, draw`` and
-    possibly ``dose``; the posterior mean is the reported number.
+    possibly ``dose``; the posterior mean is the reported number. For an indicator,
+    ``reference`` is the continuous quantity it is read from (P(DLT) for an interval
+    probability), whose ESS bounds the Monte Carlo error when every draw agrees.
     """
 
     name: str
     description: str
     values: xr.DataArray
+    reference: xr.DataArray | None = None
 
 
 def draws_array(dataset: xr.Dataset, name: str) -> np.ndarray:
@@ -173,8 +176,12 @@ class BayesianModel(ABC):
         return levels
 
     @abstractmethod
-    def complete_draws(self, draws: xr.Dataset, rng: np.random.Generator) -> xr.Dataset:
-        """Add the reported parameters to raw draws (posterior or prior)."""
+    def complete_draws(self, draws: xr.Dataset, rng: np.random.Generator, *, prior: bool = False) -> xr.Dataset:
+        """Add the reported parameters to raw draws; ``prior=True`` for draws from the prior.
+
+        Parameters that are drawn after sampling (the EXNEX indicators) are drawn from their
+        prior for prior draws, and from their conditional posterior given the data otherwise.
+        """
 
     @abstractmethod
     def pointwise_log_likelihood(self, draws: xr.Dataset) -> xr.Dataset:
@@ -199,6 +206,10 @@ class BayesianModel(ABC):
     @abstractmethod
     def summary_table(self, dose_response: xr.Dataset, *, interval: float = 0.9) -> pd.DataFrame:
         """Dose-level table: mean, interval and MCSE of each derived quantity."""
+
+    def notes(self) -> list[str]:
+        """Caveats that go with this model's numbers, each one sentence (shown with every summary)."""
+        return []
 
     def parameters_of_interest(self) -> list[str]:
         """Variables whose R-hat / ESS the convergence gate checks (besides all free ones)."""

@@ -1,8 +1,9 @@
 """From a cohort and a spec to model arrays: studies, dose covariate, dose groups.
 
-The models work on ``x = log(dose / reference_dose)`` in the spec's dose unit. A patient
-whose dose is recorded in the other unit and whose weight was not measured gets a latent
-weight: ``weight = LMS(z)`` at the patient's age and sex with ``z ~ Normal(0, 1)``, so the
+The models work on ``x = log(dose / reference_dose)`` in the spec's dose unit and dose metric
+(per infusion, or per course: the dose times the infusions received, against the reference
+dose times the trial's infusions per patient). A patient whose dose is recorded in the other
+unit and whose weight was not measured gets a latent weight: ``weight = LMS(z)`` at the patient's age and sex with ``z ~ Normal(0, 1)``, so the
 dose on the model's scale carries the weight uncertainty into the posterior (errors in
 variables) instead of being fixed at a guessed weight.
 """
@@ -19,7 +20,7 @@ from lupusbayes.dosing import DoseUnit, LMSWeightReference, dose_label, lms_weig
 from lupusbayes.errors import DosingError, ModelSetupError
 from lupusbayes.spec import DosingSpec
 
-__all__ = ["DoseCovariate", "dose_covariate", "study_index", "dose_groups", "effective_age_years"]
+__all__ = ["DoseCovariate", "dose_covariate", "infusion_counts", "study_index", "dose_groups", "effective_age_years"]
 
 
 def effective_age_years(age_years: np.ndarray) -> np.ndarray:
@@ -67,16 +68,48 @@ class DoseCovariate:
         return lms_weight_kg(weight_z, self.lms[:, 0], self.lms[:, 1], self.lms[:, 2])
 
 
+def infusion_counts(patients: pd.DataFrame, dosing: DosingSpec, target_study: str) -> np.ndarray:
+    """Infusions each patient received: the cohort's ``n_infusions``, else the spec's count for
+    the patient's study (``infusions_by_study``, or ``infusions_per_patient`` for the target trial).
+
+    Raises
+    ------
+    ModelSetupError
+        When a patient's count is known from none of them (it matters for ``per_course``).
+    """
+    counts = np.empty(len(patients))
+    recorded = patients["n_infusions"] if "n_infusions" in patients else pd.Series([pd.NA] * len(patients))
+    for position, (study, value) in enumerate(zip(patients["study_id"], recorded, strict=True)):
+        if not pd.isna(value):
+            counts[position] = float(value)
+        elif str(study) in dosing.infusions_by_study:
+            counts[position] = dosing.infusions_by_study[str(study)]
+        elif str(study) == target_study:
+            counts[position] = dosing.infusions_per_patient
+        else:
+            raise ModelSetupError(
+                f"dose_metric = 'per_course' needs the number of infusions of study {study}'s patients: give an "
+                f"n_infusions column in the cohort, or [dosing] infusions_by_study = {{ {study} = N }} in the spec"
+            )
+    return counts
+
+
 def dose_covariate(
     patients: pd.DataFrame,
     dosing: DosingSpec,
     *,
+    target_study: str,
     weight_reference: LMSWeightReference | None = None,
 ) -> DoseCovariate:
-    """Build the dose covariate of ``patients`` on the scale of ``dosing`` (unit, d*)."""
+    """Build the dose covariate of ``patients`` on the scale of ``dosing`` (unit, metric, d*)."""
     unit = dosing.unit
     reference = weight_reference
     log_reference = math.log(dosing.reference_dose)
+    if dosing.dose_metric == "per_course":
+        # course dose / reference course dose = (dose / d*) * (infusions received / trial's infusions)
+        course_factor = np.log(infusion_counts(patients, dosing, target_study) / dosing.infusions_per_patient)
+    else:
+        course_factor = np.zeros(len(patients))
     n = len(patients)
     base = np.empty(n)
     sign = np.zeros(n)
@@ -103,7 +136,7 @@ def dose_covariate(
         lms_rows.append((float(lam[0]), float(median[0]), float(cv[0])))
         latent.append(position)
     return DoseCovariate(
-        base=base,
+        base=base + course_factor,
         sign=sign,
         lms=np.array(lms_rows, dtype=float).reshape(-1, 3),
         latent_index=np.array(latent, dtype=int),

@@ -13,11 +13,13 @@ For patient *i* (baseline score ``b_i``, dose ``x_i = log(dose_i / d*)``, study 
 * The floor at 0 carries the mass ``P(X < 1/2)`` (DORIS-like scores are common), the ceiling
   at 105 the mass above, and rounding keeps the support on whole points.
 * A score above baseline (a flare) is possible through the residual and a small ``r_i``.
-* Dose-response, monotone non-decreasing in dose:
-  ``log_linear``: ``eta_s(x) = intercept_s + slope * x`` with ``slope >= 0``;
+* Dose-response:
+  ``log_linear``: ``eta_s(x) = intercept_s + slope * x``;
   ``emax``: ``eta_s(x) = intercept_s + emax * (e^x / (e^x + ed50) - 1 / (1 + ed50))`` with
-  ``emax >= 0`` and ``ed50`` relative to the reference dose. In both, ``intercept_s`` is the
-  logit plateau fraction at the reference dose, so the two variants share its prior.
+  ``ed50`` relative to the reference dose. In both, ``intercept_s`` is the logit plateau
+  fraction at the reference dose, so the two variants share its prior. By default
+  (``monotone``) ``slope, emax >= 0`` (half-normal), so efficacy is non-decreasing in dose *by
+  construction*; ``monotone = False`` puts a normal prior on them and lets the data decide.
 * Dose groups (study x nominal dose) deviate from the curve by ``sigma_dose * v_k``
   (partial pooling around the monotone curve); studies by ``intercept_s ~ N(intercept, sigma_study)``.
 
@@ -82,7 +84,8 @@ class SledaiModel(BayesianModel):
 
     @property
     def name(self) -> str:
-        return f"sledai ({self._settings.dose_response})"
+        monotone = "" if self._settings.monotone else ", not monotone"
+        return f"sledai ({self._settings.dose_response}{monotone})"
 
     def _setup(self) -> None:
         patients = self.cohort.patients.reset_index(drop=True)
@@ -99,7 +102,8 @@ class SledaiModel(BayesianModel):
         self.baseline = patients["sledai_baseline"].to_numpy(dtype=float)
         self.study_codes, self.studies = study_index(patients["study_id"], self.spec.trial.id)
         self.target_study = self.studies.index(self.spec.trial.id)
-        self.dose: DoseCovariate = dose_covariate(patients, self.spec.dosing, weight_reference=self.weight_reference)
+        self.dose: DoseCovariate = dose_covariate(patients, self.spec.dosing, target_study=self.spec.trial.id,
+                                                    weight_reference=self.weight_reference)
         self.group_codes, self.group_labels = dose_groups(patients)
         self.patient_labels = tuple(f"{r.study_id}/{r.patient_id}" for r in patients.itertuples(index=False))
         self.labels = tuple(
@@ -188,11 +192,10 @@ class SledaiModel(BayesianModel):
                 intercept_patient = intercept_study[self.study_codes]
             else:
                 intercept_patient = intercept
-            if s.dose_response == "log_linear":
-                effect = pm.HalfNormal("slope", s.slope_scale)
-                ed50 = None
-            else:
-                effect = pm.HalfNormal("emax", s.emax_scale)
+            name, scale = ("slope", s.slope_scale) if s.dose_response == "log_linear" else ("emax", s.emax_scale)
+            effect = pm.HalfNormal(name, scale) if s.monotone else pm.Normal(name, 0.0, scale)
+            ed50 = None
+            if s.dose_response == "emax":
                 ed50 = pm.LogNormal("ed50_relative", s.ed50_relative.mu, s.ed50_relative.log_sd)
             if self.dose.n_latent:
                 weight_z = pm.Normal("weight_z", 0.0, 1.0, dims="latent_weight_patient")
@@ -250,7 +253,7 @@ class SledaiModel(BayesianModel):
             self.baseline[self.patient_position], plateau_logit[..., self.patient_position], self.month, onset, NUMPY_OPS
         )
 
-    def complete_draws(self, draws: xr.Dataset, rng: np.random.Generator) -> xr.Dataset:
+    def complete_draws(self, draws: xr.Dataset, rng: np.random.Generator, *, prior: bool = False) -> xr.Dataset:
         out = draws.copy()
         plateau = sigmoid(self._patient_plateau_logit(draws))
         out["plateau_reduction"] = as_draws(plateau, ("patient",), {"patient": list(self.patient_labels)}, draws)
@@ -398,7 +401,52 @@ class SledaiModel(BayesianModel):
             DecisionQuantity("P(DORIS proxy)", "P(SLEDAI-2K = 0)", dose_response["p_doris_sledai_proxy"]),
         ]
 
+    def observed_follow_up_months(self, doses) -> np.ndarray:
+        """Longest follow-up (months) seen in the target trial at each dose; NaN without patients there."""
+        unit = self.spec.dosing.unit.value
+        longest = pd.Series(self.month).groupby(self.group_codes[self.patient_position]).max()
+        out = np.full(len(doses), np.nan)
+        for position, level in enumerate(doses):
+            label = f"{self.spec.trial.id}: {dose_label(level, unit)}"
+            if label in self.group_labels and self.group_labels.index(label) in longest.index:
+                out[position] = longest[self.group_labels.index(label)]
+        return out
+
+    @property
+    def one_visit_per_patient(self) -> bool:
+        """True when no patient has more than one follow-up visit (KN5601 as published)."""
+        return bool(np.bincount(self.patient_position).max() <= 1)
+
+    def notes(self) -> list[str]:
+        """Caveats of every SLEDAI-2K summary: identification, extrapolation, what a reduction is."""
+        notes = [
+            "single-arm data: a fall from baseline includes regression to the mean (patients entered with a high "
+            "score) and the effect of background therapy; it is not a treatment effect against a control",
+        ]
+        if self.one_visit_per_patient:
+            notes.append(
+                "each patient has one follow-up visit, so the patient SD and the residual SD are not separately "
+                "identified: how the variation splits between them comes from their priors (see the prior vs "
+                "posterior table)"
+            )
+        follow_up = self.observed_follow_up_months(self.spec.dosing.levels)
+        months = np.asarray(self.spec.efficacy.months)
+        beyond = [f"{dose_label(level, self.spec.dosing.unit.value)} (observed to month {seen:g})"
+                  for level, seen in zip(self.spec.dosing.levels, follow_up, strict=True)
+                  if np.isfinite(seen) and months.max() > seen]
+        unseen = [dose_label(level, self.spec.dosing.unit.value)
+                  for level, seen in zip(self.spec.dosing.levels, follow_up, strict=True) if not np.isfinite(seen)]
+        if beyond:
+            notes.append("rows marked 'extrapolated' are months beyond a dose group's observed follow-up: "
+                         + ", ".join(beyond))
+        if unseen:
+            notes.append(f"no {self.spec.trial.id} patient has had " + ", ".join(unseen)
+                         + ": those rows are predictions from the model and the other doses or studies")
+        return notes
+
     def summary_table(self, dose_response: xr.Dataset, *, interval: float = 0.9) -> pd.DataFrame:
+        """Per dose and month: reduction and response probabilities, and whether the month is
+        beyond the follow-up observed at that dose (``extrapolated``)."""
         unit = self.spec.dosing.unit.value
         names = {
             "expected_reduction": "reduction",
@@ -408,6 +456,10 @@ class SledaiModel(BayesianModel):
         }
         pieces = [summarise_draws(dose_response[var], interval=interval).add_prefix(f"{label} ") for var, label in names.items()]
         table = pd.concat(pieces, axis=1).reset_index()
+        levels = np.unique(table["dose"].to_numpy())
+        seen = dict(zip(levels, self.observed_follow_up_months(levels), strict=True))
+        table["observed to month"] = table["dose"].map(seen)
+        table["extrapolated"] = ~(table["month"] <= table["observed to month"])
         table.insert(0, "dose_label", [dose_label(d, unit) for d in table["dose"]])
         return table.drop(columns="dose").rename(columns={"dose_label": "dose"})
 

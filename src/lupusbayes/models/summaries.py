@@ -9,7 +9,13 @@ import xarray as xr
 
 from lupusbayes.models.base import SAMPLE_DIMS
 
-__all__ = ["summarise_draws", "interval_bounds"]
+__all__ = ["summarise_draws", "interval_bounds", "probability_with_mcse", "MCSE_BOUND_NOTE"]
+
+#: How a Monte Carlo error is bounded when every draw agrees (said wherever the bound is shown).
+MCSE_BOUND_NOTE = (
+    "every draw agreed, so the Monte Carlo error cannot be estimated from the draws; the value shown "
+    "is an upper bound, 3 / ESS (the rule of three: no event in ESS effective draws)"
+)
 
 
 def interval_bounds(interval: float) -> tuple[float, float]:
@@ -41,8 +47,25 @@ def summarise_draws(values: xr.DataArray, *, interval: float = 0.9, prefix: str 
     return frame.drop(columns=[c for c in frame.columns if c not in dataset.data_vars])
 
 
-def probability_with_mcse(indicator: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
-    """Posterior probability (mean of an indicator) and its MCSE, over the sample dims."""
+def probability_with_mcse(indicator: xr.DataArray, reference: xr.DataArray | None = None,
+                          ) -> tuple[xr.DataArray, xr.DataArray, xr.DataArray]:
+    """Posterior probability (mean of an indicator), its Monte Carlo error, and whether that is a bound.
+
+    Where the indicator's draws vary, the error is the MCSE of the mean. Where every draw agrees
+    (a probability of exactly 0 or 1), the MCSE estimate would be 0 or undefined, which claims a
+    precision the draws cannot show; the error is then bounded by ``3 / ESS`` (see
+    :data:`MCSE_BOUND_NOTE`), with ESS the bulk ESS of ``reference`` (the continuous quantity the
+    indicator is read from, e.g. P(DLT) at that dose) or, without one, the number of draws.
+    """
     as_float = indicator.astype(float)
-    mcse = az.mcse(as_float, method="mean")
-    return as_float.mean(SAMPLE_DIMS), xr.where(np.isfinite(mcse), mcse, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mcse = az.mcse(as_float, method="mean")
+    constant = (as_float.max(SAMPLE_DIMS) == as_float.min(SAMPLE_DIMS))
+    if reference is not None:
+        ess = az.ess(reference.astype(float), method="bulk")
+        ess = xr.where(np.isfinite(ess) & (ess > 0), ess, indicator.sizes["chain"] * indicator.sizes["draw"])
+    else:
+        ess = xr.full_like(mcse, float(indicator.sizes["chain"] * indicator.sizes["draw"]))
+    bound = np.minimum(3.0 / ess, 1.0)
+    is_bound = constant | ~np.isfinite(mcse)
+    return as_float.mean(SAMPLE_DIMS), xr.where(is_bound, bound, mcse), is_bound

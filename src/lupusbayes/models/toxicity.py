@@ -30,6 +30,7 @@ LMS weight-for-age prior (see :mod:`lupusbayes.models.design`).
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -37,7 +38,7 @@ import xarray as xr
 
 from lupusbayes.cohort import Cohort
 from lupusbayes.dosing import DoseUnit, LMSWeightReference, dose_label
-from lupusbayes.errors import ModelSetupError
+from lupusbayes.errors import LupusBayesWarning, ModelSetupError
 from lupusbayes.models._math import NUMPY_OPS, Ops, sigmoid, ordinal_logit_log_prob, tensor_ops
 from lupusbayes.models.base import BayesianModel, DecisionQuantity, as_draws, draws_array
 from lupusbayes.models.design import DoseCovariate, dose_covariate, dose_groups, study_index
@@ -136,7 +137,8 @@ class ToxicityModel(BayesianModel):
         self.outcome = np.asarray(outcomes, dtype=int)
         self.study_codes, self.studies = study_index(table["study_id"], spec.trial.id)
         self.target_study = self.studies.index(spec.trial.id)
-        self.dose: DoseCovariate = dose_covariate(table, spec.dosing, weight_reference=self.weight_reference)
+        self.dose: DoseCovariate = dose_covariate(table, spec.dosing, target_study=spec.trial.id,
+                                                    weight_reference=self.weight_reference)
         self.group_codes, self.group_labels = dose_groups(table)
         self.labels = tuple(f"{row.study_id}/{row.patient_id}" for row in table.itertuples(index=False))
         if s.hierarchy == "auto":
@@ -147,8 +149,67 @@ class ToxicityModel(BayesianModel):
             raise ModelSetupError(
                 f"hierarchy '{self.hierarchy}' needs at least two studies; the data hold only {self.studies[0]}"
             )
+        if self.hierarchy == "none" and len(self.studies) > 1:
+            warnings.warn(self.pooling_note, LupusBayesWarning, stacklevel=3)
         self.p_exchangeable = np.array([s.exchangeability(study) for study in self.studies])
         self.study_onehot = np.eye(len(self.studies))[self.study_codes]
+
+    @property
+    def pooling_note(self) -> str:
+        """Said whenever two or more studies are pooled completely (``hierarchy = "none"``)."""
+        if self.hierarchy != "none" or len(self.studies) < 2:
+            return ""
+        return (f"complete pooling of {', '.join(self.studies)} (hierarchy = 'none'): their patients are "
+                "treated as one trial, with no discounting between studies; use 'exnex' to borrow with discounting")
+
+    @property
+    def dlt_basis(self) -> str:
+        """Which components of the DLT definition the modelled P(DLT) rests on, in words.
+
+        The spec's definition may list CRS, ICANS and other adverse events, but a model can
+        only use what the data record. This text goes with every P(DLT) the package shows.
+        """
+        dlt, outcome = self.spec.dlt, self._settings.outcome
+        threshold = dlt.crs_grade_at_least
+        if outcome == "crs_any":
+            return "any CRS (CRS >= 1), not a DLT"
+        if outcome == "crs_grade":
+            if threshold is None:
+                return ""
+            return (f"CRS >= {threshold} only (the CRS model): ICANS and other adverse events are not part of "
+                    "this model's P(DLT)")
+        parts = []
+        n_aggregate = int(sum(o.n_patients for o in self.spec.observations))
+        if n_aggregate:
+            parts.append(f"from DLT counts reported for {n_aggregate} patients ([[observations]])")
+        if self.cohort is not None:
+            patients = self.cohort.patients
+            recorded = patients["dlt"].notna()
+            if recorded.all():
+                parts.append(f"from the recorded DLT status of all {len(patients)} patients "
+                             "(assessed against the full definition)")
+            else:
+                if recorded.any():
+                    parts.append(f"from the recorded DLT status of {int(recorded.sum())} patients")
+                derived_from = [f"CRS >= {threshold}"] if threshold is not None else []
+                missing = []
+                if dlt.icans_grade_at_least is not None:
+                    has_icans = "icans_grade" in patients and patients.loc[~recorded, "icans_grade"].notna().all()
+                    (derived_from if has_icans else missing).append(
+                        f"ICANS >= {dlt.icans_grade_at_least}" if has_icans else "ICANS")
+                computable = (threshold is not None) + (dlt.icans_grade_at_least is not None)
+                if len(dlt.definition) > computable:
+                    missing.append("other adverse events")
+                who = f"for the other {int((~recorded).sum())} patients " if recorded.any() else ""
+                text = f"{who}from {' and '.join(derived_from)}"
+                if missing:
+                    text += f" only: {' and '.join(missing)} not recorded"
+                parts.append(text)
+        return "P(DLT) " + "; ".join(parts) if parts else ""
+
+    def notes(self) -> list[str]:
+        """Caveats that go with this model's numbers (DLT basis, complete pooling)."""
+        return [note for note in (self.dlt_basis, self.pooling_note) if note]
 
     def _patient_outcomes(self, patients: pd.DataFrame) -> np.ndarray:
         s, dlt = self._settings, self.spec.dlt
@@ -162,6 +223,7 @@ class ToxicityModel(BayesianModel):
         if dlt.crs_grade_at_least is not None:
             derived |= grades >= dlt.crs_grade_at_least
         if dlt.icans_grade_at_least is not None and "icans_grade" in patients:
+            # a missing ICANS grade adds nothing here; dlt_basis says the component is not recorded
             derived |= patients["icans_grade"].fillna(0).to_numpy(dtype=int) >= dlt.icans_grade_at_least
         if dlt.crs_grade_at_least is None and dlt.icans_grade_at_least is None and recorded.isna().any():
             raise ModelSetupError("DLT status is missing and the spec's DLT definition has no CRS/ICANS threshold")
@@ -321,8 +383,12 @@ class ToxicityModel(BayesianModel):
         eta = self._eta(theta[..., 0], theta[..., 1], x, NUMPY_OPS)
         return ordinal_logit_log_prob(self.outcome if outcome is None else outcome, eta, cut, NUMPY_OPS)
 
-    def complete_draws(self, draws: xr.Dataset, rng: np.random.Generator) -> xr.Dataset:
-        """Add ``log_a``/``log_b`` per study (EXNEX: indicator drawn per draw) and latent weights."""
+    def complete_draws(self, draws: xr.Dataset, rng: np.random.Generator, *, prior: bool = False) -> xr.Dataset:
+        """Add ``log_a``/``log_b`` per study (EXNEX: indicator drawn per draw) and latent weights.
+
+        The EXNEX indicator of study *s* is exchangeable with probability ``p_s`` under the prior,
+        and with ``P(EX | draw, y_s)`` under the posterior.
+        """
         out = draws.copy()
         mu = draws_array(draws, "mu")
         if self.hierarchy == "none":
@@ -331,8 +397,11 @@ class ToxicityModel(BayesianModel):
             theta = draws_array(draws, "theta_ex")
         else:
             theta_ex, theta_nex = draws_array(draws, "theta_ex"), draws_array(draws, "theta_nex")
-            per_ex = self._log_lik_matrix(theta_ex, draws) @ self.study_onehot
-            per_nex = self._log_lik_matrix(theta_nex, draws) @ self.study_onehot
+            if prior:
+                per_ex = per_nex = np.zeros(theta_ex.shape[:-1])
+            else:
+                per_ex = self._log_lik_matrix(theta_ex, draws) @ self.study_onehot
+                per_nex = self._log_lik_matrix(theta_nex, draws) @ self.study_onehot
             log_p, log_q = self._log_weights()
             probability_ex = sigmoid(log_p - log_q + per_ex - per_nex)
             probability_ex = np.where(self.p_exchangeable >= 1.0, 1.0, np.where(self.p_exchangeable <= 0.0, 0.0, probability_ex))
@@ -402,16 +471,14 @@ class ToxicityModel(BayesianModel):
         s, dlt = self._settings, self.spec.dlt
         if s.outcome == "dlt":
             out["p_dlt"] = as_draws(cumulative[..., 0], ("dose",), dose_coords, draws)
-            out["p_dlt"].attrs["definition"] = "; ".join(dlt.definition)
+            out["p_dlt"].attrs["definition"] = self.dlt_basis
         else:
             grades = list(range(1, s.n_thresholds + 1))
             out["p_crs_at_least"] = as_draws(cumulative, ("dose", "grade"), {**dose_coords, "grade": grades}, draws)
             threshold = dlt.crs_grade_at_least
             if s.outcome == "crs_grade" and threshold is not None and threshold <= s.n_thresholds:
                 out["p_dlt"] = out["p_crs_at_least"].sel(grade=threshold, drop=True)
-                out["p_dlt"].attrs["definition"] = (
-                    f"CRS component of the DLT definition (CRS grade >= {threshold}); other DLT components are not modelled"
-                )
+                out["p_dlt"].attrs["definition"] = self.dlt_basis
         out.attrs.update(
             {"dose_unit": self.spec.dosing.unit.value, "target_study": self.spec.trial.id,
              "toxicity_interval_edges": list(dlt.intervals.edges), "toxicity_interval_names": list(dlt.intervals.names)}
@@ -428,7 +495,7 @@ class ToxicityModel(BayesianModel):
             p_dlt = dose_response["p_dlt"]
             quantities.append(DecisionQuantity("P(DLT)", p_dlt.attrs.get("definition", ""), p_dlt))
             for name, description, indicator in self._interval_indicators(p_dlt):
-                quantities.append(DecisionQuantity(f"P({name})", description, indicator))
+                quantities.append(DecisionQuantity(f"P({name})", description, indicator, reference=p_dlt))
         return quantities
 
     def summary_table(self, dose_response: xr.Dataset, *, interval: float = 0.9) -> pd.DataFrame:
@@ -442,10 +509,13 @@ class ToxicityModel(BayesianModel):
         if "p_dlt" in dose_response:
             pieces.append(summarise_draws(dose_response["p_dlt"], interval=interval).add_prefix("P(DLT) "))
             for name, _, indicator in self._interval_indicators(dose_response["p_dlt"]):
-                probability, mcse = probability_with_mcse(indicator)
-                pieces.append(pd.DataFrame({f"P({name})": probability.to_series(), f"P({name}) mcse": mcse.to_series()}))
+                probability, mcse, is_bound = probability_with_mcse(indicator, dose_response["p_dlt"])
+                pieces.append(pd.DataFrame({f"P({name})": probability.to_series(), f"P({name}) mcse": mcse.to_series(),
+                                            f"P({name}) mcse is upper bound": is_bound.to_series()}))
         table = pd.concat(pieces, axis=1)
         table.insert(0, "dose", [dose_label(d, unit) for d in table.index])
+        if "p_dlt" in dose_response:
+            table["P(DLT) basis"] = self.dlt_basis
         return table.reset_index(drop=True)
 
     def parameters_of_interest(self) -> list[str]:

@@ -7,15 +7,19 @@ numbers come from the objects' own tables.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from lupusbayes.eligibility import ScreeningReport
 from lupusbayes.endpoints import RESPONSE_DEFINITIONS
-from lupusbayes.fitting import Diagnostics, FitResult
+from lupusbayes.fitting import Diagnostics, FitResult, PriorPredictive
+from lupusbayes.models.summaries import MCSE_BOUND_NOTE
 from lupusbayes.spec import TrialSpec
 from lupusbayes.summary import CohortSummary
 
-__all__ = ["cohort_summary_text", "spec_text", "screening_text", "diagnostics_lines", "fit_text", "compact_table"]
+__all__ = ["cohort_summary_text", "spec_text", "screening_text", "diagnostics_lines", "fit_text", "prior_predictive_text",
+           "notes_lines",
+           "compact_table"]
 
 _WIDTH = 100
 
@@ -117,6 +121,7 @@ def diagnostics_lines(diagnostics: Diagnostics) -> list[str]:
 def fit_text(result: FitResult, *, interval: float = 0.9) -> str:
     """What was fitted, the gate, the dose-response table and the posterior predictive checks."""
     settings = result.settings
+    table = result.dose_summary(interval=interval)
     lines = [
         f"{result.model.name} fit to {result.model.n_observations} observations "
         f"(trial {result.model.spec.trial.id}; seed {result.seed}; {settings.chains} chains x "
@@ -124,16 +129,59 @@ def fit_text(result: FitResult, *, interval: float = 0.9) -> str:
         *diagnostics_lines(result.diagnostics),
         "",
         f"Dose-response: posterior mean [{interval:.0%} interval]; probabilities of intervals +/- MCSE",
-        compact_table(result.dose_summary(interval=interval)).to_string(index=False),
+        compact_table(table).to_string(index=False),
+        *notes_lines(result, table),
         "",
-        "Posterior predictive checks (p-value near 0 or 1 = misfit):",
+        "What the data changed (sd_ratio = posterior SD / prior SD; near 1: mostly prior):",
+        result.prior_posterior_table(interval=interval).to_string(index=False, float_format=lambda v: f"{v:.3g}"),
+        "",
+        "Posterior predictive checks (mid p-value; with few patients these checks have little power,",
+        "so a p-value away from 0 and 1 means 'no misfit detected', not 'the model fits'):",
         result.ppc_table().to_string(index=False, float_format=lambda v: f"{v:.3f}"),
     ]
     return "\n".join(lines)
 
 
+def _error(value: float, digits: int) -> str:
+    """A Monte Carlo error with enough digits to be non-zero (0.0004 is not 0.000)."""
+    if 0 < value < 10 ** -digits:
+        return np.format_float_positional(value, precision=1, fractional=False)
+    return f"{value:.{digits}f}"
+
+
+def prior_predictive_text(check: PriorPredictive, *, interval: float = 0.9) -> str:
+    """A model's prior per dose (mean, median, interval) and its prior predictive checks."""
+    table = check.dose_summary(interval=interval)
+    shown = table[[c for c in table.columns if not c.endswith((" sd", " mcse_mean", " mcse", " is upper bound"))]]
+    lines = [
+        f"Prior of {check.model.name} (trial {check.model.spec.trial.id}; seed {check.seed}; "
+        f"{check.tree['prior'].sizes['draw']} draws)",
+        "",
+        f"Per dose: prior mean, {interval:.0%} range and median; probabilities of the toxicity intervals",
+        shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+        *notes_lines(check, table),
+        "",
+        "Prior predictive checks: the data's statistics under the prior (mid p-value near 0 or 1: the prior",
+        "makes what was observed implausible)",
+        check.check_table().to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+    ]
+    return "\n".join(lines)
+
+
+def notes_lines(result: FitResult | PriorPredictive, table: pd.DataFrame) -> list[str]:
+    """The caveats that go with a fit's numbers: the model's notes, and what '<' means."""
+    notes = list(result.model.notes())
+    if any(table[c].any() for c in table.columns if c.endswith("mcse is upper bound")):
+        notes.append(f"'+/- <x': {MCSE_BOUND_NOTE}")
+    return ["Notes:", *(f"  - {note}" for note in notes)] if notes else []
+
+
 def compact_table(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """Readable form of a dose summary: ``mean [low, high]`` per quantity, ``p +/- mcse`` per probability."""
+    """Readable form of a dose summary: ``mean [low, high]`` per quantity, ``p +/- mcse`` per probability.
+
+    An error shown as ``+/- <0.001`` is an upper bound: every draw agreed (see
+    :data:`~lupusbayes.models.summaries.MCSE_BOUND_NOTE`).
+    """
     out = pd.DataFrame(index=table.index)
     used: set[str] = set()
     for column in table.columns:
@@ -147,8 +195,16 @@ def compact_table(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
                          for m, a, b in zip(table[column], table[low], table[high], strict=True)]
             used |= {c for c in table.columns if c.startswith(f"{stem} ")}
         elif f"{column} mcse" in table.columns:
-            out[column] = [f"{p:.{digits}f} +/- {e:.{digits}f}" for p, e in zip(table[column], table[f"{column} mcse"], strict=True)]
-            used |= {column, f"{column} mcse"}
+            bound_column = f"{column} mcse is upper bound"
+            bounds = table[bound_column] if bound_column in table.columns else [False] * len(table)
+            out[column] = [f"{p:.{digits}f} +/- {'<' if bound else ''}{_error(e, digits)}"
+                           for p, e, bound in zip(table[column], table[f"{column} mcse"], bounds, strict=True)]
+            used |= {column, f"{column} mcse", bound_column}
+        elif column == "P(DLT) basis":
+            used.add(column)  # said once under the table (notes_lines), not on every row
+        elif column == "extrapolated":
+            out[column] = ["yes" if flag else "" for flag in table[column]]
+            used.add(column)
         elif not column.endswith(" mcse"):
             out[column] = table[column]
             used.add(column)

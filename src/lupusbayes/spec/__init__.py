@@ -24,6 +24,7 @@ from lupusbayes.spec.schema import (
 )
 from lupusbayes.spec.settings import (
     HETEROGENEITY_PRESETS,
+    BivariateNormalMixture,
     BivariateNormalPrior,
     ConvergenceGate,
     FitSettings,
@@ -50,6 +51,7 @@ __all__ = [
     "shipped_spec_path",
     "SHIPPED_SPECS",
     "BivariateNormalPrior",
+    "BivariateNormalMixture",
     "LogNormalPrior",
     "Heterogeneity",
     "HETEROGENEITY_PRESETS",

@@ -258,7 +258,14 @@ def _parse_dosing(table: _Table) -> DosingSpec:
         raise table.error("levels", f"{max(levels):g} total cells is implausible; is the unit 'cells/kg'?")
     reference = table.number("reference_dose", required=True, positive=True)
     starting = table.integer("starting_level", 1, minimum=1, maximum=len(levels))
-    infusions = table.integer("infusions_per_patient", 1, minimum=1)
+    infusions = table.integer("infusions_per_patient", 1, minimum=1, maximum=100)
+    metric = table.choice("dose_metric", ("per_infusion", "per_course"), "per_infusion")
+    by_study = table.raw("infusions_by_study", {})
+    if not isinstance(by_study, dict):
+        raise table.error("infusions_by_study", "must be a table of study id = number of infusions")
+    for study, count in by_study.items():
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100:
+            raise table.error(f"infusions_by_study.{study}", f"must be a whole number of infusions, 1-100 (got {count!r})")
     tiers = None
     tier_tables = table.array_of_tables("weight_tiers")
     if tier_tables:
@@ -277,7 +284,8 @@ def _parse_dosing(table: _Table) -> DosingSpec:
         except DosingError as error:
             raise table.error("weight_tiers", str(error)) from None
     table.finish()
-    return DosingSpec(unit, levels, reference, starting, infusions, tiers)
+    return DosingSpec(unit, levels, reference, starting, infusions, tiers, metric,
+                      {str(k): int(v) for k, v in by_study.items()})
 
 
 def _parse_dlt(table: _Table, dosing: DosingSpec) -> DLTDefinition:
@@ -476,6 +484,7 @@ def _parse_sledai(table: _Table, default: SledaiModelSettings) -> SledaiModelSet
         intercept_prior = default.intercept
     settings = SledaiModelSettings(
         dose_response=table.choice("dose_response", ("log_linear", "emax"), default.dose_response),
+        monotone=table.boolean("monotone", default.monotone),
         intercept=intercept_prior,
         slope_scale=table.number("slope_scale", default.slope_scale, positive=True),
         emax_scale=table.number("emax_scale", default.emax_scale, positive=True),

@@ -73,7 +73,16 @@ class TrialInfo:
 
 @dataclass(frozen=True)
 class DosingSpec:
-    """Dose levels (strictly increasing, positive) in one unit, and the reference dose d*."""
+    """Dose levels (strictly increasing, positive) in one unit, and the reference dose d*.
+
+    Levels and the reference dose are *per infusion*, as protocols state them. ``dose_metric``
+    says what the models relate outcomes to: ``"per_infusion"`` (the level itself) or
+    ``"per_course"`` (the level times the number of infusions a patient received). It matters
+    when studies with different schedules are modelled together (KN5601 gave six infusions,
+    AXA-NK02 four): per course, a KN5601 patient's exposure is 6/4 of an AXA-NK02 patient's at
+    the same per-infusion dose. Infusion counts come from the cohort's ``n_infusions`` column,
+    else ``infusions_by_study``, else (for this trial's own patients) ``infusions_per_patient``.
+    """
 
     unit: DoseUnit
     levels: tuple[float, ...]
@@ -81,6 +90,8 @@ class DosingSpec:
     starting_level: int = 1
     infusions_per_patient: int = 1
     weight_tiers: WeightTierSchedule | None = None
+    dose_metric: str = "per_infusion"
+    infusions_by_study: Mapping[str, int] = field(default_factory=dict)
 
     def level_index(self, dose: float, *, relative_tolerance: float = 1e-6) -> int | None:
         """0-based index of ``dose`` among the levels, or None if it is not a level."""

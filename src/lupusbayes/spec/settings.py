@@ -16,6 +16,7 @@ import numpy as np
 
 __all__ = [
     "BivariateNormalPrior",
+    "BivariateNormalMixture",
     "LogNormalPrior",
     "Heterogeneity",
     "HETEROGENEITY_PRESETS",
@@ -66,6 +67,25 @@ class BivariateNormalPrior:
     @property
     def cholesky(self) -> np.ndarray:
         return np.linalg.cholesky(self.covariance)
+
+
+@dataclass(frozen=True)
+class BivariateNormalMixture:
+    """A mixture of bivariate normal priors on ``(log a, log b)``, e.g. a meta-analytic
+    predictive prior summarising what co-data imply for a new trial."""
+
+    weights: tuple[float, ...]
+    components: tuple[BivariateNormalPrior, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.weights) != len(self.components) or not self.components:
+            raise ValueError("a mixture needs one weight per component and at least one component")
+        if any(w <= 0 for w in self.weights) or not math.isclose(sum(self.weights), 1.0, rel_tol=1e-9):
+            raise ValueError("mixture weights must be positive and sum to 1")
+
+    @property
+    def mean(self) -> np.ndarray:
+        return sum(w * c.mean for w, c in zip(self.weights, self.components, strict=True))
 
 
 @dataclass(frozen=True)
@@ -181,11 +201,14 @@ class SledaiModelSettings:
     For patient *i* at month *t*: latent mean ``baseline_i * (1 - r_i * (1 - exp(-t / onset)))``
     with plateau fraction ``logit r_i = eta(dose_i) + dose-group effect + patient effect``;
     the observed score is the latent score rounded and censored to 0-105.
-    ``eta`` is log-linear (``intercept + slope * x``, slope >= 0) or Emax
-    (``intercept + emax * d / (d + ed50)`` on the logit scale, emax >= 0), both monotone.
+    ``eta`` is log-linear (``intercept + slope * x``) or Emax (``intercept + emax * d / (d + ed50)``
+    on the logit scale). With ``monotone = True`` (the default) the slope / emax is half-normal, so
+    efficacy cannot fall with dose; with ``False`` it is normal with the same scale, so the data
+    decide the sign (compare the two by PSIS-LOO: the constraint is an assumption).
     """
 
     dose_response: DoseResponse = "log_linear"
+    monotone: bool = True
     intercept: tuple[float, float] = (0.0, 1.5)
     slope_scale: float = 1.0
     emax_scale: float = 3.0
