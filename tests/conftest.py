@@ -28,7 +28,7 @@ FAST = lb.FitSettings(draws=500, tune=500, chains=4, sampler="nutpie")
 MOCK = lb.FitSettings(draws=300, tune=0, chains=2, sampler="nutpie")
 
 
-def mock_run_sampler(model, design, settings, target_accept, seed) -> xr.DataTree:
+def mock_run_sampler(model, design, settings, target_accept, seed, progress=None) -> xr.DataTree:
     """Stand-in for :func:`lupusbayes.fitting.sample.run_sampler`: prior draws, no MCMC.
 
     Returns ``settings.chains x settings.draws`` independent draws of every free parameter and

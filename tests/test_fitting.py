@@ -114,7 +114,7 @@ def test_divergences_trigger_one_retry_at_higher_target_accept(monkeypatch, kn56
     real = mock_run_sampler(model, fitting.DEFAULT_CACHE.get(model), MOCK, 0.9, seed=1)
     calls = []
 
-    def fake(model, design, settings, target_accept, seed):
+    def fake(model, design, settings, target_accept, seed, progress=None):
         calls.append(target_accept)
         return _diverging_tree(real, 3 if len(calls) == 1 else 0)
 

@@ -36,6 +36,7 @@ from lupusbayes.errors import (
     LupusBayesError,
     ModelSetupError,
     OutputExistsError,
+    OutputPathError,
     SpecError,
 )
 from lupusbayes.spec import (
@@ -108,6 +109,7 @@ __all__ = [
     "ModelSetupError",
     "FitFileError",
     "OutputExistsError",
+    "OutputPathError",
     "ConvergenceGateError",
     *_LAZY,
 ]

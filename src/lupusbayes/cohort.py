@@ -29,6 +29,7 @@ import difflib
 import io
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -48,6 +49,8 @@ __all__ = [
     "load_kn5601",
     "cohort_from_frame",
     "parse_cohort_text",
+    "EXAMPLE_COHORTS",
+    "example_cohort_text",
     "combine_cohorts",
     "parse_dose_cells",
     "parse_crs_grade",
@@ -86,6 +89,14 @@ _REQUIRED_WIDE = _REQUIRED_COMMON + ("follow_up_months", "sledai_baseline", "sle
 _REQUIRED_LONG = _REQUIRED_COMMON + ("visit_month", "sledai")
 _OPTIONAL = ("study_id", "dose_unit", "n_infusions", "weight_kg", "disease_duration_years", "biopsy_class", "dlt")
 _PATIENT_LEVEL_INPUT = _REQUIRED_COMMON + _OPTIONAL
+#: Columns the loader derives from others. A file may carry them (the tidy export does) only if
+#: they agree with what the loader derives; without ``dose`` they supply it.
+DERIVED_DOSE_COLUMNS = ("dose_cells", "dose_cells_per_kg")
+#: Columns lupusbayes computes and a file must not supply (they would be overwritten silently).
+COMPUTED_COLUMNS = ("source_line", "source_file", "sledai_reduction", "sri4_sledai_component", "lldas_sledai_proxy",
+                    "doris_sledai_proxy")
+#: Largest plausible doses (per infusion): a value above is a typo or a unit error.
+_MAX_DOSE = {DoseUnit.CELLS: 1e13, DoseUnit.CELLS_PER_KG: 1e10}
 
 #: Header of the KN5601 table as published (ASN Kidney Week 2025, abstract SA-OR088), mapped to
 #: the tidy column names. A file with exactly this header is read as a wide cohort.
@@ -138,8 +149,13 @@ def parse_dose_cells(text: str) -> float:
     match = _DOSE_PATTERN.match(compact)
     if not match:
         raise ValueError(f"cannot read dose '{text}' (write e.g. 3*10^9, 3x10^9 or 3e9)")
-    value = float(match["mantissa"]) * (10.0 ** int(match["exponent"]) if match["exponent"] else 1.0)
-    if not math.isfinite(value) or value <= 0:
+    try:
+        value = float(match["mantissa"]) * (10.0 ** int(match["exponent"]) if match["exponent"] else 1.0)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise ValueError(f"dose '{text}' is too large to be a number of cells")
+    if value <= 0:
         raise ValueError(f"dose must be positive (got '{text}')")
     return value
 
@@ -289,31 +305,35 @@ class Cohort:
         """Patients with ``sledai_reduction`` and the three SLEDAI-only response flags."""
         return add_response_flags(self.patients)
 
-    def to_csv(self, path: str | Path | None = None, *, layout: CohortLayout | None = None) -> str:
-        """Write the cohort in the tidy file format (wide or long); returns the CSV text.
-
-        The text is written atomically when ``path`` is given; an existing file is refused
-        (:class:`~lupusbayes.errors.OutputExistsError`).
-        """
-        from lupusbayes._io import write_text_atomic
-
+    def to_frame(self, *, layout: CohortLayout | None = None) -> pd.DataFrame:
+        """The cohort in the file format (wide or long): what :meth:`to_csv` writes and
+        :func:`load_cohort` reads back unchanged."""
         layout = layout or self.layout
-        columns = [c for c in PATIENT_COLUMNS if c not in {"dose_cells", "dose_cells_per_kg"}]
+        columns = [c for c in PATIENT_COLUMNS if c not in DERIVED_DOSE_COLUMNS]
         patients = self.patients.copy()
         patients["dose"] = np.where(
             patients["dose_unit"] == DoseUnit.CELLS.value, patients["dose_cells"], patients["dose_cells_per_kg"]
         )
         columns.insert(columns.index("dose_unit"), "dose")
-        extras = [c for c in patients.columns if c not in PATIENT_COLUMNS and c not in {"dose", "source_line"}]
+        extras = [c for c in patients.columns if c not in PATIENT_COLUMNS and c not in {"dose", *COMPUTED_COLUMNS}]
         if layout == "wide":
-            frame = patients[columns + extras]
-        else:
-            keep = [c for c in columns + extras if c not in {"follow_up_months", "sledai_baseline", "sledai_latest"}]
-            frame = self.visits.merge(patients[keep], on=["study_id", "patient_id"], how="left")
-            frame = frame[keep + ["visit_month", "sledai"]]
-        text = frame.to_csv(index=False, na_rep="")
+            return patients[columns + extras].reset_index(drop=True)
+        keep = [c for c in columns + extras if c not in {"follow_up_months", "sledai_baseline", "sledai_latest"}]
+        frame = self.visits.merge(patients[keep], on=["study_id", "patient_id"], how="left")
+        return frame[keep + ["visit_month", "sledai"]]
+
+    def to_csv(self, path: str | Path | None = None, *, layout: CohortLayout | None = None,
+               overwrite: bool = False) -> str:
+        """Write the cohort in the tidy file format (wide or long); returns the CSV text.
+
+        The text is written atomically when ``path`` is given; an existing file is refused
+        (:class:`~lupusbayes.errors.OutputExistsError`) unless ``overwrite``.
+        """
+        from lupusbayes._io import write_text_atomic
+
+        text = self.to_frame(layout=layout).to_csv(index=False, na_rep="")
         if path is not None:
-            write_text_atomic(Path(path), text)
+            write_text_atomic(Path(path), text, overwrite=overwrite)
         return text
 
 
@@ -340,6 +360,22 @@ def load_kn5601() -> Cohort:
     return replace(cohort, patients=patients)
 
 
+#: Example cohort files shipped with the package (``lupusbayes data example NAME``).
+EXAMPLE_COHORTS = {
+    "my_cohort": "two AXA-NK02-style patients, wide layout, with a laboratory column (docs: data format)",
+    "long": "two KN5601-style patients, long layout (one row per visit)",
+    "axa_patients": "a hypothetical first AXA-NK02 dose group: sentinel, then two patients; visits by month",
+}
+
+
+def example_cohort_text(name: str) -> str:
+    """The CSV text of a shipped example cohort (see :data:`EXAMPLE_COHORTS`)."""
+    key = name.lower().removesuffix(".csv")
+    if key not in EXAMPLE_COHORTS:
+        raise CohortError(f"no example cohort called '{name}' (examples: {', '.join(EXAMPLE_COHORTS)})")
+    return resources.files("lupusbayes.data.examples").joinpath(f"{key}.csv").read_text(encoding="utf-8")
+
+
 def load_cohort(path: str | Path, *, study_id: str | None = None) -> Cohort:
     """Read and validate a cohort CSV (wide or long layout, or the KN5601 published header).
 
@@ -360,13 +396,22 @@ def load_cohort(path: str | Path, *, study_id: str | None = None) -> Cohort:
     if path.name.lower() == "kn5601" and not path.exists():
         return load_kn5601()
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise CohortError("file not found", source=path) from None
-    except UnicodeDecodeError:
-        raise CohortError("not a UTF-8 text file (save the table as CSV)", source=path) from None
+    except IsADirectoryError:
+        raise CohortError("is a folder, not a cohort file", source=path) from None
     except OSError as error:
         raise CohortError(f"cannot read file ({error.strerror})", source=path) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
+        raise CohortError(
+            f"not UTF-8 text (byte 0x{raw[error.start]:02X} at column {column}; Latin-1 or Windows-1252?): "
+            "save the file as 'CSV UTF-8'", source=path, line=line,
+        ) from None
     return parse_cohort_text(
         text, source=str(path), default_study_id=study_id or path.stem, published_study_default=study_id is None
     )
@@ -414,18 +459,55 @@ class _Row:
     cells: dict[str, str]
 
 
+def _control_character(text: str) -> str | None:
+    """The first control character in ``text`` (NUL, escape, ...), as ``U+0000``, or None."""
+    for character in text:
+        if unicodedata.category(character) == "Cc":
+            return f"U+{ord(character):04X}"
+    return None
+
+
+def _delimiter_hint(line: str) -> str:
+    """A sentence naming the delimiter a one-column header seems to use, or ``""``."""
+    for name, delimiter in (("semicolon", ";"), ("tab", "\t"), ("pipe", "|")):
+        if line.count(delimiter) >= 2:
+            return (f"the header has one column and {line.count(delimiter)} {name}s: the file looks {name}-separated; "
+                    "lupusbayes reads comma-separated CSV (in a spreadsheet: save as 'CSV UTF-8 (comma delimited)')")
+    return ""
+
+
 def _read_rows(text: str, source: str) -> tuple[list[str], list[_Row]]:
-    """CSV rows with their physical line numbers; comment and blank lines skipped."""
+    """CSV rows with their physical line numbers; comment and blank lines skipped.
+
+    Refused, each with its line: a header that is one column of semicolon- or tab-separated
+    names, a quoted cell that runs over several lines (an unclosed quote), a cell holding a
+    control character (a NUL byte, say), a ragged row and a repeated column.
+    """
     header: list[str] | None = None
     rows: list[_Row] = []
     reader = csv.reader(io.StringIO(text))
     try:
+        previous_end = 0
         for record in reader:
+            start, previous_end = previous_end + 1, reader.line_num
+            if reader.line_num > start and any("\n" in cell or "\r" in cell for cell in record):
+                raise CohortError(
+                    f"a quoted cell starting on this line runs over {reader.line_num - start + 1} lines; "
+                    "is a closing quote (\") missing?", source=source, line=start,
+                )
             line = reader.line_num
             if not record or all(not cell.strip() for cell in record):
                 continue
             if record[0].lstrip().startswith("#"):
                 continue
+            if header is None and len(record) == 1 and (hint := _delimiter_hint(record[0])):
+                raise CohortError(hint, source=source, line=line)
+            for position, cell in enumerate(record):
+                bad = _control_character(cell)
+                if bad:
+                    column = header[position] if header and position < len(header) else f"column {position + 1}"
+                    raise CohortError(f"contains the control character {bad}; remove it (was the file exported as text?)",
+                                      source=source, line=line, field=column)
             if header is None:
                 header = [cell.strip() for cell in record]
                 duplicated = sorted({c for c in header if header.count(c) > 1})
@@ -468,11 +550,18 @@ def parse_cohort_text(text: str, *, source: str, default_study_id: str, publishe
             "or sledai_baseline + sledai_latest (wide)",
             source=source,
         )
+    computed = [c for c in COMPUTED_COLUMNS if c in header]
+    if computed:
+        raise CohortError(f"column '{computed[0]}' is computed by lupusbayes, not read; remove it from the file",
+                          source=source, field=computed[0])
     required = _REQUIRED_LONG if is_long else _REQUIRED_WIDE
+    if "dose" not in header and any(c in header for c in DERIVED_DOSE_COLUMNS):
+        required = tuple(c for c in required if c != "dose")  # the tidy export: dose_cells / dose_cells_per_kg
     for column in required:
         if column not in header:
             raise _missing_column_error(column, header, source)
-    extras = [c for c in header if c not in required and c not in _OPTIONAL and c != "icans_grade"]
+    derived = set(DERIVED_DOSE_COLUMNS) | ({"follow_up_months"} if is_long else set())
+    extras = [c for c in header if c not in required and c not in _OPTIONAL and c != "icans_grade" and c not in derived]
     if "icans_grade" in header:
         extras.insert(0, "icans_grade")
     parsed = [_parse_patient_cells(row, source=source, default_study_id=default_study_id, extras=extras) for row in rows]
@@ -493,6 +582,25 @@ def _cell(row: _Row, column: str, parser, *, source: str, patient_id: str | None
         raise CohortError(str(error), source=source, line=row.line, field=column, patient_id=patient_id) from None
 
 
+def _check_derived_dose(row: _Row, derived: dict[str, float], common: dict) -> None:
+    """A derived dose column in the file must agree with the dose the loader derives."""
+    for column, value in derived.items():
+        text = row.cells.get(column)
+        if text is None or _is_missing(text):
+            continue
+        given = _cell(row, column, parse_dose_cells, **common)
+        if not math.isfinite(value):
+            raise CohortError(
+                f"{column} is given ({text}) but cannot be checked against the dose without weight_kg; "
+                "give weight_kg or remove the column", source=common["source"], line=row.line, field=column,
+                patient_id=common["patient_id"])
+        if not math.isclose(given, value, rel_tol=1e-6):
+            raise CohortError(
+                f"{column} {text} disagrees with the dose ({value:g} derived from dose, dose_unit and weight_kg); "
+                "remove the derived column or make it agree", source=common["source"], line=row.line, field=column,
+                patient_id=common["patient_id"])
+
+
 def _parse_patient_cells(row: _Row, *, source: str, default_study_id: str, extras: list[str]) -> dict:
     patient_id = row.cells["patient_id"]
     if patient_id == "":
@@ -500,7 +608,16 @@ def _parse_patient_cells(row: _Row, *, source: str, default_study_id: str, extra
     common = dict(source=source, patient_id=patient_id)
     study_id = row.cells.get("study_id", "").strip() or default_study_id
     dose_unit = _cell(row, "dose_unit", parse_dose_unit, optional=True, **common) or DoseUnit.CELLS
-    dose = _cell(row, "dose", parse_dose_cells, **common)
+    in_unit = "dose_cells" if dose_unit == DoseUnit.CELLS else "dose_cells_per_kg"
+    dose_column = "dose" if "dose" in row.cells else in_unit
+    if dose_column not in row.cells:
+        raise CohortError(f"the dose is recorded in {dose_unit.value} but the file has neither 'dose' nor '{in_unit}'",
+                          source=source, line=row.line, field="dose", patient_id=patient_id)
+    dose = _cell(row, dose_column, parse_dose_cells, **common)
+    if dose is None or dose > _MAX_DOSE[dose_unit]:
+        shown = "missing" if dose is None else f"{dose:g} {dose_unit.value} per infusion"
+        raise CohortError(f"dose {shown} is not a plausible dose (at most {_MAX_DOSE[dose_unit]:g} {dose_unit.value}); "
+                          "is the unit right?", source=source, line=row.line, field=dose_column, patient_id=patient_id)
     weight = _cell(
         row, "weight_kg",
         lambda t: _parse_number(t, what="weight_kg", strictly_positive=True, maximum=350.0), optional=True, **common,
@@ -511,6 +628,7 @@ def _parse_patient_cells(row: _Row, *, source: str, default_study_id: str, extra
     else:
         dose_cells_per_kg = dose
         dose_cells = dose * weight if weight else math.nan
+    _check_derived_dose(row, {"dose_cells": dose_cells, "dose_cells_per_kg": dose_cells_per_kg}, common)
     crs_grade = _cell(row, "crs_grade", parse_crs_grade, **common)
     icans_grade = _cell(row, "icans_grade", parse_crs_grade, optional=True, **common)
     if icans_grade is not None and icans_grade > 4:
@@ -554,6 +672,7 @@ def _parse_patient_cells(row: _Row, *, source: str, default_study_id: str, extra
     for column in extras:
         values[column] = icans_grade if column == "icans_grade" else row.cells.get(column, "")
     values["source_line"] = row.line
+    values["source_file"] = source
     return values
 
 
@@ -584,11 +703,12 @@ def _typed_patients(records: list[dict], extras: list[str]) -> pd.DataFrame:
             frame[column], dtype="string"
         )
     out["source_line"] = frame["source_line"].astype("int64")
+    out["source_file"] = pd.array(frame["source_file"], dtype="string")
     return out
 
 
 def _extras(record: dict) -> list[str]:
-    fixed = set(PATIENT_COLUMNS) | {"visit_month", "sledai", "source_line"}
+    fixed = set(PATIENT_COLUMNS) | {"visit_month", "sledai", "source_line", "source_file"}
     return [key for key in record if key not in fixed]
 
 
@@ -629,7 +749,7 @@ def _typed_visits(visit_rows: list[tuple]) -> pd.DataFrame:
 
 
 def _assemble_long(rows: list[_Row], parsed: list[dict], source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    patient_level = [c for c in parsed[0] if c not in {"visit_month", "sledai", "source_line"}]
+    patient_level = [c for c in parsed[0] if c not in {"visit_month", "sledai", "source_line", "follow_up_months"}]
     first: dict[tuple[str, str], tuple[_Row, dict]] = {}
     visits_by_patient: dict[tuple[str, str], dict[float, tuple[int, int]]] = {}
     for row, record in zip(rows, parsed, strict=True):
@@ -670,6 +790,13 @@ def _assemble_long(rows: list[_Row], parsed: list[dict], source: str) -> tuple[p
             )
         months = sorted(visits)
         latest = months[-1]
+        given = record.get("follow_up_months")
+        if given is not None and not math.isclose(given, latest):
+            raise CohortError(
+                f"follow_up_months {given:g} disagrees with the latest visit_month ({latest:g}); in the long layout "
+                "follow-up is derived from the visits: remove the column or make it agree",
+                source=source, line=row.line, field="follow_up_months", patient_id=record["patient_id"],
+            )
         patient = {k: v for k, v in record.items() if k not in {"visit_month", "sledai"}}
         patient["follow_up_months"] = latest
         patient["sledai_baseline"] = visits[0.0][1]

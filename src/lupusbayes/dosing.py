@@ -41,6 +41,7 @@ __all__ = [
     "cells_per_kg_distribution",
     "convert_dose",
     "dose_label",
+    "effective_age_years",
 ]
 
 AgeConvention = Literal["completed_years", "exact"]
@@ -87,6 +88,12 @@ def dose_label(value: float, unit: str) -> str:
     if "." not in mantissa:
         mantissa += ".0"
     return f"{mantissa}e{int(exponent)} {unit}"
+
+
+def effective_age_years(age_years: np.ndarray) -> np.ndarray:
+    """Whole-number ages are completed years (13 means 13.0-13.99): use the mid-year, 13.5."""
+    ages = np.asarray(age_years, dtype=float)
+    return np.where(np.isclose(ages, np.round(ages)), ages + 0.5, ages)
 
 
 # --------------------------------------------------------------------------------------------

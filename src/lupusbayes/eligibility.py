@@ -39,6 +39,13 @@ class ScreeningReport:
     manual_criteria: tuple[EligibilityCriterion, ...]
     trial_id: str
 
+    def __repr__(self) -> str:
+        patients = self.results["patient_id"].nunique() if len(self.results) else 0
+        failing = self.failures["patient_id"].nunique() if len(self.failures) else 0
+        return (f"ScreeningReport({self.trial_id}: {patients} patients, {failing} failing a checked criterion; "
+                f"{len(self.not_assessable)} patient-criterion pairs not assessable; "
+                f"{len(self.manual_criteria)} criteria left to the investigator)")
+
     @property
     def failures(self) -> pd.DataFrame:
         return self.results[self.results["status"] == "fail"].reset_index(drop=True)

@@ -61,6 +61,11 @@ class OutputExistsError(LupusBayesError, FileExistsError):
     """An output file or folder exists and overwriting was not requested."""
 
 
+class OutputPathError(LupusBayesError):
+    """An output path cannot be written: empty, in a missing folder, in a read-only one, a folder
+    where a file is expected (or the reverse)."""
+
+
 class ConvergenceGateError(LupusBayesError):
     """A result was requested from a fit that failed its convergence gate (use ``force``)."""
 

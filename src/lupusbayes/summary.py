@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 
 from lupusbayes.cohort import Cohort
-from lupusbayes.dosing import DoseUnit, LMSWeightReference, cells_per_kg_distribution, dose_label
+from lupusbayes.dosing import DoseUnit, LMSWeightReference, cells_per_kg_distribution, dose_label, effective_age_years
 from lupusbayes.endpoints import RESPONSE_DEFINITIONS
 from lupusbayes.errors import DosingError
 
-__all__ = ["CohortSummary", "summarise_cohort"]
+__all__ = ["CohortSummary", "summarise_cohort", "conversion_notes"]
 
 _FLAGS = tuple(RESPONSE_DEFINITIONS)
 
@@ -33,6 +33,12 @@ class CohortSummary:
     responses_by_dose: pd.DataFrame
     responses_overall: pd.DataFrame
     dose_per_kg: pd.DataFrame | None
+    notes: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        any_crs = int(self.crs_by_grade.loc[self.crs_by_grade["crs_grade"] > 0, "n_patients"].sum())
+        return (f"CohortSummary({self.n_patients} patients in {', '.join(self.studies)}; CRS in {any_crs}; "
+                f"{len(self.crs_by_dose)} dose groups; {len(self.notes)} notes)")
 
     def to_dict(self) -> dict[str, Any]:
         def records(frame: pd.DataFrame | None):
@@ -50,6 +56,7 @@ class CohortSummary:
             "responses_by_dose": records(self.responses_by_dose),
             "responses_overall": records(self.responses_overall),
             "dose_per_kg": records(self.dose_per_kg),
+            "notes": list(self.notes),
             "response_definitions": {k: vars(v) for k, v in RESPONSE_DEFINITIONS.items()},
         }
 
@@ -69,6 +76,30 @@ def _dose_column(patients: pd.DataFrame) -> pd.Series:
 def _dose_order(patients: pd.DataFrame) -> pd.Series:
     value = np.where(patients["dose_unit"] == DoseUnit.CELLS.value, patients["dose_cells"], patients["dose_cells_per_kg"])
     return pd.Series(value, index=patients.index)
+
+
+def conversion_notes(cohort: Cohort, reference: LMSWeightReference | None = None) -> tuple[str, ...]:
+    """One sentence per patient whose flat dose cannot be put on a per-kg scale.
+
+    A dose in cells with no recorded weight is converted through a weight-for-age reference;
+    a patient outside its ages cannot be. Said once, at load, naming the patient, the file and
+    line and the recorded age, instead of the patient vanishing from tables and a later model
+    failing on them.
+    """
+    reference = reference or LMSWeightReference.cdc2000()
+    patients = cohort.patients
+    notes = []
+    for patient in patients[patients["dose_cells_per_kg"].isna()].itertuples(index=False):
+        low, high = reference.age_range_years(patient.sex)
+        if low <= float(effective_age_years([patient.age_years])[0]) <= high:  # 13 means 13.5 (completed years)
+            continue
+        where = f"{patient.source_file}:{patient.source_line}, " if hasattr(patient, "source_file") else ""
+        notes.append(
+            f"patient {patient.patient_id} ({where}age {patient.age_years:g}): dose in cells with no weight_kg, and the "
+            f"age is outside the weight reference '{reference.name}' ({low:g}-{high:g} years): no cells/kg here, and "
+            "a model in cells/kg refuses the patient; give weight_kg"
+        )
+    return tuple(notes)
 
 
 def summarise_cohort(cohort: Cohort, *, seed: int = 20251108, weight_reference: LMSWeightReference | None = None) -> CohortSummary:
@@ -150,7 +181,7 @@ def summarise_cohort(cohort: Cohort, *, seed: int = 20251108, weight_reference: 
                     reference=reference, seed=rng,
                 )
             except DosingError:
-                continue
+                continue  # said in the notes (conversion_notes)
             low, median, high = distribution.quantiles((0.05, 0.5, 0.95))
             rows.append(
                 {
@@ -175,4 +206,5 @@ def summarise_cohort(cohort: Cohort, *, seed: int = 20251108, weight_reference: 
         responses_by_dose=responses_by_dose,
         responses_overall=responses_overall,
         dose_per_kg=dose_per_kg,
+        notes=conversion_notes(cohort, weight_reference),
     )

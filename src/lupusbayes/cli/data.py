@@ -6,12 +6,13 @@ import argparse
 
 import pandas as pd
 
-from lupusbayes.cli.output import EXIT_OK, Parser, print_json, records
-from lupusbayes.cohort import load_cohort
+from lupusbayes.cli.output import EXIT_OK, Parser, add_output_options, print_json, records, seed_value
+from lupusbayes._io import check_output_path, write_text_atomic
+from lupusbayes.cohort import EXAMPLE_COHORTS, example_cohort_text, load_cohort
 from lupusbayes.eligibility import screen
 from lupusbayes.report import text
 from lupusbayes.spec import load_spec
-from lupusbayes.summary import summarise_cohort
+from lupusbayes.summary import conversion_notes, summarise_cohort
 
 __all__ = ["add_commands"]
 
@@ -20,12 +21,12 @@ def _show(args: argparse.Namespace) -> int:
     cohort = load_cohort(args.cohort)  # "kn5601" names the shipped cohort
     summary = summarise_cohort(cohort, seed=args.seed)
     if args.json:
-        patients = records(cohort.patients.drop(columns="source_line"))
+        patients = records(cohort.to_frame(layout="wide"))  # the file format: it reads back
         print_json({"source": cohort.source, "layout": cohort.layout, "patients": patients, **summary.to_dict()})
         return EXIT_OK
     with pd.option_context("display.width", 120, "display.max_columns", 30):
         print(f"{cohort!r}\n")
-        print(cohort.patients.drop(columns=["source_line"]).to_string(index=False))
+        print(cohort.to_frame(layout="wide").to_string(index=False))
         print()
         print(text.cohort_summary_text(summary))
     return EXIT_OK
@@ -42,6 +43,7 @@ def _check(args: argparse.Namespace) -> int:
         "n_visits": int(len(cohort.visits)),
         "max_visits_per_patient": int(visits_per_patient.max()),
         "studies": cohort.study_ids,
+        "notes": list(conversion_notes(cohort)),
     }
     if args.json:
         print_json(payload)
@@ -52,6 +54,8 @@ def _check(args: argparse.Namespace) -> int:
             f"stud{'y' if n_studies == 1 else 'ies'} ({', '.join(cohort.study_ids)}), "
             f"{cohort.layout} layout, {len(cohort.visits)} SLEDAI-2K assessments"
         )
+        for note in payload["notes"]:
+            print(f"note: {note}")
     return EXIT_OK
 
 
@@ -66,6 +70,21 @@ def _screen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _example(args: argparse.Namespace) -> int:
+    if args.name is None:
+        for name, description in EXAMPLE_COHORTS.items():
+            print(f"{name:14s} {description}")
+        return EXIT_OK
+    text_ = example_cohort_text(args.name)
+    if args.out is None:
+        print(text_, end="")
+    else:
+        out = check_output_path(args.out, overwrite=args.overwrite, mkdir=args.mkdir)
+        write_text_atomic(out, text_, overwrite=args.overwrite)
+        print(f"written: {out}")
+    return EXIT_OK
+
+
 def add_commands(commands) -> None:
     data = commands.add_parser("data", help="show, check or screen a cohort table",
                                description="Work with cohort tables (the shipped KN5601 cohort or your own CSV).")
@@ -75,7 +94,8 @@ def add_commands(commands) -> None:
                                     description="Print the cohort table and a summary: CRS by grade and dose, "
                                     "SLEDAI-2K change, SLEDAI-only response proxies, doses in cells/kg.")
     show.add_argument("cohort", help="'kn5601' for the shipped cohort, or a cohort CSV file")
-    show.add_argument("--seed", type=int, default=20251108, help="seed for the cells/kg conversion draws (default 20251108)")
+    show.add_argument("--seed", type=seed_value, default=20251108,
+                      help="seed for the cells/kg conversion draws (default 20251108)")
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.set_defaults(handler=_show)
     check = data_commands.add_parser("check", help="validate a cohort file",
@@ -91,3 +111,10 @@ def add_commands(commands) -> None:
     screen_parser.add_argument("--spec", required=True, help="trial spec TOML (or 'kn5601' / 'axa_nk02')")
     screen_parser.add_argument("--json", action="store_true", help="machine-readable output")
     screen_parser.set_defaults(handler=_screen)
+    example = data_commands.add_parser("example", help="print or write a shipped example cohort file",
+                                       description="The example cohort files the documentation uses. Without NAME, "
+                                       "list them; with NAME, print the CSV (or write it with --out).")
+    example.add_argument("name", nargs="?", help=f"one of: {', '.join(EXAMPLE_COHORTS)}")
+    example.add_argument("--out", help="write to this file instead of printing")
+    add_output_options(example, progress=False)
+    example.set_defaults(handler=_example)

@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 
 from lupusbayes._io import staged_directory
-from lupusbayes.cli.output import EXIT_GATE_FAILED, EXIT_OK
+from lupusbayes.cli.output import EXIT_GATE_FAILED, EXIT_OK, add_output_options, progress_for, seed_value
 from lupusbayes.cohort import load_kn5601
 from lupusbayes.eligibility import screen
 from lupusbayes.fitting import FitResult, compare_models, fit
+from lupusbayes.fitting.sample import FitProgress
 from lupusbayes.models.sledai import SledaiModel
 from lupusbayes.models.toxicity import BLRM, CRSModel
 from lupusbayes.report import text
@@ -49,6 +50,8 @@ def run_demo(
     overwrite: bool = False,
     sampler: str | None = None,
     progress: Callable[[str], None] = lambda line: None,
+    fit_progress: FitProgress | None = None,
+    mkdir: bool = False,
 ) -> DemoResult:
     """Run the pipeline and write its outputs to ``folder`` (see the module docstring)."""
     cohort = load_kn5601()
@@ -58,7 +61,7 @@ def run_demo(
     def settings(spec):
         return spec.fitting if sampler is None else spec.fitting.replace(sampler=sampler)
 
-    with staged_directory(folder, overwrite=overwrite) as staging:
+    with staged_directory(folder, overwrite=overwrite, mkdir=mkdir) as staging:
         report: list[str] = [f"lupusbayes demo on the shipped KN5601 cohort (master seed {seed})", ""]
 
         progress("1/5 cohort summary")
@@ -90,7 +93,7 @@ def run_demo(
         ]
         for number, (name, build, spec) in enumerate(plan, start=1):
             progress(f"3/5 fit {number}/{len(plan)}: {name}")
-            result = fit(build(), seed=next(fit_seeds), settings=settings(spec))
+            result = fit(build(), seed=next(fit_seeds), settings=settings(spec), progress=fit_progress)
             fits[name] = result
             result.save(staging / f"{name}.nc")
             result.dose_summary().to_csv(staging / f"{name}_dose_summary.csv", index=False)
@@ -121,7 +124,7 @@ def run_demo(
 
 def _demo(args: argparse.Namespace) -> int:
     result = run_demo(Path(args.out), seed=args.seed, overwrite=args.overwrite, sampler=args.sampler,
-                      progress=lambda line: print(line, flush=True))
+                      progress=lambda line: print(line, flush=True), fit_progress=progress_for(args), mkdir=args.mkdir)
     print(f"\nall outputs in {result.folder}/ (start with report.txt)")
     return EXIT_OK if result.all_converged else EXIT_GATE_FAILED
 
@@ -133,7 +136,7 @@ def add_commands(commands) -> None:
         "models and their comparison variants, and write every table, fit and a report to one folder.",
     )
     demo.add_argument("--out", required=True, help="output folder (created; refused if it exists unless --overwrite)")
-    demo.add_argument("--seed", type=int, default=20251108, help="master random seed (default 20251108)")
+    demo.add_argument("--seed", type=seed_value, default=20251108, help="master random seed (default 20251108)")
     demo.add_argument("--sampler", choices=("pymc", "nutpie"), default=None, help="NUTS implementation (default: spec)")
-    demo.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    add_output_options(demo)
     demo.set_defaults(handler=_demo)

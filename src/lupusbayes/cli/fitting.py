@@ -10,7 +10,17 @@ from typing import Any
 
 import numpy as np
 
-from lupusbayes.cli.output import EXIT_GATE_FAILED, EXIT_OK, print_json, records
+from lupusbayes.cli.output import (
+    EXIT_GATE_FAILED,
+    EXIT_OK,
+    add_output_options,
+    bounded_float,
+    bounded_int,
+    print_json,
+    progress_for,
+    records,
+    seed_value,
+)
 from lupusbayes.cohort import combine_cohorts, load_cohort
 from lupusbayes.errors import LupusBayesError
 from lupusbayes.spec import load_spec
@@ -44,13 +54,10 @@ def _cohort_for(spec, data: list[str] | None, kind: str):
 
 
 def _fit_settings(spec, args: argparse.Namespace):
-    changes = {name: getattr(args, name) for name in ("draws", "tune", "chains", "sampler") if getattr(args, name) is not None}
-    if args.target_accept is not None:
-        changes["target_accept"] = args.target_accept
-    try:
-        return spec.fitting.replace(**changes)
-    except ValueError as error:
-        raise LupusBayesError(f"invalid sampler setting: {error}") from None
+    """The spec's [fitting] with the command line's overrides (each already range-checked by argparse)."""
+    changes = {name: getattr(args, name) for name in ("draws", "tune", "chains", "sampler", "target_accept")
+               if getattr(args, name) is not None}
+    return spec.fitting.replace(**changes)
 
 
 def _fit_payload(result, path: Path | None = None) -> dict[str, Any]:
@@ -69,15 +76,14 @@ def _fit_payload(result, path: Path | None = None) -> dict[str, Any]:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from lupusbayes._io import refuse_existing
+    from lupusbayes._io import check_output_path
     from lupusbayes.fitting import fit
     from lupusbayes.report import text
 
-    out = Path(args.out)
-    refuse_existing(out, overwrite=args.overwrite)
+    out = check_output_path(args.out, overwrite=args.overwrite, mkdir=args.mkdir)  # before any work
     spec = load_spec(args.spec)
     model = _build_model(args.model, spec, _cohort_for(spec, args.data, args.model))
-    result = fit(model, seed=args.seed, settings=_fit_settings(spec, args))
+    result = fit(model, seed=args.seed, settings=_fit_settings(spec, args), progress=progress_for(args))
     result.save(out, overwrite=args.overwrite)
     if args.json:
         print_json(_fit_payload(result, out))
@@ -141,14 +147,15 @@ def add_commands(commands) -> None:
                             help="cohort CSV (repeat for several studies; 'kn5601' is the shipped cohort); "
                             "without it a BLRM is fitted to the spec's [[observations]] alone")
     fit_parser.add_argument("--model", choices=("crs", "blrm", "sledai"), default="crs", help="which model (default crs)")
-    fit_parser.add_argument("--out", required=True, help="output .nc file")
-    fit_parser.add_argument("--seed", type=int, required=True, help="master random seed")
-    fit_parser.add_argument("--draws", type=int, help="draws per chain (default: spec [fitting])")
-    fit_parser.add_argument("--tune", type=int, help="tuning steps per chain")
-    fit_parser.add_argument("--chains", type=int, help="number of chains")
-    fit_parser.add_argument("--target-accept", type=float, dest="target_accept", help="NUTS target acceptance")
+    fit_parser.add_argument("--out", required=True, help="output .nc file (its folder must exist, or pass --mkdir)")
+    fit_parser.add_argument("--seed", type=seed_value, required=True, help="master random seed (whole number >= 0)")
+    fit_parser.add_argument("--draws", type=bounded_int(10, 1_000_000), help="draws per chain, >= 10 (default: spec [fitting])")
+    fit_parser.add_argument("--tune", type=bounded_int(0, 1_000_000), help="tuning steps per chain")
+    fit_parser.add_argument("--chains", type=bounded_int(1, 64), help="number of chains")
+    fit_parser.add_argument("--target-accept", type=bounded_float(0.5, 1.0), dest="target_accept",
+                            help="NUTS target acceptance, 0.5 <= x < 1")
     fit_parser.add_argument("--sampler", choices=("pymc", "nutpie"), help="NUTS implementation (default: spec, else pymc)")
-    fit_parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    add_output_options(fit_parser)
     fit_parser.add_argument("--json", action="store_true", help="machine-readable output")
     fit_parser.set_defaults(handler=_fit)
 
@@ -162,8 +169,8 @@ def add_commands(commands) -> None:
     prior.add_argument("--data", action="append", metavar="FILE",
                        help="cohort CSV (repeat for several studies; 'kn5601' is the shipped cohort)")
     prior.add_argument("--model", choices=("crs", "blrm", "sledai"), default="blrm", help="which model (default blrm)")
-    prior.add_argument("--seed", type=int, required=True, help="random seed")
-    prior.add_argument("--draws", type=int, default=4000, help="prior draws (default 4000)")
+    prior.add_argument("--seed", type=seed_value, required=True, help="random seed (whole number >= 0)")
+    prior.add_argument("--draws", type=bounded_int(10, 1_000_000), default=4000, help="prior draws (default 4000)")
     prior.add_argument("--json", action="store_true", help="machine-readable output")
     prior.set_defaults(handler=_prior)
 

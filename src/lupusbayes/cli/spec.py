@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from lupusbayes.cli.output import EXIT_OK, Parser, print_json
+from lupusbayes._io import check_output_path, write_text_atomic
+from lupusbayes.cli.output import EXIT_OK, Parser, add_output_options, print_json
 from lupusbayes.report import text
-from lupusbayes.spec import load_spec
+from lupusbayes.spec import SHIPPED_SPECS, load_spec, shipped_spec_path
 
 __all__ = ["add_commands"]
 
@@ -21,6 +22,17 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _export(args: argparse.Namespace) -> int:
+    spec_text = shipped_spec_path(args.name).read_text(encoding="utf-8")
+    if args.out is None:
+        print(spec_text, end="")
+    else:
+        out = check_output_path(args.out, overwrite=args.overwrite, mkdir=args.mkdir)
+        write_text_atomic(out, spec_text, overwrite=args.overwrite)
+        print(f"written: {out}")
+    return EXIT_OK
+
+
 def add_commands(commands) -> None:
     spec = commands.add_parser("spec", help="validate a trial spec", description="Work with trial specs (TOML).")
     spec_commands = spec.add_subparsers(dest="spec_command", metavar="SUBCOMMAND", parser_class=Parser)
@@ -31,3 +43,11 @@ def add_commands(commands) -> None:
     check.add_argument("file", help="spec TOML file (or 'kn5601' / 'axa_nk02')")
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.set_defaults(handler=_check)
+    export = spec_commands.add_parser("export", help="print or write a shipped spec, to edit",
+                                      description="Print a spec shipped with the package (or write it with --out): "
+                                      "the starting point for a trial's own spec. Shipped specs are also loaded "
+                                      "by name from any folder ('kn5601', 'axa_nk02').")
+    export.add_argument("name", choices=SHIPPED_SPECS, help="which shipped spec")
+    export.add_argument("--out", help="write to this file instead of printing")
+    add_output_options(export, progress=False)
+    export.set_defaults(handler=_export)

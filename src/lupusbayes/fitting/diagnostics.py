@@ -75,6 +75,11 @@ class Diagnostics:
     def passed(self) -> bool:
         return all(check.passed for check in self.checks)
 
+    def __repr__(self) -> str:
+        lines = [f"Diagnostics(convergence gate {'PASSED' if self.passed else 'FAILED'}"]
+        lines += [f"  [{'ok  ' if check.passed else 'FAIL'}] {check.describe()}" for check in self.checks]
+        return "\n".join(lines) + ")"
+
     @property
     def failed_checks(self) -> tuple[GateCheck, ...]:
         return tuple(check for check in self.checks if not check.passed)

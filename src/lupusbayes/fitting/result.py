@@ -63,6 +63,10 @@ class PriorPredictive:
     tree: xr.DataTree = field(repr=False)
     seed: int
 
+    def __repr__(self) -> str:
+        return (f"PriorPredictive({self.model.name}; trial {self.model.spec.trial.id}; "
+                f"{self.tree['prior'].sizes['draw']} prior draws; seed {self.seed})")
+
     def dose_summary(self, *, interval: float = 0.9) -> pd.DataFrame:
         """Per-dose prior summary: mean, SD, equal-tailed interval, median (and MCSE)."""
         return self.model.summary_table(self.tree["prior_dose_response"].to_dataset(), interval=interval)
@@ -91,6 +95,31 @@ class FitResult:
     @property
     def converged(self) -> bool:
         return self.diagnostics.passed
+
+    def _headline(self) -> tuple[str, str]:
+        settings = self.settings
+        what = (f"{self.model.name} fit to {self.model.n_observations} observations (trial {self.model.spec.trial.id}; "
+                f"seed {self.seed}; {settings.chains} chains x {settings.draws} draws; {self.seconds:.1f} s)")
+        checks = ", ".join(check.describe().split(" (worst")[0] for check in self.diagnostics.checks)
+        gate = f"convergence gate {'PASSED' if self.converged else 'FAILED'}: {checks}"
+        return what, gate
+
+    def __repr__(self) -> str:
+        what, gate = self._headline()
+        return f"FitResult({what};\n  {gate})"
+
+    def _repr_html_(self) -> str:
+        """A notebook view: what was fitted, the gate, the per-dose table, the notes."""
+        import html
+
+        what, gate = self._headline()
+        colour = "#1a7f37" if self.converged else "#cf222e"
+        notes = "".join(f"<li>{html.escape(note)}</li>" for note in self.model.notes())
+        table = self.dose_summary().drop(columns=[c for c in self.dose_summary().columns
+                                                  if c.endswith((" sd", "mcse_mean", "is upper bound", "basis"))])
+        return (f"<div><p><b>{html.escape(what)}</b></p><p style='color:{colour}'>{html.escape(gate)}</p>"
+                f"{table.to_html(index=False, float_format=lambda v: f'{v:.3f}')}"
+                + (f"<ul>{notes}</ul>" if notes else "") + "</div>")
 
     @property
     def posterior(self) -> xr.Dataset:
@@ -201,11 +230,12 @@ class FitResult:
             )
         return result
 
-    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+    def save(self, path: str | Path, *, overwrite: bool = False, mkdir: bool = False) -> Path:
         """Write one netCDF file (opens with ``arviz.from_netcdf``) carrying spec, data and version.
 
-        Written atomically; an existing file is replaced only with ``overwrite=True``.
+        Written atomically; an existing file is replaced only with ``overwrite=True``, and a
+        missing folder is created only with ``mkdir=True``.
         """
         from lupusbayes.fitting.fitfile import save_fit
 
-        return save_fit(self, path, overwrite=overwrite)
+        return save_fit(self, path, overwrite=overwrite, mkdir=mkdir)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Protocol
 
 import numpy as np
 import xarray as xr
@@ -27,7 +28,17 @@ from lupusbayes.fitting.result import FitResult, PriorPredictive
 from lupusbayes.models.base import BayesianModel
 from lupusbayes.spec import FitSettings
 
-__all__ = ["fit", "prior_predictive", "sample_prior", "draw_prior", "run_sampler", "assemble_tree", "seed_streams", "stream_seed", "SEED_STREAMS"]
+__all__ = ["fit", "FitProgress", "prior_predictive", "sample_prior", "draw_prior", "run_sampler", "assemble_tree", "seed_streams", "stream_seed", "SEED_STREAMS"]
+
+class FitProgress(Protocol):
+    """Where a fit reports what it is doing (the command line draws it on a terminal)."""
+
+    def step(self, message: str) -> None:
+        """A stage begins (one line)."""
+
+    def sampling(self, finished_draws: int, total_draws: int, divergences: int, tuning: bool) -> None:
+        """Sampler progress over all chains, called a few times a second."""
+
 
 #: The named random streams spawned from a fit's master seed, in spawn order.
 SEED_STREAMS = ("sampling", "retry", "prior", "completion", "predictive", "dose_response")
@@ -47,14 +58,27 @@ def stream_seed(sequence: np.random.SeedSequence) -> int:
 
 
 def run_sampler(model: BayesianModel, design: CompiledDesign, settings: FitSettings, target_accept: float,
-                seed: int) -> xr.DataTree:
+                seed: int, progress: FitProgress | None = None) -> xr.DataTree:
     """One NUTS run (PyMC or nutpie, as ``settings.sampler`` says): ``posterior`` and ``sample_stats``.
 
     The single entry point to MCMC, so tests of plumbing can replace it (the mock tier).
     """
     if settings.sampler == "nutpie":
-        return _sample_nutpie(model, design, settings, target_accept, seed)
+        return _sample_nutpie(model, design, settings, target_accept, seed, progress)
     import pymc as pm
+
+    callback = None
+    if progress is not None:
+        total = settings.chains * (settings.draws + settings.tune)
+        counter = {"draws": 0, "divergences": 0, "last": 0.0}
+
+        def callback(trace, draw):  # PyMC calls this after every draw of every chain
+            counter["draws"] += 1
+            counter["divergences"] += int(bool(draw.stats[0].get("diverging", False))) if draw.stats else 0
+            now = time.perf_counter()
+            if now - counter["last"] > 0.2 or counter["draws"] == total:
+                counter["last"] = now
+                progress.sampling(counter["draws"], total, counter["divergences"], bool(draw.tuning))
 
     with quiet_pymc():
         return pm.sample(
@@ -69,17 +93,23 @@ def run_sampler(model: BayesianModel, design: CompiledDesign, settings: FitSetti
             quiet=True,
             progressbar=False,
             compute_convergence_checks=False,
+            callback=callback,
         )
 
 
 def _sample_nutpie(model: BayesianModel, design: CompiledDesign, settings: FitSettings, target_accept: float,
-                   seed: int) -> xr.DataTree:
+                   seed: int, progress: FitProgress | None) -> xr.DataTree:
     """nutpie on the design's compiled model: a refit only swaps the data."""
     import nutpie
+
+    def report(chains) -> None:
+        progress.sampling(sum(c.finished_draws for c in chains), sum(c.total_draws for c in chains),
+                          sum(c.divergences for c in chains), any(c.tuning for c in chains))
 
     tree = nutpie.sample(
         design.nutpie_model(model), draws=settings.draws, tune=settings.tune, chains=settings.chains,
         cores=settings.cores or min(settings.chains, 2), seed=seed, progress_bar=False,
+        progress_callback=None if progress is None else report, progress_rate=250,
         target_accept=target_accept, save_warmup=False,
         adaptation="low_rank",  # learns the correlations (slope vs dose-group effects): ~1.5x the ESS
     )
@@ -104,6 +134,7 @@ def fit(
     settings: FitSettings | None = None,
     prior_draws: int = 1000,
     cache: DesignCache | None = None,
+    progress: FitProgress | None = None,
 ) -> FitResult:
     """Sample ``model``'s posterior with NUTS and run every check a statistician expects.
 
@@ -121,6 +152,9 @@ def fit(
     cache
         Where compiled designs are kept (default: the process-wide
         :data:`~lupusbayes.fitting.cache.DEFAULT_CACHE`).
+    progress
+        Receives a line per stage and the sampler's progress (see :class:`FitProgress`);
+        ``None`` (the default) is silent.
 
     Returns
     -------
@@ -141,16 +175,25 @@ def fit(
     """
     settings = settings or model.spec.fitting
     streams = seed_streams(seed)
-    design = (cache or DEFAULT_CACHE).get(model)
+    say = progress.step if progress is not None else (lambda message: None)
     started = time.perf_counter()
+    cache = cache or DEFAULT_CACHE
+    say(f"{model.name}: {'building' if model not in cache else 'reusing'} the model graph")
+    design = cache.get(model)
     attempts: list[SamplingAttempt] = []
+    say(f"{model.name}: sampling {settings.chains} chains x {settings.draws} draws after {settings.tune} tuning steps"
+        f" ({settings.sampler}; compiling on first use)")
     tick = time.perf_counter()
-    sampled = run_sampler(model, design, settings, settings.target_accept, stream_seed(streams["sampling"]))
+    sampled = run_sampler(model, design, settings, settings.target_accept, stream_seed(streams["sampling"]), progress)
     attempts.append(SamplingAttempt(settings.target_accept, _divergences(sampled), time.perf_counter() - tick))
     if attempts[-1].divergences > settings.gate.divergences_max:
+        say(f"{model.name}: {attempts[-1].divergences} divergences; sampling again at target_accept "
+            f"{settings.retry_target_accept:g}")
         tick = time.perf_counter()
-        sampled = run_sampler(model, design, settings, settings.retry_target_accept, stream_seed(streams["retry"]))
+        sampled = run_sampler(model, design, settings, settings.retry_target_accept, stream_seed(streams["retry"]),
+                              progress)
         attempts.append(SamplingAttempt(settings.retry_target_accept, _divergences(sampled), time.perf_counter() - tick))
+    say(f"{model.name}: prior draws, predictive checks, log-likelihood, dose-response, diagnostics")
     tree = assemble_tree(model, design, sampled, streams, prior_draws=prior_draws)
     diagnostics = diagnose(model, tree, settings, attempts)
     return FitResult(model, tree, diagnostics, settings, int(seed), time.perf_counter() - started)

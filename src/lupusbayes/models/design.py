@@ -16,17 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from lupusbayes.dosing import DoseUnit, LMSWeightReference, dose_label, lms_weight_kg
+from lupusbayes.dosing import DoseUnit, LMSWeightReference, dose_label, effective_age_years, lms_weight_kg
 from lupusbayes.errors import DosingError, ModelSetupError
 from lupusbayes.spec import DosingSpec
 
-__all__ = ["DoseCovariate", "dose_covariate", "infusion_counts", "study_index", "dose_groups", "effective_age_years"]
-
-
-def effective_age_years(age_years: np.ndarray) -> np.ndarray:
-    """Whole-number ages are completed years (13 means 13.0-13.99): use the mid-year, 13.5."""
-    ages = np.asarray(age_years, dtype=float)
-    return np.where(np.isclose(ages, np.round(ages)), ages + 0.5, ages)
+__all__ = ["DoseCovariate", "dose_covariate", "infusion_counts", "study_index", "dose_groups"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +60,14 @@ class DoseCovariate:
     def weight_kg(self, weight_z) -> np.ndarray:
         """Latent weights (kg) implied by z-scores, for reporting."""
         return lms_weight_kg(weight_z, self.lms[:, 0], self.lms[:, 1], self.lms[:, 2])
+
+
+def _where(patient) -> str:
+    """``file:line: `` of a patient row when the cohort recorded it, else ``""``."""
+    source, line = getattr(patient, "source_file", None), getattr(patient, "source_line", None)
+    if source is None or line is None or pd.isna(source) or pd.isna(line):
+        return ""
+    return f"{source}:{int(line)}: "
 
 
 def infusion_counts(patients: pd.DataFrame, dosing: DosingSpec, target_study: str) -> np.ndarray:
@@ -128,10 +130,13 @@ def dose_covariate(
         reference = reference or LMSWeightReference.cdc2000()
         try:
             lam, median, cv = reference.lms(effective_age_years([patient.age_years]), [patient.sex])
-        except DosingError as error:
+        except DosingError:
+            low, high = reference.age_range_years(patient.sex)
             raise ModelSetupError(
-                f"patient {patient.patient_id} (study {patient.study_id}): dose is in {patient.dose_unit} and "
-                f"the model works in {unit}; {error}"
+                f"{_where(patient)}patient {patient.patient_id} (study {patient.study_id}): "
+                f"the dose is in {patient.dose_unit}, the model works in {unit}, and no weight_kg is recorded; "
+                f"age {patient.age_years:g} is outside the weight reference '{reference.name}' ({low:g}-{high:g} "
+                "years for sex " f"{patient.sex}), so the weight cannot be inferred: give weight_kg"
             ) from None
         lms_rows.append((float(lam[0]), float(median[0]), float(cv[0])))
         latent.append(position)

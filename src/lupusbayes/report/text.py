@@ -53,6 +53,8 @@ def cohort_summary_text(summary: CohortSummary) -> str:
             "Dose in cells/kg (weight not reported: 90% interval from the CDC 2000 weight-for-age reference)",
             _table(summary.dose_per_kg),
         ]
+    if summary.notes:
+        parts += ["", "Notes:", *(f"  - {note}" for note in summary.notes)]
     parts += ["", "Definitions:"]
     parts += [f"  {d.label}: {d.sledai_rule}. Full definition: {d.full_definition}." for d in RESPONSE_DEFINITIONS.values()]
     return "\n".join(parts)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+import unicodedata
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -74,20 +75,34 @@ def load_spec(path: str | Path) -> TrialSpec:
     if not path.exists() and path.suffix == "" and len(path.parts) == 1:
         path = shipped_spec_path(path.name)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
-        raise SpecError("file not found", source=path) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise SpecError(f"cannot read spec ({error})", source=path) from None
+        shipped = path.stem.lower().replace("-", "_")
+        hint = (f" ('{shipped}' names the shipped spec from any folder; `lupusbayes spec export {shipped}` writes an "
+                "editable copy)") if shipped in SHIPPED_SPECS else ""
+        raise SpecError(f"file not found{hint}", source=path) from None
+    except IsADirectoryError:
+        raise SpecError("is a folder, not a spec file", source=path) from None
+    except OSError as error:
+        raise SpecError(f"cannot read spec ({error.strerror})", source=path) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise SpecError(f"line {line}: not UTF-8 text (byte 0x{raw[error.start]:02X}); save the spec as UTF-8",
+                        source=path) from None
     return parse_spec(text, source=str(path))
 
 
 def parse_spec(text: str, *, source: str = "<spec>") -> TrialSpec:
     """Validate TOML ``text`` as a trial spec (``source`` names it in error messages)."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark, as spreadsheet and Windows editors write
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"not valid TOML ({error})", source=source) from None
+    except RecursionError:
+        raise SpecError("not a usable spec: values are nested too deeply", source=source) from None
     root = _Table(document, "", source)
     trial = _parse_trial(root.table("trial"))
     dosing = _parse_dosing(root.table("dosing"))
@@ -146,18 +161,28 @@ class _Table:
         value = self.raw(name, default, required=required)
         if value is not None and not isinstance(value, str):
             raise self.error(name, f"must be text (got {value!r})")
+        self._printable(name, value)
         return value
 
+    def _printable(self, name: str, *values: str | None) -> None:
+        for value in values:
+            bad = next((c for c in value or "" if unicodedata.category(c) == "Cc"), None)
+            if bad is not None:
+                raise self.error(name, f"contains the control character U+{ord(bad):04X}; text must be printable")
+
     def number(self, name: str, default: float | None = None, *, required: bool = False,
-               positive: bool = False, minimum: float | None = None, maximum: float | None = None) -> float | None:
+               positive: bool = False, minimum: float | None = None, maximum: float | None = None,
+               below: float | None = None, allow_infinity: bool = False) -> float | None:
         value = self.raw(name, default, required=required)
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(name, f"must be a number (got {value!r})")
         value = float(value)
-        if not math.isfinite(value):
-            raise self.error(name, f"must be finite (got {value})")
+        if math.isnan(value) or (math.isinf(value) and not (allow_infinity and value > 0)):
+            raise self.error(name, f"must be a finite number (got {value}; a literal like 1e400 overflows to inf)")
+        if below is not None and value >= below:
+            raise self.error(name, f"must be below {below:g} (got {value:g})")
         if positive and value <= 0:
             raise self.error(name, f"must be positive (got {value:g})")
         if minimum is not None and value < minimum:
@@ -193,7 +218,11 @@ class _Table:
             isinstance(v, int | float) and not isinstance(v, bool) for v in value
         ):
             raise self.error(name, f"must be a list of numbers (got {value!r})")
-        return tuple(float(v) for v in value)
+        numbers = tuple(float(v) for v in value)
+        bad = [v for v in numbers if not math.isfinite(v)]
+        if bad:
+            raise self.error(name, f"must hold finite numbers (got {bad[0]}; a literal like 1e400 overflows to inf)")
+        return numbers
 
     def strings(self, name: str, default=None) -> tuple[str, ...] | None:
         value = self.raw(name, default)
@@ -201,6 +230,7 @@ class _Table:
             return None
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise self.error(name, f"must be a list of text values (got {value!r})")
+        self._printable(name, *value)
         return tuple(value)
 
     def choice(self, name: str, options: tuple[str, ...], default: str | None = None) -> str | None:
@@ -257,6 +287,9 @@ def _parse_dosing(table: _Table) -> DosingSpec:
     if unit == DoseUnit.CELLS and max(levels) < 1e5:
         raise table.error("levels", f"{max(levels):g} total cells is implausible; is the unit 'cells/kg'?")
     reference = table.number("reference_dose", required=True, positive=True)
+    if not levels[0] / 100 <= reference <= levels[-1] * 100:
+        raise table.error("reference_dose", f"{reference:g} is implausible for levels {levels[0]:g}-{levels[-1]:g} "
+                          "(it should be within a factor 100 of them; usually one of the levels)")
     starting = table.integer("starting_level", 1, minimum=1, maximum=len(levels))
     infusions = table.integer("infusions_per_patient", 1, minimum=1, maximum=100)
     metric = table.choice("dose_metric", ("per_infusion", "per_course"), "per_infusion")
@@ -274,7 +307,7 @@ def _parse_dosing(table: _Table) -> DosingSpec:
             bands.append(
                 (
                     tier.number("min_weight_kg", required=True, minimum=0.0),
-                    tier.number("max_weight_kg", math.inf, positive=True),
+                    tier.number("max_weight_kg", math.inf, positive=True, allow_infinity=True),
                     tier.number("dose_cells", required=True, positive=True),
                 )
             )
@@ -528,19 +561,16 @@ def _parse_fitting(table: _Table) -> FitSettings:
         bfmi_min=gate_table.number("bfmi_min", defaults.gate.bfmi_min, minimum=0.0),
     )
     gate_table.finish()
-    try:
-        settings = FitSettings(
-            draws=table.integer("draws", defaults.draws, minimum=10),
-            tune=table.integer("tune", defaults.tune, minimum=0),
-            chains=table.integer("chains", defaults.chains, minimum=1),
-            cores=table.integer("cores", defaults.cores, minimum=1),
-            target_accept=table.number("target_accept", defaults.target_accept),
-            retry_target_accept=table.number("retry_target_accept", defaults.retry_target_accept),
-            sampler=table.choice("sampler", ("pymc", "nutpie"), defaults.sampler),
-            gate=gate,
-        )
-    except ValueError as error:
-        raise table.error(None, str(error)) from None
+    settings = FitSettings(
+        draws=table.integer("draws", defaults.draws, minimum=10, maximum=1_000_000),
+        tune=table.integer("tune", defaults.tune, minimum=0, maximum=1_000_000),
+        chains=table.integer("chains", defaults.chains, minimum=1, maximum=64),
+        cores=table.integer("cores", defaults.cores, minimum=1, maximum=1024),
+        target_accept=table.number("target_accept", defaults.target_accept, minimum=0.5, below=1.0),
+        retry_target_accept=table.number("retry_target_accept", defaults.retry_target_accept, minimum=0.5, below=1.0),
+        sampler=table.choice("sampler", ("pymc", "nutpie"), defaults.sampler),
+        gate=gate,
+    )
     table.finish()
     return settings
 

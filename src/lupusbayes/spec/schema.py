@@ -282,6 +282,11 @@ class TrialSpec:
     def id(self) -> str:
         return self.trial.id
 
+    def __repr__(self) -> str:
+        levels = ", ".join(f"{level:g}" for level in self.dosing.levels)
+        return (f"TrialSpec({self.trial.id}: {len(self.dosing.levels)} dose levels [{levels}] {self.dosing.unit.value}; "
+                f"DLT window {self.dlt.window_days} days; {len(self.eligibility)} eligibility criteria; from {self.source})")
+
     @property
     def sha256(self) -> str:
         """Hash of the spec text; a saved fit records it to detect a changed spec."""
