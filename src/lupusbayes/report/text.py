@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lupusbayes.decisions import Recommendation
 from lupusbayes.eligibility import ScreeningReport
 from lupusbayes.endpoints import RESPONSE_DEFINITIONS
 from lupusbayes.fitting import Diagnostics, FitResult, PriorPredictive
@@ -18,7 +19,7 @@ from lupusbayes.spec import TrialSpec
 from lupusbayes.summary import CohortSummary
 
 __all__ = ["cohort_summary_text", "spec_text", "screening_text", "diagnostics_lines", "fit_text", "prior_predictive_text",
-           "notes_lines",
+           "notes_lines", "recommendation_text", "transitions_text", "boin_table_text",
            "compact_table"]
 
 _WIDTH = 100
@@ -211,3 +212,79 @@ def compact_table(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
             out[column] = table[column]
             used.add(column)
     return out
+
+
+# ---- decisions -------------------------------------------------------------------------------
+
+
+def _level_text(spec: TrialSpec, level: int | None) -> str:
+    if level is None:
+        return "-"
+    from lupusbayes.dosing import dose_label
+
+    return f"level {level + 1} ({dose_label(spec.dosing.levels[level], spec.dosing.unit.value)})"
+
+
+def recommendation_text(recommendation: Recommendation, spec: TrialSpec) -> str:
+    """The recommendation, then every rule's question, verdict and numbers, then warnings and notes."""
+    r = recommendation
+    lines = [f"Recommendation for {r.trial_id} (design {r.design}; state: {r.state_source})"]
+    if r.forced:
+        lines.append("  FORCED: a fit behind this recommendation FAILED its convergence gate")
+    if r.action == "stop":
+        lines.append(f"  STOP: {'; '.join(r.stop_reasons)}")
+        if r.selection is not None:
+            chosen = r.selection.dose_label or "no dose"
+            lines.append(f"  selected: {chosen}: {r.selection.reason}")
+            for row in r.selection.rows:
+                shown = ", ".join(f"{k} {v.text() if hasattr(v, 'text') else (f'{v:.3f}' if isinstance(v, float) else v)}"
+                                  for k, v in row.items() if k != "level")
+                lines.append(f"    {shown}")
+    else:
+        when = ("now" if r.wait_days == 0 else f"in {r.wait_days} days")
+        if r.earliest_date is not None:
+            when += f" ({r.earliest_date.isoformat()})"
+        lines.append(f"  {r.action.upper()}: next cohort of {r.n_next} at {_level_text(spec, r.next_level)}, "
+                     f"first dose {when}")
+    lines += ["", "Rules:"]
+    for verdict in r.verdicts:
+        lines.append(f"  [{verdict.rule}] {verdict.question}")
+        lines.append(f"      {verdict.verdict}")
+        for check in verdict.checks:
+            value = check.estimate.text() if check.estimate is not None else "-"
+            limit = "" if check.threshold is None else f" (limit {check.threshold:g})"
+            lines.append(f"      {_level_text(spec, check.level)}: {check.quantity} {value}{limit} "
+                         f"{'ok' if check.passed else 'NOT ok'}")
+    if r.warnings:
+        lines += ["", "Warnings:", *(f"  - {w}" for w in r.warnings)]
+    if r.notes:
+        lines += ["", "Notes:", *(f"  - {n}" for n in r.notes)]
+    lines += ["", "Levels count from 1; '+/- <x' is an upper bound on the Monte Carlo error."]
+    return "\n".join(lines)
+
+
+def transitions_text(transitions, spec: TrialSpec) -> str:
+    """One line per outcome of the next cohort: what the design would do then."""
+    if not transitions:
+        return "No next cohort: the trial stops."
+    level = transitions[0].recommendation.current_level
+    lines = [f"After the next cohort at {_level_text(spec, level)} (n = the cohort's size):"]
+    for row in transitions:
+        outcome = f"{row.n_dlt} DLT(s)" + ("" if row.n_responders is None else f", {row.n_responders} responder(s)")
+        r = row.recommendation
+        if r.action == "stop":
+            then = f"STOP ({'; '.join(r.stop_reasons)})" + (f", select {r.selection.dose_label}"
+                                                           if r.selection and r.selection.dose_label else "")
+        else:
+            then = f"{r.action} {'at' if r.action == 'hold' else 'to'} {_level_text(spec, r.next_level)}"
+        flag = "  [" + "; ".join(w for w in r.warnings if "Pareto" in w or "close call" in w) + "]" if any(
+            "Pareto" in w or "close call" in w for w in r.warnings) else ""
+        lines.append(f"  {outcome:28s} -> {then}{flag}")
+    return "\n".join(lines)
+
+
+def boin_table_text(rows) -> str:
+    """BOIN's decision table by number of patients (escalate / de-escalate / eliminate)."""
+    labels = {"n_patients": "patients at the level", "escalate_if_dlt_at_most": "escalate if DLTs <=",
+              "deescalate_if_dlt_at_least": "de-escalate if DLTs >=", "eliminate_if_dlt_at_least": "eliminate if DLTs >="}
+    return "\n".join(f"  {label:24s}" + " ".join(f"{str(row[key]):>3}" for row in rows) for key, label in labels.items())

@@ -10,7 +10,12 @@ and decisions read it, never the reverse.
 
 from lupusbayes.spec.parse import SHIPPED_SPECS, load_spec, parse_spec, shipped_spec_path
 from lupusbayes.spec.schema import (
+    DESIGNS,
     FIELD_UNITS,
+    BoinSettings,
+    DecisionSettings,
+    EfficacyRuleSettings,
+    LossSettings,
     DLTDefinition,
     DoseObservation,
     DosingSpec,
@@ -41,6 +46,11 @@ __all__ = [
     "DLTDefinition",
     "ToxicityIntervals",
     "EscalationRules",
+    "DecisionSettings",
+    "EfficacyRuleSettings",
+    "LossSettings",
+    "BoinSettings",
+    "DESIGNS",
     "EfficacySpec",
     "EligibilityCriterion",
     "DoseObservation",

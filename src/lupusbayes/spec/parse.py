@@ -21,7 +21,13 @@ from typing import Any
 from lupusbayes.dosing import DoseUnit, WeightTierSchedule
 from lupusbayes.errors import DosingError, SpecError
 from lupusbayes.spec.schema import (
+    DESIGNS,
     FIELD_UNITS,
+    RESPONSES,
+    BoinSettings,
+    DecisionSettings,
+    EfficacyRuleSettings,
+    LossSettings,
     DLTDefinition,
     DoseObservation,
     DosingSpec,
@@ -109,13 +115,14 @@ def parse_spec(text: str, *, source: str = "<spec>") -> TrialSpec:
     dlt = _parse_dlt(root.table("dlt"), dosing)
     escalation = _parse_escalation(root.table("escalation", required=False))
     efficacy = _parse_efficacy(root.table("efficacy", required=False))
+    decision = _parse_decision(root.table("decision", required=False), dlt)
     eligibility = _parse_eligibility(root.table("eligibility", required=False))
     models = _parse_models(root.table("model", required=False))
     fitting = _parse_fitting(root.table("fitting", required=False))
     observations = _parse_observations(root.array_of_tables("observations"), trial.id, dosing)
     root.finish()
     return TrialSpec(
-        trial=trial, dosing=dosing, dlt=dlt, escalation=escalation, efficacy=efficacy,
+        trial=trial, dosing=dosing, dlt=dlt, escalation=escalation, efficacy=efficacy, decision=decision,
         eligibility=eligibility, models=models, fitting=fitting, observations=observations,
         source=source, text=text,
     )
@@ -366,6 +373,59 @@ def _parse_escalation(table: _Table) -> EscalationRules:
         raise table.error("sentinel_safety_days", "sentinel patients need a safety period in days")
     table.finish()
     return rules
+
+
+def _parse_decision(table: _Table, dlt: DLTDefinition) -> DecisionSettings:
+    defaults = DecisionSettings()
+    if not table.present:
+        return defaults
+    efficacy_table = table.table("efficacy", required=False)
+    base = defaults.efficacy
+    efficacy = EfficacyRuleSettings(
+        response=efficacy_table.choice("response", RESPONSES, base.response),
+        month=efficacy_table.number("month", base.month, positive=True, maximum=120),
+        insufficient_rate=efficacy_table.number("insufficient_rate", base.insufficient_rate, minimum=0.0, below=1.0),
+        insufficient_probability=efficacy_table.number("insufficient_probability", base.insufficient_probability,
+                                                       minimum=0.5, below=1.0),
+        final_month=efficacy_table.number("final_month", base.final_month, positive=True, maximum=120),
+        dlt_penalty=efficacy_table.number("dlt_penalty", base.dlt_penalty, minimum=0.0, maximum=100.0),
+    )
+    efficacy_table.finish()
+    loss_table = table.table("loss", required=False)
+    edges = loss_table.numbers("edges", defaults.loss.edges)
+    losses = loss_table.numbers("losses", defaults.loss.losses)
+    if len(edges) < 3 or edges[0] != 0.0 or edges[-1] != 1.0 or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise loss_table.error("edges", "must increase from 0 to 1 with at least two intervals")
+    if len(losses) != len(edges) - 1 or any(v < 0 for v in losses):
+        raise loss_table.error("losses", f"give one loss >= 0 per interval ({len(edges) - 1})")
+    overdose_from = loss_table.number("overdose_from", defaults.loss.overdose_from, minimum=0.0, maximum=1.0)
+    if overdose_from not in edges[1:-1]:
+        raise loss_table.error("overdose_from", f"must be one of the inner edges ({', '.join(f'{e:g}' for e in edges[1:-1])})")
+    loss = LossSettings(edges, losses, overdose_from,
+                        loss_table.number("max_overdose_probability", defaults.loss.max_overdose_probability,
+                                          minimum=0.0, maximum=1.0))
+    loss_table.finish()
+    boin_table = table.table("boin", required=False)
+    target = boin_table.number("target", defaults.boin.target, minimum=0.05, maximum=0.6)
+    boin = BoinSettings(
+        target=target,
+        p_saf=boin_table.number("p_saf", None, positive=True, below=target),
+        p_tox=boin_table.number("p_tox", None, minimum=target, below=1.0),
+        cutoff_eliminate=boin_table.number("cutoff_eliminate", defaults.boin.cutoff_eliminate, minimum=0.5, below=1.0),
+    )
+    boin_table.finish()
+    settings = DecisionSettings(
+        design=table.choice("design", DESIGNS, defaults.design),
+        toxicity_model=table.choice("toxicity_model", ("crs", "blrm"), defaults.toxicity_model),
+        max_overdose_probability=table.number("max_overdose_probability", defaults.max_overdose_probability,
+                                              minimum=0.0, maximum=1.0),
+        close_call_mcse=table.number("close_call_mcse", defaults.close_call_mcse, minimum=0.0, maximum=10.0),
+        efficacy=efficacy, loss=loss, boin=boin,
+    )
+    if settings.toxicity_model == "crs" and dlt.crs_grade_at_least is None:
+        raise table.error("toxicity_model", "'crs' reads P(DLT) as P(CRS >= dlt.crs_grade_at_least), which is not set")
+    table.finish()
+    return settings
 
 
 def _parse_efficacy(table: _Table) -> EfficacySpec:

@@ -27,6 +27,12 @@ __all__ = [
     "DLTDefinition",
     "ToxicityIntervals",
     "EscalationRules",
+    "DecisionSettings",
+    "EfficacyRuleSettings",
+    "LossSettings",
+    "BoinSettings",
+    "DESIGNS",
+    "RESPONSES",
     "EfficacySpec",
     "EligibilityCriterion",
     "DoseObservation",
@@ -174,7 +180,15 @@ class DLTDefinition:
 
 @dataclass(frozen=True)
 class EscalationRules:
-    """The trial's cohort rules (used by the decision module)."""
+    """The trial's cohort rules, as its protocol states them (``[escalation]``).
+
+    The decision module turns each into a rule of its own (:mod:`lupusbayes.decisions.rules`):
+    groups of ``group_size``; the first ``sentinel_patients`` of a new dose alone until they
+    have ``sentinel_safety_days`` of safety data; no new group until every patient of the
+    current one has ``group_safety_days_before_next``; at most one level up unless
+    ``allow_skipping``; escalation after an inefficacious sentinel if
+    ``efficacy_driven_escalation``; at most ``max_patients``.
+    """
 
     group_size: int = 3
     sentinel_patients: int = 0
@@ -183,6 +197,73 @@ class EscalationRules:
     allow_skipping: bool = False
     efficacy_driven_escalation: bool = False
     max_patients: int | None = None
+
+
+DESIGNS = ("lupusbayes", "blrm_ewoc", "blrm_loss", "boin", "3+3")
+RESPONSES = ("sri4_sledai_component", "lldas_sledai_proxy", "doris_sledai_proxy")
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """crmPack-style loss-based dose choice: a loss per interval of P(DLT) (``[decision.loss]``).
+
+    The next dose minimises the posterior expected loss ``sum_k losses[k] * P(interval k)``
+    among doses whose probability of the ``overdose_from``-and-above intervals is at most
+    ``max_overdose_probability`` (crmPack ``NextBestNCRMLoss``; its default intervals and losses).
+    """
+
+    edges: tuple[float, ...] = (0.0, 0.2, 0.35, 0.6, 1.0)
+    losses: tuple[float, ...] = (1.0, 0.0, 1.0, 2.0)
+    overdose_from: float = 0.35
+    max_overdose_probability: float = 0.25
+
+
+@dataclass(frozen=True)
+class BoinSettings:
+    """BOIN's settings (``[decision.boin]``; Liu & Yuan 2015, BOIN 2.7.2 defaults)."""
+
+    target: float = 0.3
+    p_saf: float | None = None  # default 0.6 * target
+    p_tox: float | None = None  # default 1.4 * target
+    cutoff_eliminate: float = 0.95
+
+
+@dataclass(frozen=True)
+class EfficacyRuleSettings:
+    """How efficacy enters decisions (``[decision.efficacy]``).
+
+    *Clearly insufficient* (efficacy-driven escalation): the posterior probability that the
+    response rate at the sentinel's dose, at ``month``, is below ``insufficient_rate`` is at
+    least ``insufficient_probability``. The final selection maximises the utility
+    ``P(response at final_month) - dlt_penalty * P(DLT)`` (posterior means) over doses that
+    are admissible and were given.
+    """
+
+    response: str = "sri4_sledai_component"
+    month: float = 1.0
+    insufficient_rate: float = 0.3
+    insufficient_probability: float = 0.8
+    final_month: float = 3.0
+    dlt_penalty: float = 2.0
+
+
+@dataclass(frozen=True)
+class DecisionSettings:
+    """Which design decides, from which model, with which thresholds (``[decision]``).
+
+    ``max_overdose_probability`` is EWOC's limit on the posterior probability of the spec's
+    overdose interval (0.25: Babb et al. 1998; OncoBayes2's default); ``close_call_mcse`` is how
+    many Monte Carlo standard errors from a threshold a probability must be for its verdict to
+    count as settled (OncoBayes2's ``ewoc_check`` uses 1.96).
+    """
+
+    design: str = "lupusbayes"
+    toxicity_model: str = "crs"
+    max_overdose_probability: float = 0.25
+    close_call_mcse: float = 2.0
+    efficacy: EfficacyRuleSettings = field(default_factory=EfficacyRuleSettings)
+    loss: LossSettings = field(default_factory=LossSettings)
+    boin: BoinSettings = field(default_factory=BoinSettings)
 
 
 @dataclass(frozen=True)
@@ -271,6 +352,7 @@ class TrialSpec:
     dlt: DLTDefinition
     escalation: EscalationRules
     efficacy: EfficacySpec
+    decision: DecisionSettings
     eligibility: tuple[EligibilityCriterion, ...]
     models: ModelSpecs
     fitting: FitSettings

@@ -1,0 +1,929 @@
+"""BOIN, the Bayesian optimal interval design, for single-agent dose escalation.
+
+The rules follow the R package BOIN 2.7.2 (Liu & Yuan 2015, JRSS-C 64:507-523; Yan, Pan,
+Zhang, Liu & Yuan 2020, J Stat Softw 94(13)), function by function:
+
+* :func:`boin_boundaries` builds the escalation, de-escalation and elimination counts for each
+  number of patients (``get.boundary``);
+* :func:`boin_next_dose` chooses the level for the next cohort, in the order that ``get.oc``
+  applies the rules inside its simulation loop (BOIN 2.7.2 exports no single-agent next-dose
+  function);
+* :func:`boin_select_mtd` picks the dose at the end of a trial (``select.mtd``);
+* :func:`simulate_boin` runs many trials at once from latent uniforms (``get.oc``) and returns a
+  :class:`RuleBasedSimulation`, whose :meth:`~RuleBasedSimulation.summary` gives the operating
+  characteristics. The 3+3 simulator in :mod:`lupusbayes.decisions.three_plus_three` returns
+  the same type.
+
+Conventions
+-----------
+* Dose levels are **0-based indices** in the API (``current_level=0`` is the lowest level and
+  ``n_patients_by_level[0]`` its count). Text meant for people (reason sentences and the
+  ``"NA"`` of decision tables) numbers levels **from 1**, as the R packages do.
+* Options of ``get.oc`` not implemented here: ``n.earlystop`` (its default of 100 switches it
+  off for trials of up to 100 patients), ``extrasafe``/``offset``, ``titration`` and
+  ``boundMTD``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy import stats
+
+__all__ = [
+    "BoinBoundaries",
+    "BoinDecision",
+    "MtdSelection",
+    "RuleBasedSimulation",
+    "OperatingCharacteristics",
+    "boin_boundaries",
+    "boin_decision_table",
+    "boin_next_dose",
+    "boin_select_mtd",
+    "pava",
+    "simulate_boin",
+]
+
+Signal = Literal["escalate", "stay", "deescalate"]
+Action = Literal["escalate", "stay", "deescalate", "stop"]
+
+#: BOIN 2.7.2 treats lambda_d * n as the integer k when it is this close, and then
+#: de-escalates only at k + 1 DLTs (an observed rate equal to lambda_d stays).
+INTEGER_TOLERANCE = 1e-12
+#: Elimination needs at least this many patients at a level (BOIN get.boundary, select.mtd).
+MIN_PATIENTS_TO_ELIMINATE = 3
+#: select.mtd adds i * 1e-10 to the i-th admissible isotonic estimate to break ties.
+TIE_BREAK_STEP = 1e-10
+
+
+# ---- boundaries -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BoinBoundaries:
+    """BOIN decision counts for n = 1, ..., ``max_patients`` patients at a level.
+
+    Build it with :func:`boin_boundaries`. The three count tuples are indexed by ``n - 1``:
+    ``escalate_at_most[n - 1]`` is the largest number of DLTs in ``n`` patients that still
+    escalates, and so on. Tuples keep the object immutable and comparable.
+
+    Attributes
+    ----------
+    target : float
+        Target DLT probability (phi).
+    p_saf, p_tox : float
+        Highest DLT probability deemed sub-therapeutic and lowest deemed overly toxic.
+    cutoff_eliminate : float
+        A level is eliminated when Pr(p > target | data) exceeds this (Beta(1, 1) prior).
+    lambda_escalate, lambda_deescalate : float
+        Interval boundaries on the observed DLT rate (lambda_e and lambda_d).
+    escalate_at_most : tuple of int
+        Escalate if the number of DLTs is <= this.
+    deescalate_at_least : tuple of int
+        De-escalate if the number of DLTs is >= this (capped at the elimination count).
+    eliminate_at_least : tuple of int
+        Eliminate the level and all higher levels if the number of DLTs is >= this. Where
+        ``can_eliminate`` is False the entry is ``n + 1``, a count that can never be reached.
+    can_eliminate : tuple of bool
+        False for n < 3 and where no number of DLTs is enough (the R table's ``NA``).
+    """
+
+    target: float
+    p_saf: float
+    p_tox: float
+    cutoff_eliminate: float
+    lambda_escalate: float
+    lambda_deescalate: float
+    escalate_at_most: tuple[int, ...]
+    deescalate_at_least: tuple[int, ...]
+    eliminate_at_least: tuple[int, ...]
+    can_eliminate: tuple[bool, ...]
+
+    @property
+    def max_patients(self) -> int:
+        """The largest number of patients at one level that the table covers."""
+        return len(self.escalate_at_most)
+
+    def decision_for(self, n_patients: int, n_dlt: int) -> Signal:
+        """The BOIN signal for ``n_dlt`` DLTs in ``n_patients`` patients at one level.
+
+        This is the interval rule alone; :func:`boin_next_dose` also accounts for the lowest
+        and highest level and for eliminated levels.
+
+        Examples
+        --------
+        >>> boundaries = boin_boundaries(0.3, max_patients=12)
+        >>> boundaries.decision_for(3, 0), boundaries.decision_for(3, 1), boundaries.decision_for(3, 2)
+        ('escalate', 'stay', 'deescalate')
+        """
+        self._check_count(n_patients, n_dlt)
+        if n_dlt <= self.escalate_at_most[n_patients - 1]:
+            return "escalate"
+        if n_dlt >= self.deescalate_at_least[n_patients - 1]:
+            return "deescalate"
+        return "stay"
+
+    def eliminates(self, n_patients: int, n_dlt: int) -> bool:
+        """True if ``n_dlt`` DLTs in ``n_patients`` patients eliminate the level.
+
+        Examples
+        --------
+        >>> boundaries = boin_boundaries(0.3, max_patients=12)
+        >>> boundaries.eliminates(3, 3), boundaries.eliminates(2, 2)
+        (True, False)
+        """
+        self._check_count(n_patients, n_dlt)
+        return n_dlt >= self.eliminate_at_least[n_patients - 1]
+
+    def table(self) -> tuple[dict[str, int | str], ...]:
+        """The decision table for every n the boundaries cover (see :func:`boin_decision_table`)."""
+        return boin_decision_table(self)
+
+    def _check_count(self, n_patients: int, n_dlt: int) -> None:
+        if not 1 <= n_patients <= self.max_patients:
+            raise ValueError(f"n_patients must be between 1 and {self.max_patients} (got {n_patients})")
+        if not 0 <= n_dlt <= n_patients:
+            raise ValueError(f"n_dlt must be between 0 and n_patients = {n_patients} (got {n_dlt})")
+
+
+def boin_boundaries(
+    target: float,
+    *,
+    max_patients: int,
+    p_saf: float | None = None,
+    p_tox: float | None = None,
+    cutoff_eliminate: float = 0.95,
+) -> BoinBoundaries:
+    """BOIN escalation, de-escalation and elimination counts (Liu & Yuan 2015; BOIN 2.7.2 ``get.boundary``).
+
+    With phi = ``target``, phi1 = ``p_saf`` and phi2 = ``p_tox``::
+
+        lambda_e = log((1 - phi1) / (1 - phi)) / log(phi (1 - phi1) / (phi1 (1 - phi)))
+        lambda_d = log((1 - phi) / (1 - phi2)) / log(phi2 (1 - phi) / (phi (1 - phi2)))
+
+    For ``n`` patients at a level: escalate if DLTs <= floor(lambda_e n); de-escalate if
+    DLTs >= ceiling(lambda_d n), except that when lambda_d n is within 1e-12 of an integer k
+    the count is k + 1 (BOIN 2.7.2); eliminate (n >= 3 only) at the smallest number of DLTs y
+    with Pr(p > target | Beta(1 + y, 1 + n - y)) > ``cutoff_eliminate``. The de-escalation count
+    is capped at the elimination count, so an eliminated level always de-escalates.
+
+    Parameters
+    ----------
+    target : float
+        Target DLT probability, between 0.05 and 0.6 (BOIN's limits).
+    max_patients : int
+        Build the table for n = 1, ..., max_patients patients at one level.
+    p_saf : float, optional
+        Highest sub-therapeutic DLT probability; default ``0.6 * target``. Must be above 0 and
+        at most ``0.9 * target``.
+    p_tox : float, optional
+        Lowest overly toxic DLT probability; default ``1.4 * target``. Must be at least
+        ``1.1 * target`` and below 1.
+    cutoff_eliminate : float, default 0.95
+        Posterior probability above which a level is eliminated; strictly between 0 and 1.
+
+    Returns
+    -------
+    BoinBoundaries
+
+    Raises
+    ------
+    ValueError
+        For a target outside [0.05, 0.6], p_saf or p_tox too close to the target, or other
+        values out of range.
+
+    Examples
+    --------
+    >>> boundaries = boin_boundaries(0.3, max_patients=6)
+    >>> round(boundaries.lambda_escalate, 4), round(boundaries.lambda_deescalate, 4)
+    (0.2365, 0.3585)
+    >>> boundaries.escalate_at_most, boundaries.deescalate_at_least
+    ((0, 0, 0, 0, 1, 1), (1, 1, 2, 2, 2, 3))
+    """
+    target = float(target)
+    if not 0.05 <= target <= 0.6:
+        raise ValueError(f"target must be between 0.05 and 0.6, as in BOIN (got {target})")
+    p_saf = 0.6 * target if p_saf is None else float(p_saf)
+    p_tox = 1.4 * target if p_tox is None else float(p_tox)
+    if p_saf <= 0 or target - p_saf < 0.1 * target:
+        raise ValueError(f"p_saf must be above 0 and at most 0.9 * target = {0.9 * target:.4g} (got {p_saf})")
+    if p_tox >= 1 or p_tox - target < 0.1 * target:
+        raise ValueError(f"p_tox must be at least 1.1 * target = {1.1 * target:.4g} and below 1 (got {p_tox})")
+    if not 0 < cutoff_eliminate < 1:
+        raise ValueError(f"cutoff_eliminate must be strictly between 0 and 1 (got {cutoff_eliminate})")
+    max_patients = _check_positive_int(max_patients, "max_patients")
+
+    lambda_escalate = math.log((1 - p_saf) / (1 - target)) / math.log(target * (1 - p_saf) / (p_saf * (1 - target)))
+    lambda_deescalate = math.log((1 - target) / (1 - p_tox)) / math.log(p_tox * (1 - target) / (target * (1 - p_tox)))
+
+    escalate_at_most, deescalate_at_least, eliminate_at_least, can_eliminate = [], [], [], []
+    for n in range(1, max_patients + 1):
+        deescalate = _deescalation_count(lambda_deescalate * n)
+        eliminate = _elimination_count(n, target, cutoff_eliminate)
+        escalate_at_most.append(math.floor(lambda_escalate * n))
+        deescalate_at_least.append(deescalate if eliminate is None else min(deescalate, eliminate))
+        eliminate_at_least.append(n + 1 if eliminate is None else eliminate)
+        can_eliminate.append(eliminate is not None)
+
+    return BoinBoundaries(
+        target=target,
+        p_saf=p_saf,
+        p_tox=p_tox,
+        cutoff_eliminate=float(cutoff_eliminate),
+        lambda_escalate=lambda_escalate,
+        lambda_deescalate=lambda_deescalate,
+        escalate_at_most=tuple(escalate_at_most),
+        deescalate_at_least=tuple(deescalate_at_least),
+        eliminate_at_least=tuple(eliminate_at_least),
+        can_eliminate=tuple(can_eliminate),
+    )
+
+
+def boin_decision_table(boundaries: BoinBoundaries, n_max: int | None = None) -> tuple[dict[str, int | str], ...]:
+    """Rows of the BOIN decision table for n = 1, ..., ``n_max`` (BOIN 2.7.2 ``full_boundary_tab``).
+
+    Parameters
+    ----------
+    boundaries : BoinBoundaries
+    n_max : int, optional
+        Last number of patients to show; default ``boundaries.max_patients``.
+
+    Returns
+    -------
+    tuple of dict
+        One row per n with keys ``n_patients``, ``escalate_if_dlt_at_most``,
+        ``deescalate_if_dlt_at_least`` and ``eliminate_if_dlt_at_least``; the last is ``"NA"``
+        where no number of DLTs eliminates (always for n < 3), as in the R table.
+
+    Examples
+    --------
+    >>> for row in boin_decision_table(boin_boundaries(0.3, max_patients=12), 3):
+    ...     print(row)
+    {'n_patients': 1, 'escalate_if_dlt_at_most': 0, 'deescalate_if_dlt_at_least': 1, 'eliminate_if_dlt_at_least': 'NA'}
+    {'n_patients': 2, 'escalate_if_dlt_at_most': 0, 'deescalate_if_dlt_at_least': 1, 'eliminate_if_dlt_at_least': 'NA'}
+    {'n_patients': 3, 'escalate_if_dlt_at_most': 0, 'deescalate_if_dlt_at_least': 2, 'eliminate_if_dlt_at_least': 3}
+    """
+    n_max = boundaries.max_patients if n_max is None else _check_positive_int(n_max, "n_max")
+    if n_max > boundaries.max_patients:
+        raise ValueError(f"n_max must be at most boundaries.max_patients = {boundaries.max_patients} (got {n_max})")
+    return tuple(
+        {
+            "n_patients": n,
+            "escalate_if_dlt_at_most": boundaries.escalate_at_most[n - 1],
+            "deescalate_if_dlt_at_least": boundaries.deescalate_at_least[n - 1],
+            "eliminate_if_dlt_at_least": (
+                boundaries.eliminate_at_least[n - 1] if boundaries.can_eliminate[n - 1] else "NA"
+            ),
+        }
+        for n in range(1, n_max + 1)
+    )
+
+
+def _deescalation_count(lambda_times_n: float) -> int:
+    """ceiling(lambda_d * n), or k + 1 when lambda_d * n is (within 1e-12) the integer k (BOIN 2.7.2)."""
+    nearest = round(lambda_times_n)
+    if abs(lambda_times_n - nearest) < INTEGER_TOLERANCE:
+        return nearest + 1
+    return math.ceil(lambda_times_n)
+
+
+def _elimination_count(n_patients: int, target: float, cutoff: float) -> int | None:
+    """Smallest y in 1..n with Pr(p > target | y, n) > cutoff, or None (n < 3, or no such y)."""
+    if n_patients < MIN_PATIENTS_TO_ELIMINATE:
+        return None
+    n_dlt = np.arange(1, n_patients + 1)
+    over = np.flatnonzero(_probability_above_target(n_dlt, n_patients, target) > cutoff)
+    return int(n_dlt[over[0]]) if over.size else None
+
+
+def _probability_above_target(n_dlt, n_patients, target: float):
+    """Pr(p > target) under the posterior Beta(1 + n_dlt, 1 + n_patients - n_dlt) of a Beta(1, 1) prior."""
+    return stats.beta.sf(target, 1 + n_dlt, 1 + n_patients - n_dlt)
+
+
+# ---- the next dose --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BoinDecision:
+    """The dose for the next cohort (see :func:`boin_next_dose`).
+
+    Attributes
+    ----------
+    action : {"escalate", "stay", "deescalate", "stop"}
+    next_level : int or None
+        0-based level for the next cohort; None when the trial stops.
+    eliminated : tuple of bool
+        Eliminated levels after this decision.
+    reason : str
+        One sentence with the numbers behind the decision (levels counted from 1).
+    """
+
+    action: Action
+    next_level: int | None
+    eliminated: tuple[bool, ...]
+    reason: str
+
+
+def boin_next_dose(
+    current_level: int,
+    n_patients_by_level: Sequence[int],
+    n_dlt_by_level: Sequence[int],
+    boundaries: BoinBoundaries,
+    eliminated_by_level: Sequence[bool] | None = None,
+) -> BoinDecision:
+    """The level for the next cohort under BOIN (Liu & Yuan 2015; BOIN 2.7.2 ``get.oc``).
+
+    With ``n`` patients and ``y`` DLTs at the current level, the rules run in ``get.oc``'s order:
+
+    1. if ``y`` reaches the elimination count, the current and all higher levels are
+       eliminated, and the trial stops (no level selected) if that includes the lowest level;
+    2. if ``y <= escalate_at_most`` and a higher level exists, escalate, unless that level is
+       eliminated (then stay);
+    3. otherwise, if ``y >= deescalate_at_least`` and a lower level exists, de-escalate;
+    4. otherwise stay.
+
+    Parameters
+    ----------
+    current_level : int
+        0-based level of the cohort just treated; it must have patients.
+    n_patients_by_level, n_dlt_by_level : sequence of int
+        Cumulative patients and DLTs at each level (0-based).
+    boundaries : BoinBoundaries
+        From :func:`boin_boundaries`; must cover the patients at the current level.
+    eliminated_by_level : sequence of bool, optional
+        Levels eliminated earlier in the trial (default: none). Once a level is eliminated so
+        is every higher level, and the current level cannot be eliminated.
+
+    Returns
+    -------
+    BoinDecision
+
+    Examples
+    --------
+    >>> boundaries = boin_boundaries(0.3, max_patients=30)
+    >>> decision = boin_next_dose(1, [3, 3, 0], [0, 2, 0], boundaries)
+    >>> decision.action, decision.next_level
+    ('deescalate', 0)
+    >>> decision.reason
+    '2 DLTs in 3 patients at level 2 (rate 0.67) >= de-escalation boundary 2 (lambda_d 0.359): de-escalate to level 1.'
+    """
+    n_patients, n_dlt = _check_counts(n_patients_by_level, n_dlt_by_level)
+    n_levels = n_patients.size
+    current_level = _check_level(current_level, n_levels, "current_level")
+    eliminated = _check_eliminated(eliminated_by_level, n_levels)
+    if eliminated[current_level]:
+        raise ValueError(f"current_level {current_level} is eliminated; BOIN never returns to an eliminated level")
+    n, y = int(n_patients[current_level]), int(n_dlt[current_level])
+    if not 1 <= n <= boundaries.max_patients:
+        raise ValueError(
+            f"the current level must have between 1 and boundaries.max_patients = {boundaries.max_patients} "
+            f"patients (got {n})"
+        )
+
+    shown = current_level + 1  # levels counted from 1 in sentences
+    observed = f"{_plural(y, 'DLT')} in {_plural(n, 'patient')} at level {shown} (rate {y / n:.2f})"
+    escalate_at_most = boundaries.escalate_at_most[n - 1]
+    deescalate_at_least = boundaries.deescalate_at_least[n - 1]
+
+    def decide(action: Action, next_level: int | None, sentence: str) -> BoinDecision:
+        return BoinDecision(action, next_level, tuple(map(bool, eliminated)), sentence)
+
+    if boundaries.eliminates(n, y):
+        eliminated[current_level:] = True
+        posterior = float(_probability_above_target(y, n, boundaries.target))
+        why = (
+            f"{observed} >= elimination boundary {boundaries.eliminate_at_least[n - 1]} "
+            f"(Pr(p > {boundaries.target:.2f}) = {posterior:.3f} > {boundaries.cutoff_eliminate})"
+        )
+        if current_level == 0:
+            return decide("stop", None, f"{why}: every level is eliminated; stop the trial with no level selected.")
+        eliminated_levels = f"level {shown} is eliminated" if shown == n_levels else f"levels {shown}-{n_levels} are eliminated"
+        return decide("deescalate", current_level - 1, f"{why}: {eliminated_levels}; de-escalate to level {shown - 1}.")
+
+    if y <= escalate_at_most and current_level < n_levels - 1:
+        why = f"{observed} <= escalation boundary {escalate_at_most} (lambda_e {boundaries.lambda_escalate:.3f})"
+        if eliminated[current_level + 1]:
+            return decide("stay", current_level, f"{why}, but level {shown + 1} is eliminated: stay at level {shown}.")
+        return decide("escalate", current_level + 1, f"{why}: escalate to level {shown + 1}.")
+    if y >= deescalate_at_least and current_level > 0:
+        lambda_d = boundaries.lambda_deescalate
+        why = f"{observed} >= de-escalation boundary {deescalate_at_least} (lambda_d {lambda_d:.3f})"
+        return decide("deescalate", current_level - 1, f"{why}: de-escalate to level {shown - 1}.")
+    if y <= escalate_at_most:
+        why = f"{observed} <= escalation boundary {escalate_at_most}, but level {shown} is the highest"
+    elif y >= deescalate_at_least:
+        why = f"{observed} >= de-escalation boundary {deescalate_at_least}, but level {shown} is the lowest"
+    else:
+        why = (
+            f"{observed} is between the boundaries "
+            f"(escalate if <= {escalate_at_most}, de-escalate if >= {deescalate_at_least})"
+        )
+    return decide("stay", current_level, f"{why}: stay at level {shown}.")
+
+
+# ---- selecting the MTD ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MtdSelection:
+    """The dose selected at the end of a BOIN trial (see :func:`boin_select_mtd`).
+
+    Attributes
+    ----------
+    selected_level : int or None
+        0-based selected level; None when no level is selected (select.mtd's code 99).
+    isotonic_estimates : tuple of float
+        PAVA estimates of the DLT probability at admissible levels (treated and not
+        eliminated); ``nan`` elsewhere. Without the tie-break jitter.
+    eliminated : tuple of bool
+        Levels eliminated by the final data.
+    reason : str
+        One sentence with the numbers behind the selection (levels counted from 1).
+    """
+
+    selected_level: int | None
+    isotonic_estimates: tuple[float, ...]
+    eliminated: tuple[bool, ...]
+    reason: str
+
+
+def boin_select_mtd(
+    n_patients_by_level: Sequence[int],
+    n_dlt_by_level: Sequence[int],
+    *,
+    target: float,
+    cutoff_eliminate: float = 0.95,
+) -> MtdSelection:
+    """Select the MTD at the end of a BOIN trial (Liu & Yuan 2015; BOIN 2.7.2 ``select.mtd``).
+
+    1. Scanning from the lowest level, the first level with n >= 3 and
+       Pr(p > target | Beta(1 + y, 1 + n - y)) > ``cutoff_eliminate`` is eliminated, with
+       every level above it. If the lowest level is eliminated, nothing is selected.
+    2. Admissible levels are treated (n > 0) and not eliminated; if there are none, nothing is
+       selected.
+    3. At each admissible level, phat = (y + 0.05) / (n + 0.1) (posterior mean under
+       Beta(0.05, 0.05)) with variance (y + 0.05)(n - y + 0.05) / ((n + 0.1)^2 (n + 1.1)).
+    4. The estimates are made non-decreasing by weighted PAVA (weights 1 / variance), then
+       i * 1e-10 is added to the i-th admissible estimate (i = 1, 2, ...): among tied levels
+       below the target the highest wins, above the target the lowest.
+    5. The admissible level whose estimate is closest to the target is selected.
+
+    Parameters
+    ----------
+    n_patients_by_level, n_dlt_by_level : sequence of int
+        Patients and DLTs at each level (0-based).
+    target : float
+        Target DLT probability, strictly between 0 and 1.
+    cutoff_eliminate : float, default 0.95
+
+    Returns
+    -------
+    MtdSelection
+
+    Examples
+    --------
+    >>> selection = boin_select_mtd([3, 3, 15, 9, 0], [0, 0, 4, 4, 0], target=0.3)
+    >>> selection.selected_level  # 0-based: the third level
+    2
+    >>> [round(estimate, 2) for estimate in selection.isotonic_estimates]
+    [0.02, 0.02, 0.27, 0.45, nan]
+    """
+    n_patients, n_dlt = _check_counts(n_patients_by_level, n_dlt_by_level)
+    if not 0 < target < 1:
+        raise ValueError(f"target must be strictly between 0 and 1 (got {target})")
+    if not 0 < cutoff_eliminate < 1:
+        raise ValueError(f"cutoff_eliminate must be strictly between 0 and 1 (got {cutoff_eliminate})")
+    n_levels = n_patients.size
+    nan_estimates = (math.nan,) * n_levels
+
+    posterior = _probability_above_target(n_dlt, n_patients, target)
+    over = (n_patients >= MIN_PATIENTS_TO_ELIMINATE) & (posterior > cutoff_eliminate)
+    eliminated = np.logical_or.accumulate(over)
+    eliminated_tuple = tuple(map(bool, eliminated))
+    if eliminated[0]:
+        posterior = float(_probability_above_target(n_dlt[0], n_patients[0], target))
+        return MtdSelection(
+            None,
+            nan_estimates,
+            eliminated_tuple,
+            f"Level 1 is eliminated ({_plural(int(n_dlt[0]), 'DLT')} in {_plural(int(n_patients[0]), 'patient')}, "
+            f"Pr(p > {target:.2f}) = {posterior:.3f} > {cutoff_eliminate}): no level selected.",
+        )
+    admissible = (n_patients > 0) & ~eliminated
+    if not admissible.any():
+        reason = "No level is both treated and not eliminated: no level selected."
+        return MtdSelection(None, nan_estimates, eliminated_tuple, reason)
+
+    levels = np.flatnonzero(admissible)
+    y, n = n_dlt[levels], n_patients[levels]
+    estimate = (y + 0.05) / (n + 0.1)
+    variance = (y + 0.05) * (n - y + 0.05) / ((n + 0.1) ** 2 * (n + 1.1))
+    isotonic = pava(estimate, 1 / variance)
+    jittered = isotonic + TIE_BREAK_STEP * np.arange(1, levels.size + 1)
+    best = int(np.argmin(np.abs(jittered - target)))
+    selected = int(levels[best])
+
+    estimates = np.full(n_levels, math.nan)
+    estimates[levels] = isotonic
+    shown_levels = ", ".join(str(level + 1) for level in levels)
+    return MtdSelection(
+        selected,
+        tuple(map(float, estimates)),
+        eliminated_tuple,
+        f"Level {selected + 1} has isotonic estimate {isotonic[best]:.2f}, the closest to the target {target:.2f} "
+        f"among treated, non-eliminated levels ({shown_levels}): select level {selected + 1}.",
+    )
+
+
+def pava(values: Sequence[float], weights: Sequence[float]) -> np.ndarray:
+    """Weighted isotonic (non-decreasing) regression by the pool-adjacent-violators algorithm.
+
+    Adjacent values that decrease are pooled into their weighted mean until the sequence is
+    non-decreasing (Robertson, Wright & Dykstra 1988, section 1.2). Used by
+    :func:`boin_select_mtd` as BOIN's ``select.mtd`` uses its ``pava``.
+
+    Parameters
+    ----------
+    values : sequence of float
+    weights : sequence of float
+        Positive weights, one per value.
+
+    Returns
+    -------
+    numpy.ndarray
+        The fitted non-decreasing values, one per input value.
+
+    Examples
+    --------
+    >>> pava([0.1, 0.4, 0.2, 0.5], [1, 1, 3, 1]).tolist()
+    [0.1, 0.25, 0.25, 0.5]
+    """
+    values = np.asarray(values, dtype=float)
+    weights = np.asarray(weights, dtype=float)
+    if values.shape != weights.shape or values.ndim != 1:
+        raise ValueError("values and weights must be 1-D and of the same length")
+    if np.any(weights <= 0):
+        raise ValueError("weights must all be positive")
+    means: list[float] = []  # one entry per block of pooled values
+    totals: list[float] = []
+    sizes: list[int] = []
+    for value, weight in zip(values, weights):
+        means.append(float(value))
+        totals.append(float(weight))
+        sizes.append(1)
+        while len(means) > 1 and means[-2] > means[-1]:
+            mean, total, size = means.pop(), totals.pop(), sizes.pop()
+            pooled = totals[-1] + total
+            means[-1] = (means[-1] * totals[-1] + mean * total) / pooled
+            totals[-1] = pooled
+            sizes[-1] += size
+    return np.repeat(means, sizes)
+
+
+# ---- simulation -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class OperatingCharacteristics:
+    """Operating characteristics of a simulated design, with Monte Carlo standard errors.
+
+    Probabilities are on the 0-1 scale (BOIN's ``get.oc`` prints percentages). Per-level
+    arrays are indexed by 0-based level. Each ``*_se`` is the Monte Carlo standard error of
+    the quantity before it.
+
+    Attributes
+    ----------
+    n_trials : int
+    selection_probability, selection_probability_se : numpy.ndarray
+        Fraction of trials that selected each level.
+    no_selection_probability, no_selection_probability_se : float
+        Fraction of trials that selected no level (``get.oc``'s ``percentstop`` / 100).
+    early_stop_probability, early_stop_probability_se : float
+        Fraction of trials stopped before their planned end with no level selected.
+    mean_patients, mean_patients_se : numpy.ndarray
+        Mean number of patients treated at each level.
+    mean_dlt, mean_dlt_se : numpy.ndarray
+        Mean number of DLTs at each level.
+    mean_total_patients, mean_total_patients_se, mean_total_dlt, mean_total_dlt_se : float
+    """
+
+    n_trials: int
+    selection_probability: np.ndarray
+    selection_probability_se: np.ndarray
+    no_selection_probability: float
+    no_selection_probability_se: float
+    early_stop_probability: float
+    early_stop_probability_se: float
+    mean_patients: np.ndarray
+    mean_patients_se: np.ndarray
+    mean_dlt: np.ndarray
+    mean_dlt_se: np.ndarray
+    mean_total_patients: float
+    mean_total_patients_se: float
+    mean_total_dlt: float
+    mean_total_dlt_se: float
+
+
+@dataclass(frozen=True, eq=False)
+class RuleBasedSimulation:
+    """Per-trial results of simulating a rule-based design (BOIN or 3+3).
+
+    All arrays are read-only; levels are 0-based.
+
+    Attributes
+    ----------
+    selected_level : numpy.ndarray of int, shape (n_trials,)
+        Level selected at the end of each trial; -1 when no level was selected.
+    n_patients, n_dlt : numpy.ndarray of int, shape (n_trials, n_levels)
+        Patients treated and DLTs observed at each level.
+    stopped_early : numpy.ndarray of bool, shape (n_trials,)
+        True where the design stopped the trial before its planned end because the lowest
+        level was too toxic (so no level was selected).
+    patient_level : numpy.ndarray of int, shape (n_trials, max_patients)
+        Level given to each patient in order of enrolment; -1 for patients never enrolled.
+        With an accrual model this gives each trial's duration.
+    """
+
+    selected_level: np.ndarray
+    n_patients: np.ndarray
+    n_dlt: np.ndarray
+    stopped_early: np.ndarray
+    patient_level: np.ndarray
+
+    @property
+    def n_trials(self) -> int:
+        return int(self.selected_level.size)
+
+    @property
+    def n_levels(self) -> int:
+        return int(self.n_patients.shape[1])
+
+    def summary(self) -> OperatingCharacteristics:
+        """Selection probabilities, patients and DLTs per level, and stopping, with MC errors.
+
+        Examples
+        --------
+        >>> rng = np.random.default_rng(1)
+        >>> boundaries = boin_boundaries(0.3, max_patients=30)
+        >>> simulation = simulate_boin(rng.random((2000, 30)), [0.05, 0.15, 0.3, 0.45, 0.6],
+        ...                            boundaries=boundaries, cohort_size=3, n_cohorts=10)
+        >>> summary = simulation.summary()
+        >>> int(summary.selection_probability.argmax())  # the third level, p = 0.3
+        2
+        >>> round(summary.mean_total_patients)  # a few trials stop early
+        30
+        """
+        n_trials = self.n_trials
+        selected = self.selected_level[:, None] == np.arange(self.n_levels)
+        total_patients = self.n_patients.sum(axis=1)
+        total_dlt = self.n_dlt.sum(axis=1)
+        no_selection = self.selected_level < 0
+        return OperatingCharacteristics(
+            n_trials=n_trials,
+            selection_probability=selected.mean(axis=0),
+            selection_probability_se=_standard_error(selected),
+            no_selection_probability=float(no_selection.mean()),
+            no_selection_probability_se=float(_standard_error(no_selection)),
+            early_stop_probability=float(self.stopped_early.mean()),
+            early_stop_probability_se=float(_standard_error(self.stopped_early)),
+            mean_patients=self.n_patients.mean(axis=0),
+            mean_patients_se=_standard_error(self.n_patients),
+            mean_dlt=self.n_dlt.mean(axis=0),
+            mean_dlt_se=_standard_error(self.n_dlt),
+            mean_total_patients=float(total_patients.mean()),
+            mean_total_patients_se=float(_standard_error(total_patients)),
+            mean_total_dlt=float(total_dlt.mean()),
+            mean_total_dlt_se=float(_standard_error(total_dlt)),
+        )
+
+
+def simulate_boin(
+    uniforms: np.ndarray,
+    p_true: Sequence[float],
+    *,
+    boundaries: BoinBoundaries,
+    cohort_size: int,
+    n_cohorts: int,
+    start_level: int = 0,
+) -> RuleBasedSimulation:
+    """Simulate many BOIN trials at once (Liu & Yuan 2015; BOIN 2.7.2 ``get.oc``).
+
+    Patient ``j`` of trial ``t`` has a DLT at level ``d`` exactly when
+    ``uniforms[t, j] < p_true[d]``, so designs and scenarios can share random numbers. Each
+    cohort follows :func:`boin_next_dose`; as in ``get.oc``, there is no elimination or dose
+    decision after the final cohort, and a trial stops early (no level selected) when the
+    lowest level is eliminated. Trials that run to the end select a level with
+    :func:`boin_select_mtd` on their final data (with ``boundaries.target`` and
+    ``boundaries.cutoff_eliminate``).
+
+    Parameters
+    ----------
+    uniforms : numpy.ndarray, shape (n_trials, n_columns)
+        Latent U(0, 1) per patient, with ``n_columns >= cohort_size * n_cohorts`` (extra
+        columns are not used).
+    p_true : sequence of float
+        True DLT probability at each level.
+    boundaries : BoinBoundaries
+        From :func:`boin_boundaries`, covering ``cohort_size * n_cohorts`` patients.
+    cohort_size, n_cohorts : int
+    start_level : int, default 0
+        0-based level of the first cohort.
+
+    Returns
+    -------
+    RuleBasedSimulation
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(6)
+    >>> boundaries = boin_boundaries(0.3, max_patients=30)
+    >>> simulation = simulate_boin(rng.random((1000, 30)), [0.5, 0.6, 0.7, 0.8, 0.9],
+    ...                            boundaries=boundaries, cohort_size=3, n_cohorts=10)
+    >>> bool(simulation.stopped_early.mean() > 0.5)
+    True
+    """
+    cohort_size = _check_positive_int(cohort_size, "cohort_size")
+    n_cohorts = _check_positive_int(n_cohorts, "n_cohorts")
+    planned = cohort_size * n_cohorts
+    uniforms, p_true = _check_simulation_inputs(uniforms, p_true, planned)
+    n_levels = p_true.size
+    start_level = _check_level(start_level, n_levels, "start_level")
+    if boundaries.max_patients < planned:
+        raise ValueError(
+            f"boundaries must cover cohort_size * n_cohorts = {planned} patients (they cover {boundaries.max_patients})"
+        )
+    escalate_at_most, deescalate_at_least, eliminate_at_least = _counts_indexed_by_n(boundaries)
+
+    n_trials = uniforms.shape[0]
+    level_index = np.arange(n_levels)
+    level = np.full(n_trials, start_level)
+    n_patients = np.zeros((n_trials, n_levels), dtype=np.int64)
+    n_dlt = np.zeros((n_trials, n_levels), dtype=np.int64)
+    eliminated = np.zeros((n_trials, n_levels), dtype=bool)
+    stopped_early = np.zeros(n_trials, dtype=bool)
+    patient_level = np.full((n_trials, planned), -1, dtype=np.int64)
+
+    for cohort in range(n_cohorts):
+        trials = np.flatnonzero(~stopped_early)
+        at = level[trials]
+        columns = slice(cohort * cohort_size, (cohort + 1) * cohort_size)
+        n_patients[trials, at] += cohort_size
+        n_dlt[trials, at] += (uniforms[trials, columns] < p_true[at, None]).sum(axis=1)
+        patient_level[trials, columns] = at[:, None]
+        if cohort == n_cohorts - 1:
+            break  # get.oc makes no elimination or dose decision after the final cohort
+
+        n, y = n_patients[trials, at], n_dlt[trials, at]
+        eliminate = y >= eliminate_at_least[n]
+        eliminated[trials] |= eliminate[:, None] & (level_index >= at[:, None])
+        stop = eliminate & (at == 0)
+        escalate_branch = (y <= escalate_at_most[n]) & (at < n_levels - 1)
+        escalate = escalate_branch & ~eliminated[trials, np.minimum(at + 1, n_levels - 1)]
+        deescalate = ~escalate_branch & (y >= deescalate_at_least[n]) & (at > 0)
+        level[trials] = at + escalate - deescalate
+        stopped_early[trials[stop]] = True
+
+    selected_level = np.full(n_trials, -1, dtype=np.int64)
+    finished = ~stopped_early
+    selected_level[finished] = _select_mtd_rows(
+        n_patients[finished], n_dlt[finished], boundaries.target, eliminate_at_least
+    )
+    return _read_only_simulation(selected_level, n_patients, n_dlt, stopped_early, patient_level)
+
+
+def _counts_indexed_by_n(boundaries: BoinBoundaries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The boundary counts as arrays indexed by n = 0..max_patients (n = 0 never acts)."""
+    escalate_at_most = np.array((-1, *boundaries.escalate_at_most))
+    deescalate_at_least = np.array((1, *boundaries.deescalate_at_least))
+    eliminate_at_least = np.array((1, *boundaries.eliminate_at_least))
+    return escalate_at_most, deescalate_at_least, eliminate_at_least
+
+
+def _select_mtd_rows(
+    n_patients: np.ndarray, n_dlt: np.ndarray, target: float, eliminate_at_least: np.ndarray
+) -> np.ndarray:
+    """:func:`boin_select_mtd` for each row of (n_trials, n_levels) counts; -1 for no selection.
+
+    Elimination uses the precomputed counts (``eliminate_at_least`` indexed by n), which equal
+    select.mtd's posterior rule because Pr(p > target | y, n) increases with y.
+    """
+    eliminated = np.logical_or.accumulate(n_dlt >= eliminate_at_least[n_patients], axis=1)
+    admissible = (n_patients > 0) & ~eliminated
+    y, n = n_dlt, n_patients
+    estimate = (y + 0.05) / (n + 0.1)
+    weight = (n + 0.1) ** 2 * (n + 1.1) / ((y + 0.05) * (n - y + 0.05))
+    isotonic = _isotonic_rows(estimate, weight, admissible)
+    jitter = TIE_BREAK_STEP * np.cumsum(admissible, axis=1)
+    distance = np.where(admissible, np.abs(isotonic + jitter - target), np.inf)
+    selected = np.argmin(distance, axis=1)
+    return np.where(admissible.any(axis=1) & ~eliminated[:, 0], selected, -1)
+
+
+def _isotonic_rows(values: np.ndarray, weights: np.ndarray, included: np.ndarray) -> np.ndarray:
+    """Weighted isotonic regression of each row over its ``included`` entries (others: nan).
+
+    Uses the max-min formula (Robertson, Wright & Dykstra 1988, Theorem 1.4.4): the fit at i is
+    the max over a <= i of the min over b >= i of the weighted mean of entries a..b, with a and
+    b included. It gives the same fit as :func:`pava` and vectorises over rows; the loops run
+    over the (few) levels only.
+    """
+    n_rows, n_levels = values.shape
+    weights = np.where(included, weights, 0.0)
+    weighted = np.where(included, values, 0.0) * weights
+    # interval_mean[:, a, b]: weighted mean of included entries a..b (used only for included a, b)
+    interval_mean = np.full((n_rows, n_levels, n_levels), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for first in range(n_levels):
+            total_weight = np.zeros(n_rows)
+            total_weighted = np.zeros(n_rows)
+            for last in range(first, n_levels):
+                total_weight = total_weight + weights[:, last]
+                total_weighted = total_weighted + weighted[:, last]
+                interval_mean[:, first, last] = total_weighted / total_weight
+    fitted = np.full((n_rows, n_levels), np.nan)
+    for level in range(n_levels):
+        ends = np.where(included[:, None, level:], interval_mean[:, : level + 1, level:], np.inf)
+        smallest = ends.min(axis=2)
+        starts = np.where(included[:, : level + 1], smallest, -np.inf)
+        fitted[:, level] = np.where(included[:, level], starts.max(axis=1), np.nan)
+    return fitted
+
+
+# ---- shared helpers -------------------------------------------------------------------------
+
+
+def _read_only_simulation(selected_level, n_patients, n_dlt, stopped_early, patient_level) -> RuleBasedSimulation:
+    for array in (selected_level, n_patients, n_dlt, stopped_early, patient_level):
+        array.setflags(write=False)
+    return RuleBasedSimulation(selected_level, n_patients, n_dlt, stopped_early, patient_level)
+
+
+def _check_simulation_inputs(uniforms, p_true, planned: int) -> tuple[np.ndarray, np.ndarray]:
+    uniforms = np.asarray(uniforms, dtype=float)
+    if uniforms.ndim != 2 or uniforms.shape[1] < planned:
+        raise ValueError(
+            f"uniforms must be a 2-D array (n_trials, n_patients) with at least {planned} columns "
+            f"(got shape {uniforms.shape})"
+        )
+    p_true = np.asarray(p_true, dtype=float)
+    if p_true.ndim != 1 or p_true.size == 0 or np.any((p_true < 0) | (p_true > 1)):
+        raise ValueError("p_true must be a non-empty 1-D sequence of probabilities between 0 and 1")
+    return uniforms, p_true
+
+
+def _check_counts(n_patients_by_level, n_dlt_by_level) -> tuple[np.ndarray, np.ndarray]:
+    n_patients = np.asarray(n_patients_by_level)
+    n_dlt = np.asarray(n_dlt_by_level)
+    if n_patients.ndim != 1 or n_patients.size == 0 or n_patients.shape != n_dlt.shape:
+        raise ValueError("n_patients_by_level and n_dlt_by_level must be non-empty 1-D sequences of the same length")
+    for name, counts in (("n_patients_by_level", n_patients), ("n_dlt_by_level", n_dlt)):
+        if counts.dtype == bool or not np.all(np.mod(counts, 1) == 0) or np.any(counts < 0):
+            raise ValueError(f"{name} must hold whole numbers >= 0 (got {counts.tolist()})")
+    n_patients, n_dlt = n_patients.astype(np.int64), n_dlt.astype(np.int64)
+    if np.any(n_dlt > n_patients):
+        raise ValueError(
+            "n_dlt_by_level cannot exceed n_patients_by_level at any level "
+            f"(got {n_dlt.tolist()} DLTs in {n_patients.tolist()} patients)"
+        )
+    return n_patients, n_dlt
+
+
+def _check_eliminated(eliminated_by_level, n_levels: int) -> np.ndarray:
+    if eliminated_by_level is None:
+        return np.zeros(n_levels, dtype=bool)
+    eliminated = np.asarray(eliminated_by_level)
+    if eliminated.shape != (n_levels,) or eliminated.dtype != bool:
+        raise ValueError(f"eliminated_by_level must be {n_levels} booleans, one per level")
+    if np.any(eliminated[:-1] & ~eliminated[1:]):
+        raise ValueError("eliminated_by_level must eliminate every level above an eliminated level")
+    return eliminated.copy()
+
+
+def _check_level(level, n_levels: int, name: str) -> int:
+    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level < n_levels:
+        raise ValueError(f"{name} must be a 0-based level from 0 to {n_levels - 1} (got {level!r})")
+    return int(level)
+
+
+def _check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer (got {value!r})")
+    return int(value)
+
+
+def _standard_error(values: np.ndarray) -> np.ndarray:
+    """Monte Carlo standard error of the mean over trials (axis 0)."""
+    values = np.asarray(values, dtype=float)
+    n_trials = values.shape[0]
+    if n_trials < 2:
+        return np.full(values.shape[1:], np.nan) if values.ndim > 1 else np.float64(np.nan)
+    return values.std(axis=0, ddof=1) / np.sqrt(n_trials)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"

@@ -1,0 +1,104 @@
+"""Designs as rule sets: the lupusbayes design and the standard ones, in one framework.
+
+A :class:`Design` is a tuple of rules (exactly one of them a proposal) and the way it selects a
+dose when the trial ends. :func:`design_for` builds the design a spec names
+(``[decision] design``), from the spec's own rules and thresholds:
+
+==============  ====================================================================  ==================
+design          rules                                                                 final selection
+==============  ====================================================================  ==================
+``lupusbayes``  EWOC, no skipping, sentinel, group window, convergence gate,          optimal biological
+                sample size, end of the dose range; escalation when a group is        dose (utility)
+                complete or a safe sentinel shows clearly insufficient efficacy
+``blrm_ewoc``   EWOC, no skipping, convergence gate, sample size; the highest         highest admissible
+                admissible dose                                                       dose given
+``blrm_loss``   no skipping, convergence gate, sample size; crmPack's loss-based      least expected loss
+                choice with its own overdose limit
+``boin``        BOIN boundaries and elimination, no skipping, sample size             ``select.mtd``
+``3+3``         the 3+3                                                               the 3+3's MTD
+==============  ====================================================================  ==================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lupusbayes.decisions.boin import boin_boundaries
+from lupusbayes.decisions.rules import (
+    BoinRule,
+    ConvergenceGate,
+    EndOfDoseRange,
+    Ewoc,
+    GroupWindow,
+    HighestAdmissible,
+    LossBased,
+    LupusbayesEscalation,
+    NoSkipping,
+    Rule,
+    SampleSize,
+    Sentinel,
+    ThreePlusThreeRule,
+)
+from lupusbayes.spec import DESIGNS, TrialSpec
+
+__all__ = ["Design", "design_for", "DESIGNS"]
+
+BOIN_TABLE_PATIENTS = 100  # BOIN's boundaries are tabulated for up to this many patients at one level
+
+
+@dataclass(frozen=True)
+class Design:
+    """A named set of rules and its final selection (see the module docstring)."""
+
+    name: str
+    rules: tuple[Rule, ...]
+    selection: str
+    needs_toxicity_model: bool
+    needs_efficacy_model: bool
+
+    def __post_init__(self) -> None:
+        proposals = [rule for rule in self.rules if isinstance(rule, _PROPOSALS)]
+        if len(proposals) != 1:
+            raise ValueError(f"a design needs exactly one proposal rule (got {len(proposals)})")
+
+    def with_rules(self, rules) -> Design:
+        """The same design with the rules in another order (the outcome must not change)."""
+        return Design(self.name, tuple(rules), self.selection, self.needs_toxicity_model, self.needs_efficacy_model)
+
+
+_PROPOSALS = (LupusbayesEscalation, HighestAdmissible, LossBased, BoinRule, ThreePlusThreeRule)
+
+
+def design_for(spec: TrialSpec, name: str | None = None) -> Design:
+    """The design ``name`` (default: the spec's ``[decision] design``) with the spec's settings."""
+    name = name or spec.decision.design
+    if name not in DESIGNS:
+        raise ValueError(f"unknown design '{name}' (designs: {', '.join(DESIGNS)})")
+    rules_of_trial = spec.escalation
+    decision = spec.decision
+    max_step = len(spec.dosing.levels) if rules_of_trial.allow_skipping else 1
+    max_patients = rules_of_trial.max_patients
+    common: list[Rule] = [NoSkipping(max_step)]
+    if max_patients is not None:
+        common.append(SampleSize(max_patients))
+    if name == "lupusbayes":
+        rules: list[Rule] = [
+            Ewoc(decision.max_overdose_probability), *common, ConvergenceGate(), EndOfDoseRange(),
+            LupusbayesEscalation(efficacy_driven=rules_of_trial.efficacy_driven_escalation),
+        ]
+        if rules_of_trial.sentinel_patients:
+            rules.append(Sentinel(rules_of_trial.sentinel_patients, rules_of_trial.sentinel_safety_days))
+        if rules_of_trial.group_safety_days_before_next:
+            rules.append(GroupWindow(rules_of_trial.group_safety_days_before_next))
+        return Design(name, tuple(rules), "utility", True, True)
+    if name == "blrm_ewoc":
+        return Design(name, (Ewoc(decision.max_overdose_probability), *common, ConvergenceGate(), HighestAdmissible()),
+                      "highest_admissible", True, False)
+    if name == "blrm_loss":
+        return Design(name, (*common, ConvergenceGate(), LossBased(decision.loss)), "least_loss", True, False)
+    if name == "boin":
+        s = decision.boin
+        boundaries = boin_boundaries(s.target, max_patients=max(max_patients or 0, BOIN_TABLE_PATIENTS), p_saf=s.p_saf,
+                                     p_tox=s.p_tox, cutoff_eliminate=s.cutoff_eliminate)
+        return Design(name, (*common, BoinRule(boundaries)), "boin", False, False)
+    return Design(name, (*common[1:], ThreePlusThreeRule()), "three_plus_three", False, False)

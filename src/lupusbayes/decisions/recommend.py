@@ -1,0 +1,248 @@
+"""From rule verdicts to one recommendation, and the table of what comes after each outcome.
+
+:func:`decide` evaluates a design's rules and combines their verdicts with order-free
+operations (see :mod:`lupusbayes.decisions.rules`): the next cohort gets the most preferred level
+that every rule allows, waits as long as the longest wait, and is no larger than the smallest
+enrolment limit; any stop stops. At the end of the trial the design selects a dose.
+:func:`transition_table` repeats the decision after every possible outcome of the next cohort
+(DLTs x responders), as crmPack's ``examine()`` and BOIN's printed tables do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+
+from lupusbayes.decisions.boin import boin_select_mtd
+from lupusbayes.decisions.designs import Design, design_for
+from lupusbayes.decisions.posterior import Estimate
+from lupusbayes.decisions.rules import DecisionContext, RuleVerdict
+from lupusbayes.decisions.state import PatientRecord
+from lupusbayes.dosing import dose_label
+
+__all__ = ["Recommendation", "Selection", "decide", "transition_table", "Transition"]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The dose selected when the trial ends, with the numbers behind it."""
+
+    level: int | None
+    dose_label: str
+    reason: str
+    rows: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What the next cohort gets, when, how many, and why (every rule's verdict), or why the trial stops.
+
+    ``action`` is ``"start"``, ``"escalate"``, ``"hold"``, ``"de-escalate"`` or ``"stop"``;
+    levels are 0-based. ``wait_days`` counts from the data cut-off (``earliest_date`` when the
+    state has one).
+    """
+
+    design: str
+    action: str
+    current_level: int | None
+    next_level: int | None
+    next_dose_label: str
+    n_next: int
+    wait_days: int
+    earliest_date: date | None
+    verdicts: tuple[RuleVerdict, ...]
+    warnings: tuple[str, ...]
+    stop_reasons: tuple[str, ...] = ()
+    selection: Selection | None = None
+    forced: bool = False
+    trial_id: str = ""
+    state_source: str = ""
+    posterior_sources: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def allowed_levels(self) -> frozenset[int]:
+        allowed = frozenset(range(1000))
+        for verdict in self.verdicts:
+            if verdict.allowed is not None:
+                allowed &= verdict.allowed
+        return allowed
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: every field, verdicts with their checks (estimates as value / error / kind)."""
+
+        def convert(value):
+            if isinstance(value, Estimate):
+                return {"value": value.value, "error": value.error, "error_kind": value.error_kind}
+            if isinstance(value, frozenset | set):
+                return sorted(value)
+            if isinstance(value, date):
+                return value.isoformat()
+            if isinstance(value, dict):
+                return {str(k): convert(v) for k, v in value.items()}
+            if isinstance(value, list | tuple):
+                return [convert(v) for v in value]
+            if isinstance(value, np.generic):
+                return value.item()
+            return value
+
+        payload = {name: convert(getattr(self, name)) for name in
+                   ("design", "action", "current_level", "next_level", "next_dose_label", "n_next", "wait_days",
+                    "earliest_date", "warnings", "stop_reasons", "forced", "trial_id", "state_source",
+                    "posterior_sources", "notes")}
+        payload["verdicts"] = [convert(asdict(verdict)) for verdict in self.verdicts]
+        payload["selection"] = convert(asdict(self.selection)) if self.selection is not None else None
+        payload["levels_count_from"] = 0
+        return payload
+
+
+def _select(context: DecisionContext, design: Design, allowed: frozenset[int], verdicts) -> Selection:
+    spec, state = context.spec, context.state
+    unit = spec.dosing.unit.value
+    n, y = state.evaluable_counts()
+    tried = sorted(level for level in state.tried_levels() if level in allowed)
+
+    def chosen(level, reason, rows=()):
+        if level is None:
+            return Selection(None, "", reason, tuple(rows))
+        return Selection(level, dose_label(spec.dosing.levels[level], unit), reason, tuple(rows))
+
+    if design.selection == "boin":
+        selection = boin_select_mtd(n, y, target=spec.decision.boin.target,
+                                    cutoff_eliminate=spec.decision.boin.cutoff_eliminate)
+        return chosen(selection.selected_level, selection.reason)
+    if design.selection == "three_plus_three":
+        verdict = next(v for v in verdicts if v.rule == "3+3")
+        level = verdict.preference[0] if verdict.preference else None
+        return chosen(level, verdict.verdict)
+    if not tried:
+        return chosen(None, "no dose that was given is admissible: no dose is selected")
+    if design.selection == "least_loss":
+        losses = {c.level: c.estimate.value for v in verdicts for c in v.checks if c.quantity == "expected loss"}
+        level = min(tried, key=lambda lv: (losses[lv], lv))
+        return chosen(level, f"the least expected loss among admissible doses given ({losses[level]:.3f})")
+    if design.selection == "utility" and context.efficacy is not None and context.efficacy.has("p_response_final"):
+        settings = spec.decision.efficacy
+        response = context.efficacy.mean("p_response_final")
+        dlt = context.toxicity.mean("p_dlt")
+        rows = []
+        for level in tried:
+            utility = response[level].value - settings.dlt_penalty * dlt[level].value
+            rows.append({"level": level, "dose": dose_label(spec.dosing.levels[level], unit),
+                         "P(response)": response[level], "P(DLT)": dlt[level], "utility": utility})
+        best = max(rows, key=lambda row: (round(row["utility"], 12), -row["level"]))
+        reason = (f"the optimal biological dose: utility P({settings.response} at month {settings.final_month:g}) - "
+                  f"{settings.dlt_penalty:g} x P(DLT) is highest ({best['utility']:.3f}) among admissible doses given")
+        return chosen(best["level"], reason, rows)
+    level = max(tried)
+    return chosen(level, "the highest admissible dose given")
+
+
+def decide(context: DecisionContext, design: Design | None = None) -> Recommendation:
+    """The recommendation for the next cohort under ``design`` (default: the spec's).
+
+    Examples
+    --------
+    >>> import lupusbayes as lb
+    >>> from lupusbayes.decisions import DecisionContext, decide, state_from_outcomes
+    >>> spec = lb.parse_spec(lb.load_spec("kn5601").text.replace('[fitting]', '[decision]\\ndesign = "3+3"\\n\\n[fitting]'))
+    >>> decide(DecisionContext(spec, state_from_outcomes(spec, "1NNN 2NNN 3NNT 3NTN"))).selection.dose_label
+    '2.0e9 cells'
+    """
+    spec, state = context.spec, context.state
+    design = design or design_for(spec)
+    if design.needs_toxicity_model and context.toxicity is None:
+        raise ValueError(f"the {design.name} design needs a toxicity posterior")
+    verdicts = tuple(rule.evaluate(context) for rule in design.rules)
+    allowed = frozenset(range(context.n_levels))
+    for verdict in verdicts:
+        if verdict.allowed is not None:
+            allowed &= verdict.allowed
+    stops = sorted({verdict.stop for verdict in verdicts if verdict.stop})
+    preferences = [verdict.preference for verdict in verdicts if verdict.preference is not None]
+    current = state.current_level
+    next_level = None
+    if not stops:
+        (preference,) = preferences  # a design has one proposal rule, and it ranks the levels unless it stops
+        next_level = next((level for level in preference if level in allowed), None)
+        if next_level is None:
+            stops = ["no level is admissible"]
+    warnings = sorted({w for v in verdicts for w in (*v.warnings, *v.close_calls)})
+    posteriors = [p for p in (context.toxicity, context.efficacy) if p is not None]
+    notes = tuple(dict.fromkeys(note for p in posteriors for note in getattr(p, "notes", ())))
+    for posterior in posteriors:
+        if getattr(posterior, "reweighted", False) and posterior.pareto_k > 0.7:
+            warnings.append(f"the reweighted posterior ({posterior.source}) has Pareto k {posterior.pareto_k:.2f} > 0.7: "
+                            "refit with the new data before relying on it")
+    common = dict(design=design.name, current_level=current, verdicts=verdicts, forced=context.forced,
+                  trial_id=spec.trial.id, state_source=state.source,
+                  posterior_sources=tuple(getattr(p, "source", "") for p in posteriors), notes=notes)
+    if stops:
+        safe_end = not any(s in ("no level is admissible", "BOIN eliminated the lowest level") for s in stops)
+        selection = _select(context, design, allowed if safe_end or design.selection == "boin" else frozenset(), verdicts)
+        return Recommendation(action="stop", next_level=None, next_dose_label="", n_next=0, wait_days=0,
+                              earliest_date=None, warnings=tuple(warnings), stop_reasons=tuple(stops),
+                              selection=selection, **common)
+    action = ("start" if current is None else "escalate" if next_level > current else "hold" if next_level == current
+              else "de-escalate")
+    wait = max((days for v in verdicts for level, days in v.wait_days if level == next_level), default=0)
+    group_size = spec.escalation.group_size
+    group = state.current_group()
+    n_next = group_size - len(group) if next_level == current and 0 < len(group) < group_size else group_size
+    n_next = min([n_next] + [limit for v in verdicts for level, limit in v.max_enrol if level == next_level])
+    earliest = state.as_of + timedelta(days=wait) if state.as_of is not None else None
+    return Recommendation(action=action, next_level=next_level,
+                          next_dose_label=dose_label(spec.dosing.levels[next_level], spec.dosing.unit.value),
+                          n_next=n_next, wait_days=wait, earliest_date=earliest, warnings=tuple(warnings), **common)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The recommendation after one possible outcome of the next cohort."""
+
+    n_dlt: int
+    n_responders: int | None
+    recommendation: Recommendation
+
+
+def transition_table(context: DecisionContext, design: Design | None = None, *,
+                     recommendation: Recommendation | None = None) -> tuple[Transition, ...]:
+    """What comes after each outcome of the next cohort: DLTs (0..n) x responders (0..n, with efficacy).
+
+    The hypothetical patients complete their DLT window (timing rules are then satisfied);
+    the posteriors are updated exactly (quadrature) or by importance reweighting of the
+    draws, whose Pareto k is checked (a warning in the row when above 0.7).
+    """
+    design = design or design_for(context.spec)
+    recommendation = recommendation or decide(context, design)
+    if recommendation.action == "stop":
+        return ()
+    level, size = recommendation.next_level, recommendation.n_next
+    window = context.spec.dlt.window_days
+    responder_counts = [None]
+    if context.efficacy is not None and context.efficacy.has("p_response"):
+        responder_counts = list(range(size + 1))
+    rows = []
+    for n_dlt in range(size + 1):
+        for responders in responder_counts:
+            patients = tuple(
+                PatientRecord(f"next-{i + 1}", level, window, i < n_dlt,
+                              responder=None if responders is None else i < responders)
+                for i in range(size)
+            )
+            state = replace(context.state, patients=context.state.patients + patients)
+            if context.state.counts_only:
+                counts = [list(c) for c in context.state.counts]
+                counts[level][0] += size
+                counts[level][1] += n_dlt
+                state = replace(state, patients=(), counts=tuple(map(tuple, counts)), given_current_level=level)
+            toxicity = context.toxicity.updated(level, size, n_dlt=n_dlt) if context.toxicity is not None else None
+            efficacy = (context.efficacy.updated(level, size, n_responders=responders)
+                        if context.efficacy is not None and responders is not None else context.efficacy)
+            updated = replace(context, state=state, toxicity=toxicity, efficacy=efficacy)
+            rows.append(Transition(n_dlt, responders, decide(updated, design)))
+    return tuple(rows)
+

@@ -1,0 +1,481 @@
+"""Decision rules: small pieces, each answering one question with its numbers.
+
+Every rule reads a :class:`DecisionContext` (the spec, the trial state, the posteriors) and
+returns a :class:`RuleVerdict`. A verdict can
+
+* restrict the levels the next cohort may be given (``allowed``: EWOC, no skipping, BOIN's
+  elimination, a failed convergence gate);
+* ask to wait before dosing at some levels (``wait_days``: sentinel, group window) or limit
+  how many patients are enrolled next (``max_enrol``: sentinel);
+* stop the trial (``stop``: sample size reached, the dose range done, the 3+3's stop);
+* rank the levels in order of preference (``preference``): the one *proposal* rule of a design.
+
+:func:`~lupusbayes.decisions.recommend.decide` combines verdicts only with operations that do
+not depend on order (intersection of allowed sets, the longest wait, the smallest enrolment,
+any stop), then gives the next cohort the most preferred allowed level. So no list of rules,
+in any order, can recommend a level a rule forbids, and shuffling the list changes nothing.
+
+Levels are 0-based in the code; sentences count them from 1, as protocols do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lupusbayes.decisions.boin import BoinBoundaries, boin_next_dose
+from lupusbayes.decisions.posterior import DrawsPosterior, Estimate, ExactPosterior
+from lupusbayes.decisions.state import TrialState
+from lupusbayes.decisions.three_plus_three import three_plus_three_next
+from lupusbayes.dosing import dose_label
+from lupusbayes.spec import LossSettings, TrialSpec
+
+__all__ = [
+    "DecisionContext", "RuleVerdict", "DoseCheck", "Rule",
+    "Ewoc", "NoSkipping", "Sentinel", "GroupWindow", "SampleSize", "ConvergenceGate", "EndOfDoseRange",
+    "LupusbayesEscalation", "HighestAdmissible", "LossBased", "BoinRule", "ThreePlusThreeRule",
+    "probability_at_least", "efficacy_insufficient",
+]
+
+ToxicityPosterior = DrawsPosterior | ExactPosterior
+
+
+@dataclass(frozen=True)
+class DecisionContext:
+    """Everything a rule may read. ``failed_gates`` names fits that failed their convergence gate."""
+
+    spec: TrialSpec
+    state: TrialState
+    toxicity: ToxicityPosterior | None = None
+    efficacy: DrawsPosterior | None = None
+    failed_gates: tuple[str, ...] = ()
+    forced: bool = False
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.spec.dosing.levels)
+
+    def label(self, level: int) -> str:
+        """``level 2 (7.5e7 cells/kg)``."""
+        return f"level {level + 1} ({dose_label(self.spec.dosing.levels[level], self.spec.dosing.unit.value)})"
+
+
+@dataclass(frozen=True)
+class DoseCheck:
+    """One row of a rule's table: a quantity at a level against a threshold."""
+
+    level: int
+    quantity: str
+    estimate: Estimate | None
+    threshold: float | None
+    passed: bool
+
+
+@dataclass(frozen=True)
+class RuleVerdict:
+    """A rule's answer (see the module docstring for how verdicts combine)."""
+
+    rule: str
+    question: str
+    verdict: str
+    allowed: frozenset[int] | None = None
+    preference: tuple[int, ...] | None = None
+    wait_days: tuple[tuple[int, int], ...] = ()
+    max_enrol: tuple[tuple[int, int], ...] = ()
+    stop: str = ""
+    checks: tuple[DoseCheck, ...] = ()
+    close_calls: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+class Rule:
+    """A decision rule: configuration (frozen) plus :meth:`evaluate`."""
+
+    name: str = "rule"
+
+    def evaluate(self, context: DecisionContext) -> RuleVerdict:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def probability_at_least(posterior: ToxicityPosterior, threshold: float) -> list[Estimate]:
+    """P(P(DLT) >= threshold) at each level, from either kind of posterior."""
+    if isinstance(posterior, ExactPosterior):
+        return posterior.probability_at_least(threshold)
+    return posterior.probability("p_dlt", lambda p: p >= threshold)
+
+
+def _close(estimate: Estimate, threshold: float, context: DecisionContext, what: str) -> tuple[str, ...]:
+    k = context.spec.decision.close_call_mcse
+    distance = estimate.distance_in_errors(threshold)
+    if distance < k:
+        return (f"close call: {what} = {estimate.text()} is within {distance:.1f} of its errors of {threshold:g} "
+                f"(settled only beyond {k:g}); more draws, or a finer grid, decide it",)
+    return ()
+
+
+# ---- safety filters ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ewoc(Rule):
+    """Escalation with overdose control: P(P(DLT) in the overdose interval) < ``max_probability``.
+
+    Babb, Rogatko & Zacks (1998); the 0.25 limit is OncoBayes2's default. The overdose interval
+    is the spec's (``[dlt.intervals] overdose``).
+    """
+
+    max_probability: float = 0.25
+    name: str = "EWOC"
+
+    def evaluate(self, context: DecisionContext) -> RuleVerdict:
+        intervals = context.spec.dlt.intervals
+        low, high = intervals.bounds[intervals.overdose_index]
+        at_low = probability_at_least(context.toxicity, low)
+        if high < 1.0:
+            at_high = probability_at_least(context.toxicity, high)
+            overdose = [Estimate(a.value - b.value, float(np.hypot(a.error, b.error)), a.error_kind)
+                        for a, b in zip(at_low, at_high, strict=True)]
+        else:
+            overdose = at_low
+        what = f"P({intervals.overdose})"
+        checks, allowed, close = [], set(), []
+        for level, estimate in enumerate(overdose):
+            passed = estimate.value < self.max_probability
+            checks.append(DoseCheck(level, what, estimate, self.max_probability, passed))
+            allowed |= {level} if passed else set()
+            close += _close(estimate, self.max_probability, context, f"{what} at {context.label(level)}")
+        failing = [context.label(c.level) for c in checks if not c.passed]
+        verdict = (f"{what} (P(DLT) in {intervals.label(intervals.overdose_index)}) is below {self.max_probability:g} at "
+                   + (", ".join(context.label(level) for level in sorted(allowed)) or "no level")
+                   + (f"; not at {', '.join(failing)}" if failing else ""))
+        basis = getattr(context.toxicity, "dlt_basis", "")
+        warnings = (f"DLT components missing: {basis}",) if " only" in basis else ()
+        return RuleVerdict(self.name, f"Is the probability of overdosing below {self.max_probability:g}?", verdict,
+                           allowed=frozenset(allowed), checks=tuple(checks), close_calls=tuple(close),
+                           warnings=warnings)
+
+
+@dataclass(frozen=True)
+class NoSkipping(Rule):
+    """At most ``max_step`` levels above the current one, and never above the highest level given + 1."""
+
+    max_step: int = 1
+    name: str = "no skipping"
+
+    def evaluate(self, context: DecisionContext) -> RuleVerdict:
+        state = context.state
+        current, highest = state.current_level, state.highest_tried_level
+        if current is None:
+            start = context.spec.dosing.starting_level - 1
+            return RuleVerdict(self.name, "Which levels can the first patients get?",
+                               f"no patient yet: the trial starts at {context.label(start)} or below",
+                               allowed=frozenset(range(start + 1)))
+        ceiling = min(current + self.max_step, highest + self.max_step, context.n_levels - 1)
+        return RuleVerdict(self.name, f"At most {self.max_step} level(s) above the current one?",
+                           f"the current level is {current + 1} and the highest given {highest + 1}: "
+                           f"the next cohort may go up to {context.label(ceiling)}",
+                           allowed=frozenset(range(ceiling + 1)))
+
+
+@dataclass(frozen=True)
+class Sentinel(Rule):
+    """A new dose opens with ``n_sentinels`` patient(s); nobody else there until they have ``days`` of safety data."""
+
+    n_sentinels: int = 1
+    days: int = 28
+    name: str = "sentinel"
+
+    def evaluate(self, context: DecisionContext) -> RuleVerdict:
+        state = context.state
+        question = f"Has the sentinel at a new dose had {self.days} days of safety follow-up?"
+        if state.counts_only:
+            return RuleVerdict(self.name, question, "not assessable: the state holds counts only, no dates",
+                               warnings=("sentinel rule not assessable from counts; check it by hand",))
+        at_level = {level: [p for p in state.patients if p.level == level] for level in range(context.n_levels)}
+        enrol = tuple((level, self.n_sentinels) for level, patients in at_level.items() if not patients)
+        waits, sentences = [], []
+        for level, patients in at_level.items():
+            if 0 < len(patients) <= self.n_sentinels:
+                followed = [p.safety_days for p in patients if p.safety_days is not None]
+                shortest = min(followed) if followed else self.days
+                if shortest < self.days and not any(p.dlt for p in patients):
+                    waits.append((level, self.days - shortest))
+                    sentences.append(f"the sentinel at {context.label(level)} has {shortest} days: the rest of its "
+                                     f"group waits {self.days - shortest} more days")
+                elif len(patients) == self.n_sentinels:
+                    sentences.append(f"the sentinel at {context.label(level)} has {shortest} days of safety data")
+        verdict = "; ".join(sentences) or "no dose is at its sentinel stage"
+        if enrol:
+            verdict += f"; a new dose opens with {self.n_sentinels} patient(s)"
+        return RuleVerdict(self.name, question, verdict, wait_days=tuple(waits), max_enrol=enrol)
+
+
+@dataclass(frozen=True)
+class GroupWindow(Rule):
+    """No new group until every patient of the current one has ``days`` of safety data (the SRC's review)."""
+
+    days: int = 28
+    name: str = "group window"
+
+    def evaluate(self, context: DecisionContext) -> RuleVerdict:
+        state = context.state
+        question = f"Has every patient of the current group had {self.days} days of safety follow-up?"
+        if state.counts_only:
+            return RuleVerdict(self.name, question, "not assessable: the state holds counts only, no dates",
+                               warnings=("group window not assessable from counts; check it by hand",))
+        group = state.current_group()
+        if not group:
+            return RuleVerdict(self.name, question, "no group yet")
+        followed = [p.safety_days for p in group if p.safety_days is not None]
+        shortest = min(followed) if followed else self.days
+        wait = max(0, self.days - shortest)
+        complete = len(group) >= context.spec.escalation.group_size
+        current = state.current_level
+        # a complete group closes before any new group; an open one may still take its own patients
+        levels = range(context.n_levels) if complete else [level for level in range(context.n_levels) if level != current]
+        verdict = (f"the current group ({len(group)} patient(s) at {context.label(current)}) has at least "
+                   f"{shortest} days of safety data" + (f": a new group waits {wait} more days" if wait else ""))
+        return RuleVerdict(self.name, question, verdict,
+                           wait_days=tuple((level, wait) for level in levels) if wait else ())
+
+
+@dataclass(frozen=True)
+class SampleSize(Rule):
+    """Stop when ``max_patients`` have been enrolled."""
+
+    max_patients: int
+    name: str = "sample size"
+
+    def evaluate(self, context: DecisionContext) -> RuleVerdict:
+        enrolled = context.state.n_patients
+        remaining = self.max_patients - enrolled
+        stop = f"the sample size is reached ({enrolled} of {self.max_patients} patients)" if remaining <= 0 else ""
+        return RuleVerdict(self.name, f"Fewer than {self.max_patients} patients so far?",
+                           stop or f"{enrolled} of {self.max_patients} patients enrolled",
+                           max_enrol=tuple((level, max(remaining, 0)) for level in range(context.n_levels)),
+                           stop=stop)
+
+
+@dataclass(frozen=True)
+class ConvergenceGate(Rule):
+    """No escalation from a fit that failed its convergence gate, unless forced (and then it says so)."""
+
+    name: str = "convergence gate"
+
+    def evaluate(self, context: DecisionContext) -> RuleVerdict:
+        question = "Did every fit behind the decision pass its convergence gate?"
+        if not context.failed_gates:
+            return RuleVerdict(self.name, question, "yes")
+        failed = ", ".join(context.failed_gates)
+        if context.forced:
+            return RuleVerdict(self.name, question, f"no ({failed}), FORCED by the user: the recommendation rests on a "
+                               "fit that failed its convergence gate",
+                               warnings=(f"FORCED: the {failed} fit failed its convergence gate",))
+        current = context.state.current_level
+        ceiling = context.spec.dosing.starting_level - 1 if current is None else current
+        return RuleVerdict(self.name, question, f"no ({failed}): no escalation above {context.label(ceiling)}",
+                           allowed=frozenset(range(ceiling + 1)),
+                           warnings=(f"the {failed} fit failed its convergence gate: escalation withheld",))
+
+
+@dataclass(frozen=True)
+class EndOfDoseRange(Rule):
+    """Stop when the highest level's group is complete and DLT-evaluable: the planned groups are done."""
+
+    name: str = "end of the dose range"
+
+    def evaluate(self, context: DecisionContext) -> RuleVerdict:
+        state, top = context.state, context.n_levels - 1
+        group = state.current_group()
+        done = (state.current_level == top and len(group) >= context.spec.escalation.group_size
+                and all(p.evaluable(state.window_days) for p in group))
+        return RuleVerdict(self.name, "Is the highest dose's group complete?",
+                           "yes: the planned dose groups are done" if done else "no",
+                           stop="the highest dose's group is complete" if done else "")
+
+
+# ---- proposals ----------------------------------------------------------------------------------
+
+
+def _descending_from(level: int) -> tuple[int, ...]:
+    return tuple(range(level, -1, -1))
+
+
+def efficacy_insufficient(context: DecisionContext, level: int) -> tuple[bool | None, Estimate | None]:
+    """Is efficacy at ``level`` clearly insufficient? (None: not assessable, no efficacy model.)"""
+    settings = context.spec.decision.efficacy
+    if context.efficacy is None or not context.efficacy.has("p_response"):
+        return None, None
+    estimate = context.efficacy.probability("p_response", lambda p: p < settings.insufficient_rate)[level]
+    return estimate.value >= settings.insufficient_probability, estimate
+
+
+@dataclass(frozen=True)
+class LupusbayesEscalation(Rule):
+    """Escalate one level when the current group is complete, or (efficacy-driven) after a safe
+    sentinel whose dose is clearly insufficient; otherwise hold. EWOC and the other filters decide
+    whether the proposal can be followed; if not, the next admissible level below is given."""
+
+    efficacy_driven: bool = True
+    name: str = "escalation"
+
+    def evaluate(self, context: DecisionContext) -> RuleVerdict:
+        state, spec = context.state, context.spec
+        current = state.current_level
+        question = "Is the current group ready for the next dose?"
+        if current is None:
+            start = spec.dosing.starting_level - 1
+            return RuleVerdict(self.name, question, f"no patient yet: start at {context.label(start)}",
+                               preference=_descending_from(start))
+        group = state.current_group()
+        size, window = spec.escalation.group_size, state.window_days
+        evaluable = [p for p in group if p.evaluable(window)]
+        complete = len(group) >= size and len(evaluable) == len(group)
+        insufficient, estimate = efficacy_insufficient(context, current)
+        checks = ()
+        if estimate is not None:
+            settings = spec.decision.efficacy
+            checks = (DoseCheck(current, f"P(response rate < {settings.insufficient_rate:g})", estimate,
+                                settings.insufficient_probability, not insufficient),)
+        sentinel_stage = (0 < len(group) <= spec.escalation.sentinel_patients and len(evaluable) == len(group)
+                          and not any(p.dlt for p in group))
+        up = _descending_from(current + 1) if current + 1 < context.n_levels else _descending_from(current)
+        if complete:
+            verdict = (f"the group at {context.label(current)} is complete: {len(group)} patients, "
+                       f"{sum(p.dlt for p in group)} with a DLT; propose the next dose")
+            return RuleVerdict(self.name, question, verdict, preference=up, checks=checks)
+        if self.efficacy_driven and sentinel_stage and insufficient:
+            settings = spec.decision.efficacy
+            verdict = (f"efficacy-driven: the sentinel at {context.label(current)} is safe and efficacy there is clearly "
+                       f"insufficient (P(response rate < {settings.insufficient_rate:g}) = {estimate.text()} >= "
+                       f"{settings.insufficient_probability:g}); propose the next dose")
+            return RuleVerdict(self.name, question, verdict, preference=up, checks=checks)
+        pending = len(group) - len(evaluable)
+        why = (f"{pending} patient(s) of the group are inside the DLT window" if pending
+               else f"the group has {len(group)} of {size} patients")
+        if sentinel_stage and insufficient is False:
+            why += " and efficacy at the sentinel's dose is not clearly insufficient"
+        elif sentinel_stage and insufficient is None and self.efficacy_driven:
+            why += " (efficacy not assessable: no efficacy model)"
+        return RuleVerdict(self.name, question, f"hold at {context.label(current)}: {why}",
+                           preference=_descending_from(current), checks=checks)
+
+
+@dataclass(frozen=True)
+class HighestAdmissible(Rule):
+    """The BLRM with EWOC (Babb et al. 1998): the highest level the filters allow."""
+
+    name: str = "highest admissible dose"
+
+    def evaluate(self, context: DecisionContext) -> RuleVerdict:
+        return RuleVerdict(self.name, "Which is the highest dose the safety rules allow?",
+                           "prefer the highest allowed level", preference=_descending_from(context.n_levels - 1))
+
+
+def interval_probabilities(posterior: ToxicityPosterior, edges) -> list[list[Estimate]]:
+    """P(P(DLT) in [edge_k, edge_k+1)) per level and interval (the last closed at 1)."""
+    at_least = [probability_at_least(posterior, edge) for edge in edges[:-1]]
+    n_levels = len(at_least[0])
+    out = []
+    for level in range(n_levels):
+        row = []
+        for k in range(len(edges) - 1):
+            upper = at_least[k + 1][level] if k + 1 < len(at_least) else Estimate(0.0, 0.0, "mcse")
+            low = at_least[k][level]
+            row.append(Estimate(low.value - upper.value, float(np.hypot(low.error, upper.error)), low.error_kind))
+        out.append(row)
+    return out
+
+
+@dataclass(frozen=True)
+class LossBased(Rule):
+    """crmPack's loss-based choice (``NextBestNCRMLoss``): least posterior expected loss among levels
+    whose overdose probability is at most the limit."""
+
+    settings: LossSettings = field(default_factory=LossSettings)
+    name: str = "expected loss"
+
+    def evaluate(self, context: DecisionContext) -> RuleVerdict:
+        s = self.settings
+        probabilities = interval_probabilities(context.toxicity, s.edges)
+        first_overdose = list(s.edges).index(s.overdose_from)
+        checks, losses, allowed = [], [], set()
+        for level, row in enumerate(probabilities):
+            loss = sum(weight * p.value for weight, p in zip(s.losses, row, strict=True))
+            loss_error = float(np.sqrt(sum((weight * p.error) ** 2 for weight, p in zip(s.losses, row, strict=True))))
+            overdose = sum(p.value for p in row[first_overdose:])
+            admissible = overdose <= s.max_overdose_probability
+            allowed |= {level} if admissible else set()
+            losses.append(Estimate(loss, loss_error, row[0].error_kind))
+            checks.append(DoseCheck(level, "expected loss", losses[-1], None, admissible))
+            checks.append(DoseCheck(level, f"P(P(DLT) > {s.overdose_from:g})",
+                                    Estimate(overdose, row[first_overdose].error, row[0].error_kind),
+                                    s.max_overdose_probability, admissible))
+        order = tuple(sorted(range(len(losses)), key=lambda level: (round(losses[level].value, 12), level)))
+        close = ()
+        candidates = [level for level in order if level in allowed]
+        if len(candidates) >= 2:
+            best, second = losses[candidates[0]], losses[candidates[1]]
+            if abs(best.value - second.value) < context.spec.decision.close_call_mcse * np.hypot(best.error, second.error):
+                close = (f"close call: the expected losses of {context.label(candidates[0])} and "
+                         f"{context.label(candidates[1])} ({best.text()} vs {second.text()}) are within their errors",)
+        verdict = "expected loss " + ", ".join(f"{context.label(level)} {losses[level].value:.3f}" for level in order)
+        return RuleVerdict(self.name, "Which dose has the least expected loss?", verdict, allowed=frozenset(allowed),
+                           preference=order, checks=tuple(checks), close_calls=close)
+
+
+@dataclass(frozen=True)
+class BoinRule(Rule):
+    """BOIN (Liu & Yuan 2015; BOIN 2.7.2): interval boundaries on the current level's DLT rate, with elimination."""
+
+    boundaries: BoinBoundaries
+    name: str = "BOIN"
+
+    def evaluate(self, context: DecisionContext) -> RuleVerdict:
+        state = context.state
+        n, y = state.evaluable_counts()
+        current = state.current_level
+        if current is None or n[current] == 0:
+            start = context.spec.dosing.starting_level - 1 if current is None else current
+            return RuleVerdict(self.name, "What do the BOIN boundaries say?",
+                               f"no evaluable patient at the current level: treat at {context.label(start)}",
+                               preference=_descending_from(start))
+        question = "What do the BOIN boundaries say?"
+        first = next((level for level in range(context.n_levels)
+                      if n[level] and self.boundaries.eliminates(int(n[level]), int(y[level]))), None)
+        if first is not None and first < current:  # a lower level's data eliminate the current one too
+            reason = (f"{int(y[first])} DLTs in {int(n[first])} patients eliminate {context.label(first)} and above")
+            if first == 0:
+                return RuleVerdict(self.name, question, reason, allowed=frozenset(), stop="BOIN eliminated the lowest level")
+            return RuleVerdict(self.name, question, f"{reason}: de-escalate", allowed=frozenset(range(first)),
+                               preference=_descending_from(first - 1))
+        eliminated_above = np.zeros(context.n_levels, dtype=bool)
+        if first is not None and first > current:
+            eliminated_above[first:] = True
+        decision = boin_next_dose(current, n, y, self.boundaries, eliminated_by_level=eliminated_above)
+        allowed = frozenset(level for level, gone in enumerate(decision.eliminated) if not gone)
+        if decision.action == "stop":
+            return RuleVerdict(self.name, question, decision.reason, allowed=allowed,
+                               stop="BOIN eliminated the lowest level")
+        return RuleVerdict(self.name, question, decision.reason, allowed=allowed,
+                           preference=_descending_from(decision.next_level))
+
+
+@dataclass(frozen=True)
+class ThreePlusThreeRule(Rule):
+    """The 3+3 (Storer 1989), as the R package ``escalation`` implements it."""
+
+    allow_deescalate: bool = False
+    name: str = "3+3"
+
+    def evaluate(self, context: DecisionContext) -> RuleVerdict:
+        state = context.state
+        n, y = state.evaluable_counts()
+        decision = three_plus_three_next(n, y, state.current_level if n.any() else None,
+                                         allow_deescalate=self.allow_deescalate)
+        if decision.action == "stop":
+            return RuleVerdict(self.name, "What does the 3+3 say?", decision.reason, stop="the 3+3 stops",
+                               preference=() if decision.selected_level is None else (decision.selected_level,))
+        return RuleVerdict(self.name, "What does the 3+3 say?", decision.reason,
+                           preference=_descending_from(decision.next_level))

@@ -1,0 +1,336 @@
+"""The trial so far: who was dosed, at which level, when, and what happened.
+
+A :class:`TrialState` holds the trial's own patients in enrolment order, each with the dose
+level, the days of safety follow-up at the data cut-off, the CRS grade and the DLT status (as
+recorded, else derived from the spec's DLT definition), and the SLEDAI-2K visits through the
+cohort it came from. Three ways in:
+
+* :func:`load_state`: a cohort file (the same format and checks as ``lupusbayes data check``)
+  with, optionally, ``infusion_date`` (the first infusion, ``YYYY-MM-DD``; needs an ``as_of``
+  date) or ``safety_days`` (days of safety data at the cut-off). Without either, safety
+  follow-up is read from ``follow_up_months`` (30.44 days a month) and the state says so.
+* a counts file (``dose, n_patients, n_dlt`` and optionally ``current``): for designs that
+  need only DLT counts per dose (BLRM, BOIN, 3+3); rules about timing are then not assessable;
+* :func:`state_from_outcomes`: the outcome strings of the R packages, ``"1NNN 2NNT"``.
+
+A patient is *DLT-evaluable* once they had a DLT or completed the DLT window; the counts the
+designs read are over evaluable patients, and the others are *pending*.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lupusbayes.cohort import Cohort, load_cohort
+from lupusbayes.endpoints import SRI4_MINIMUM_REDUCTION
+from lupusbayes.errors import CohortError
+from lupusbayes.spec import TrialSpec
+
+__all__ = ["PatientRecord", "TrialState", "load_state", "state_from_counts", "state_from_outcomes", "cohort_with",
+           "DAYS_PER_MONTH"]
+
+DAYS_PER_MONTH = 30.4375
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    """One patient of the trial, as the decision rules see them."""
+
+    patient_id: str
+    level: int  # 0-based dose level of the spec
+    safety_days: int | None  # days of safety data at the cut-off (None: unknown)
+    dlt: bool  # DLT so far (recorded status, else derived from CRS / ICANS grades)
+    crs_grade: int | None = None
+    responder: bool | None = None  # SRI-4 SLEDAI component at the latest visit (None: no visit yet)
+    day_dosed: int | None = None  # first infusion, days before the cut-off is -safety_days
+    source_line: int | None = None
+
+    def evaluable(self, window_days: int) -> bool:
+        """DLT-evaluable: a DLT, or the whole DLT window observed (unknown follow-up counts as complete)."""
+        return self.dlt or self.safety_days is None or self.safety_days >= window_days
+
+
+@dataclass(frozen=True)
+class TrialState:
+    """The trial so far (see the module docstring). Levels are 0-based indices into ``spec.dosing.levels``."""
+
+    spec: TrialSpec = field(repr=False)
+    patients: tuple[PatientRecord, ...]
+    source: str
+    counts_only: bool = False
+    counts: tuple[tuple[int, int], ...] = ()  # (n_patients, n_dlt) per level, for counts-only states
+    given_current_level: int | None = None
+    as_of: date | None = None
+    cohort: Cohort | None = field(default=None, repr=False)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.spec.dosing.levels)
+
+    @property
+    def window_days(self) -> int:
+        return self.spec.dlt.window_days
+
+    @property
+    def n_patients(self) -> int:
+        return sum(n for n, _ in self.counts) if self.counts_only else len(self.patients)
+
+    def evaluable_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """DLT-evaluable patients and DLTs per level (what the designs count)."""
+        if self.counts_only:
+            counts = np.array(self.counts, dtype=int).reshape(-1, 2)
+            return counts[:, 0].copy(), counts[:, 1].copy()
+        n, y = np.zeros(self.n_levels, dtype=int), np.zeros(self.n_levels, dtype=int)
+        for patient in self.patients:
+            if patient.evaluable(self.window_days):
+                n[patient.level] += 1
+                y[patient.level] += int(patient.dlt)
+        return n, y
+
+    def responder_counts(self) -> np.ndarray:
+        """Patients with the SRI-4 SLEDAI component at their latest visit, per level."""
+        r = np.zeros(self.n_levels, dtype=int)
+        for patient in self.patients:
+            r[patient.level] += int(bool(patient.responder))
+        return r
+
+    @property
+    def pending(self) -> tuple[PatientRecord, ...]:
+        """Patients still inside the DLT window without a DLT."""
+        return tuple(p for p in self.patients if not p.evaluable(self.window_days))
+
+    @property
+    def current_level(self) -> int | None:
+        """The level of the last patient enrolled (None before the first patient)."""
+        if self.given_current_level is not None:
+            return self.given_current_level
+        if self.counts_only:
+            treated = [level for level, (n, _) in enumerate(self.counts) if n > 0]
+            return treated[-1] if treated else None
+        return self.patients[-1].level if self.patients else None
+
+    @property
+    def highest_tried_level(self) -> int | None:
+        if self.counts_only:
+            treated = [level for level, (n, _) in enumerate(self.counts) if n > 0]
+            return max(treated) if treated else None
+        return max((p.level for p in self.patients), default=None)
+
+    def current_group(self) -> tuple[PatientRecord, ...]:
+        """The patients of the group now open at the current level (the last ``group_size`` or fewer).
+
+        A group is a run of consecutive patients at one level, cut every ``group_size`` patients.
+        """
+        level = self.current_level
+        if level is None or self.counts_only:
+            return ()
+        run: list[PatientRecord] = []
+        for patient in reversed(self.patients):
+            if patient.level != level:
+                break
+            run.append(patient)
+        run.reverse()
+        size = self.spec.escalation.group_size
+        remainder = len(run) % size
+        return tuple(run[-(remainder or size):]) if run else ()
+
+    def tried_levels(self) -> set[int]:
+        n, _ = self.evaluable_counts()
+        if self.counts_only:
+            return {level for level, count in enumerate(n) if count > 0}
+        return {p.level for p in self.patients}
+
+
+# ---- reading ------------------------------------------------------------------------------
+
+
+def _level_of(spec: TrialSpec, dose: float, *, source: str, line: int | None, patient: str) -> int:
+    level = spec.dosing.level_index(dose)
+    if level is None:
+        levels = ", ".join(f"{v:g}" for v in spec.dosing.levels)
+        raise CohortError(f"dose {dose:g} {spec.dosing.unit.value} is not a dose level of {spec.trial.id} ({levels})",
+                          source=source, line=line, field="dose", patient_id=patient)
+    return level
+
+
+def _dlt_of(row, spec: TrialSpec) -> bool:
+    recorded = row.dlt
+    if recorded is not None and not pd.isna(recorded):
+        return bool(recorded)
+    dlt = spec.dlt
+    derived = dlt.crs_grade_at_least is not None and int(row.crs_grade) >= dlt.crs_grade_at_least
+    icans = getattr(row, "icans_grade", None)
+    if dlt.icans_grade_at_least is not None and icans is not None and not pd.isna(icans):
+        derived = derived or int(icans) >= dlt.icans_grade_at_least
+    return bool(derived)
+
+
+def _whole_days(text: str, *, source: str, line: int, patient: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise CohortError(f"'{text}' is not a number of days", source=source, line=line, field="safety_days",
+                          patient_id=patient) from None
+    if not math.isfinite(value) or value < 0 or value > 36500 or not value.is_integer():
+        raise CohortError(f"must be a whole number of days from 0 to 36500 (got {text})", source=source, line=line,
+                          field="safety_days", patient_id=patient)
+    return int(value)
+
+
+def _date(text: str, *, source: str, line: int, patient: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise CohortError(f"'{text}' is not a date (write YYYY-MM-DD)", source=source, line=line,
+                          field="infusion_date", patient_id=patient) from None
+
+
+def _state_from_cohort(cohort: Cohort, spec: TrialSpec, *, as_of: date | None) -> TrialState:
+    patients = cohort.patients
+    source = cohort.source
+    others = sorted(set(patients["study_id"]) - {spec.trial.id})
+    if others:
+        raise CohortError(
+            f"the state holds {spec.trial.id}'s own patients; it also has study {others[0]} (give other studies' "
+            "patients as co-data to the model, not in the state)", source=source, field="study_id")
+    unit = spec.dosing.unit.value
+    has_dates, has_days = "infusion_date" in patients, "safety_days" in patients
+    if has_dates and as_of is None:
+        raise CohortError("infusion_date needs the data cut-off date: give as_of (--as-of YYYY-MM-DD)",
+                          source=source, field="infusion_date")
+    notes = []
+    if not has_dates and not has_days:
+        notes.append("no infusion_date or safety_days column: safety follow-up is taken from follow_up_months "
+                     f"({DAYS_PER_MONTH:g} days a month)")
+    latest = cohort.visits.groupby(["study_id", "patient_id"])
+    records = []
+    for row in patients.itertuples(index=False):
+        line = int(row.source_line) if not pd.isna(row.source_line) else None
+        dose = row.dose_cells if unit == "cells" else row.dose_cells_per_kg
+        if pd.isna(dose):
+            raise CohortError(f"the dose is recorded in {row.dose_unit} without weight_kg; {spec.trial.id} doses in "
+                              f"{unit}", source=source, line=line, field="dose", patient_id=row.patient_id)
+        level = _level_of(spec, float(dose), source=source, line=line, patient=row.patient_id)
+        day_dosed = None
+        if has_dates and str(row.infusion_date).strip():
+            dosed = _date(str(row.infusion_date), source=source, line=line, patient=row.patient_id)
+            if dosed > as_of:
+                raise CohortError(f"infusion_date {dosed} is after the cut-off {as_of}", source=source, line=line,
+                                  field="infusion_date", patient_id=row.patient_id)
+            safety_days = (as_of - dosed).days
+            day_dosed = -safety_days
+        elif has_days and str(row.safety_days).strip():
+            safety_days = _whole_days(str(row.safety_days), source=source, line=line, patient=row.patient_id)
+        else:
+            safety_days = int(row.follow_up_months * DAYS_PER_MONTH)
+        visits = latest.get_group((row.study_id, row.patient_id)).sort_values("visit_month")
+        last = visits.iloc[-1]
+        responder = None if last["visit_month"] == 0 else bool(row.sledai_baseline - last["sledai"] >= SRI4_MINIMUM_REDUCTION)
+        records.append(PatientRecord(str(row.patient_id), level, safety_days, _dlt_of(row, spec),
+                                     int(row.crs_grade), responder, day_dosed, line))
+    if has_dates:  # enrolment order: first infusion date; the file's order breaks ties
+        records.sort(key=lambda record: record.day_dosed if record.day_dosed is not None else 0)
+    return TrialState(spec, tuple(records), source, as_of=as_of, cohort=cohort, notes=tuple(notes))
+
+
+def _counts_state(text: str, spec: TrialSpec, source: str) -> TrialState:
+    reader = csv.DictReader(io.StringIO("\n".join(line for line in text.splitlines() if not line.startswith("#"))))
+    needed = {"dose", "n_patients", "n_dlt"}
+    if not reader.fieldnames or not needed <= set(reader.fieldnames):
+        raise CohortError(f"a counts file needs the columns {', '.join(sorted(needed))}", source=source)
+    counts = [[0, 0] for _ in spec.dosing.levels]
+    current = None
+    for line_number, row in enumerate(reader, start=2):
+        try:
+            dose = float(row["dose"])
+        except (TypeError, ValueError):
+            raise CohortError(f"'{row['dose']}' is not a dose", source=source, line=line_number, field="dose") from None
+        level = _level_of(spec, dose, source=source, line=line_number, patient=None)
+        values = {}
+        for name in ("n_patients", "n_dlt"):
+            text_value = (row.get(name) or "").strip()
+            if not text_value.isdigit():
+                raise CohortError(f"must be a whole number >= 0 (got '{text_value}')", source=source, line=line_number,
+                                  field=name)
+            values[name] = int(text_value)
+        if values["n_dlt"] > values["n_patients"]:
+            raise CohortError(f"n_dlt {values['n_dlt']} exceeds n_patients {values['n_patients']}", source=source,
+                              line=line_number, field="n_dlt")
+        counts[level][0] += values["n_patients"]
+        counts[level][1] += values["n_dlt"]
+        if (row.get("current") or "").strip().lower() in {"1", "yes", "y", "true"}:
+            current = level
+    return TrialState(spec, (), source, counts_only=True, counts=tuple(map(tuple, counts)),
+                      given_current_level=current)
+
+
+def load_state(path: str | Path, spec: TrialSpec, *, as_of: date | None = None) -> TrialState:
+    """Read a trial state: a cohort file (patients) or a counts file (``dose, n_patients, n_dlt``).
+
+    Raises
+    ------
+    CohortError
+        One line naming the file, line and field (the cohort file's checks, and: a dose that is
+        not a level of the spec, a date or a number of days that is not one, a patient of
+        another study).
+    """
+    path = Path(path)
+    if path.name.lower() == "kn5601" and not path.exists():
+        return _state_from_cohort(load_cohort(path), spec, as_of=as_of)
+    if path.exists() and path.is_file():
+        head = path.read_text(encoding="utf-8-sig", errors="replace").lstrip().splitlines()
+        header = next((line for line in head if line.strip() and not line.startswith("#")), "")
+        if "n_patients" in header.split(","):
+            return _counts_state(path.read_text(encoding="utf-8-sig"), spec, str(path))
+    return _state_from_cohort(load_cohort(path, study_id=spec.trial.id), spec, as_of=as_of)
+
+
+def state_from_counts(spec: TrialSpec, n_patients, n_dlt, *, current_level: int | None = None,
+                      source: str = "<counts>") -> TrialState:
+    """A counts-only state from DLT counts per level (0-based, one entry per spec level)."""
+    n, y = np.asarray(n_patients, dtype=int), np.asarray(n_dlt, dtype=int)
+    if n.shape != (len(spec.dosing.levels),) or y.shape != n.shape or np.any(y > n) or np.any(y < 0):
+        raise ValueError(f"give one count per level ({len(spec.dosing.levels)}) with 0 <= n_dlt <= n_patients")
+    return TrialState(spec, (), source, counts_only=True, counts=tuple(zip(n.tolist(), y.tolist(), strict=True)),
+                      given_current_level=current_level)
+
+
+def state_from_outcomes(spec: TrialSpec, outcomes: str) -> TrialState:
+    """A state from R-style outcome strings (``"1NNN 2NNT"``: level, then N / T per patient).
+
+    Patients are in the string's order, each DLT-evaluable; levels in the string count from 1.
+    """
+    from lupusbayes.decisions.three_plus_three import parse_outcomes
+
+    try:
+        cohorts = parse_outcomes(outcomes)
+    except ValueError as error:
+        raise CohortError(f"outcomes '{outcomes}': {error}") from None
+    records = []
+    for cohort_number, cohort in enumerate(cohorts, start=1):
+        if cohort.dose_level >= len(spec.dosing.levels):
+            raise CohortError(f"outcomes '{outcomes}': level {cohort.dose_level + 1} does not exist "
+                              f"({spec.trial.id} has {len(spec.dosing.levels)})")
+        for patient_number, toxicity in enumerate(cohort.dlt, start=1):
+            records.append(PatientRecord(f"c{cohort_number}p{patient_number}", cohort.dose_level, None, bool(toxicity)))
+    return TrialState(spec, tuple(records), f"outcomes '{outcomes}'")
+
+
+def cohort_with(state: TrialState, codata: list[Cohort]) -> Cohort | None:
+    """The state's cohort stacked with co-data cohorts (for fitting the models a decision needs)."""
+    from lupusbayes.cohort import combine_cohorts
+
+    cohorts = ([state.cohort] if state.cohort is not None else []) + list(codata)
+    if not cohorts:
+        return None
+    return cohorts[0] if len(cohorts) == 1 else combine_cohorts(cohorts)
+

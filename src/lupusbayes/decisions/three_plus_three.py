@@ -1,0 +1,448 @@
+"""The 3+3 design, as implemented by the R package ``escalation`` (``get_three_plus_three``).
+
+Storer (1989) and Korn et al. (1994); rules as in ``escalation`` 0.2.3 (Brock 2019),
+``R/three_plus_three.R``. Cohorts have three patients. The decision looks only at the **last
+level given**, with its cumulative patients ``n`` and DLTs ``t``:
+
+* fewer than 3, or 4 or 5 patients: the cohort is incomplete, stay;
+* 0/3, or at most 1 DLT in 6: escalate; but stop and select this level if it is the highest,
+  or if the next level already has 6 patients or at least 2 DLTs;
+* 1/3: stay and treat three more;
+* at least 2 DLTs (in 3 or in 6): stop and select the level below (none at the lowest level).
+  With ``allow_deescalate=True`` (Korn et al.): at the lowest level stop with none; if the
+  level below has fewer than 6 patients de-escalate to it; otherwise stop and select the
+  highest level with at least 6 patients and at most 1 DLT (none if there is no such level).
+
+Dose levels are **0-based** in the API; outcome strings (``"1NNN 2NNT"``) and reason
+sentences number levels **from 1**, as ``escalation`` does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from lupusbayes.decisions.boin import RuleBasedSimulation
+
+__all__ = [
+    "CohortOutcome",
+    "ThreePlusThreeDecision",
+    "format_outcomes",
+    "parse_outcomes",
+    "simulate_three_plus_three",
+    "three_plus_three_from_outcomes",
+    "three_plus_three_next",
+]
+
+Action = Literal["escalate", "stay", "deescalate", "stop"]
+
+COHORT_SIZE = 3
+#: The 3+3 never treats more than this many patients at one level.
+MAX_PATIENTS_PER_LEVEL = 6
+
+# escalation's gate-keeper pattern, single-agent form: cohorts like "2NNT", separated by
+# optional whitespace; leading and trailing whitespace allowed; "" means no patients.
+_OUTCOME_STRING = re.compile(r"\s*(?:\d+[NT]+\s*)+", re.ASCII)
+_COHORT = re.compile(r"(\d+)([NT]+)", re.ASCII)
+
+
+# ---- outcome strings ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CohortOutcome:
+    """One cohort of an outcome string: its 0-based level and a DLT flag per patient."""
+
+    dose_level: int
+    dlt: tuple[bool, ...]
+
+    @property
+    def n_patients(self) -> int:
+        return len(self.dlt)
+
+    @property
+    def n_dlt(self) -> int:
+        return sum(self.dlt)
+
+
+def parse_outcomes(outcome_string: str) -> tuple[CohortOutcome, ...]:
+    """Cohorts written as an ``escalation`` outcome string, e.g. ``"1NNN 2NNT"``.
+
+    Each cohort is a dose level counted from 1, followed at once by one letter per patient:
+    ``T`` for a DLT, ``N`` for none (upper case). Cohorts are separated by whitespace; the
+    empty string means no patients (``escalation``, ``phase1_outcomes_to_cohorts``).
+
+    Parameters
+    ----------
+    outcome_string : str
+
+    Returns
+    -------
+    tuple of CohortOutcome
+        In order of treatment, with 0-based ``dose_level``.
+
+    Raises
+    ------
+    ValueError
+        If the string does not follow the grammar, or a level is 0.
+
+    Examples
+    --------
+    >>> cohorts = parse_outcomes("1NNN 2NNT")
+    >>> [(cohort.dose_level, cohort.n_dlt) for cohort in cohorts]
+    [(0, 0), (1, 1)]
+    """
+    if not isinstance(outcome_string, str):
+        raise ValueError(f"outcome_string must be a str such as '1NNN 2NNT' (got {type(outcome_string).__name__})")
+    if outcome_string == "":
+        return ()
+    if not _OUTCOME_STRING.fullmatch(outcome_string):
+        raise ValueError(
+            f"'{outcome_string}' is not a valid outcome string: write cohorts such as '1NNN 2NNT', "
+            "a dose level from 1 followed by N (no DLT) or T (DLT) per patient, separated by spaces"
+        )
+    cohorts = []
+    for level, letters in _COHORT.findall(outcome_string):
+        if int(level) < 1:
+            raise ValueError(f"dose levels in outcome strings start at 1 (got '{level}{letters}')")
+        cohorts.append(CohortOutcome(int(level) - 1, tuple(letter == "T" for letter in letters)))
+    return tuple(cohorts)
+
+
+def format_outcomes(cohorts: Sequence[CohortOutcome]) -> str:
+    """The outcome string of ``cohorts`` (the reverse of :func:`parse_outcomes`).
+
+    Examples
+    --------
+    >>> format_outcomes([CohortOutcome(0, (False, False, False)), CohortOutcome(1, (False, False, True))])
+    '1NNN 2NNT'
+    """
+    return " ".join(
+        str(cohort.dose_level + 1) + "".join("T" if dlt else "N" for dlt in cohort.dlt) for cohort in cohorts
+    )
+
+
+# ---- the decision ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThreePlusThreeDecision:
+    """What the 3+3 does next (see :func:`three_plus_three_next`).
+
+    Attributes
+    ----------
+    action : {"escalate", "stay", "deescalate", "stop"}
+    next_level : int or None
+        0-based level for the next cohort; None when the trial stops.
+    selected_level : int or None
+        When stopping, the 0-based level selected as the MTD (None if no level is safe);
+        None while the trial continues.
+    reason : str
+        One sentence with the numbers behind the decision (levels counted from 1).
+    """
+
+    action: Action
+    next_level: int | None
+    selected_level: int | None
+    reason: str
+
+
+def three_plus_three_next(
+    n_patients_by_level: Sequence[int],
+    n_dlt_by_level: Sequence[int],
+    last_level: int | None,
+    *,
+    allow_deescalate: bool = False,
+) -> ThreePlusThreeDecision:
+    """The 3+3 decision after the last patient (Storer 1989; Korn et al. 1994; ``escalation`` ``three_plus_three``).
+
+    Parameters
+    ----------
+    n_patients_by_level, n_dlt_by_level : sequence of int
+        Cumulative patients and DLTs at each level (0-based); at most 6 patients per level.
+    last_level : int or None
+        0-based level of the last patient treated; None when no patient has been treated
+        (the trial starts at the lowest level).
+    allow_deescalate : bool, default False
+        Korn et al.'s variant: de-escalate to a level with fewer than 6 patients.
+
+    Returns
+    -------
+    ThreePlusThreeDecision
+
+    Examples
+    --------
+    >>> decision = three_plus_three_next([3, 3, 0], [0, 2, 0], last_level=1)
+    >>> decision.action, decision.selected_level
+    ('stop', 0)
+    >>> decision.reason
+    '2 DLTs in 3 patients at level 2 (at least 2 DLTs): stop and select level 1.'
+    """
+    n_patients, n_dlt = _check_counts(n_patients_by_level, n_dlt_by_level)
+    n_levels = n_patients.size
+    if last_level is None:
+        if n_patients.any():
+            raise ValueError("last_level is required once patients have been treated")
+        return ThreePlusThreeDecision("stay", 0, None, "No patients treated yet: treat the first cohort at level 1.")
+    if isinstance(last_level, bool) or not isinstance(last_level, (int, np.integer)) or not 0 <= last_level < n_levels:
+        raise ValueError(f"last_level must be a 0-based level from 0 to {n_levels - 1}, or None (got {last_level!r})")
+    level = int(last_level)
+    n, t = int(n_patients[level]), int(n_dlt[level])
+    if n == 0:
+        raise ValueError(f"last_level {level} has no patients; it must be the level of the last patient treated")
+    if np.any(n_patients > MAX_PATIENTS_PER_LEVEL):
+        raise ValueError(f"the 3+3 treats at most 6 patients per level (got {n_patients.tolist()})")
+
+    shown = level + 1  # levels counted from 1 in sentences
+    observed = f"{_plural(t, 'DLT')} in {_plural(n, 'patient')} at level {shown}"
+
+    decide = ThreePlusThreeDecision  # (action, next_level, selected_level, reason)
+
+    if n not in (3, 6):
+        return decide("stay", level, None, f"{observed}: the cohort is incomplete; stay at level {shown}.")
+    if n == 3 and t == 1:
+        return decide("stay", level, None, f"{observed}: treat 3 more at level {shown}.")
+    if t == 0 or (n == 6 and t == 1):
+        if level == n_levels - 1:
+            highest = f"{observed} and it is the highest level"
+            return decide("stop", None, level, f"{highest}: stop and select level {shown}.")
+        if n_patients[level + 1] >= 6 or n_dlt[level + 1] >= 2:
+            n_above, t_above = int(n_patients[level + 1]), int(n_dlt[level + 1])
+            above = f"level {shown + 1} has {_plural(t_above, 'DLT')} in {_plural(n_above, 'patient')}"
+            return decide("stop", None, level, f"{observed}, and {above}: stop and select level {shown}.")
+        return decide("escalate", level + 1, None, f"{observed}: escalate to level {shown + 1}.")
+
+    too_toxic = f"{observed} (at least 2 DLTs)"
+    if level == 0:
+        return decide("stop", None, None, f"{too_toxic} and it is the lowest level: stop with no level selected.")
+    if not allow_deescalate:
+        return decide("stop", None, level - 1, f"{too_toxic}: stop and select level {shown - 1}.")
+    if n_patients[level - 1] < 6:
+        below = f"level {shown - 1} has fewer than 6 patients"
+        return decide("deescalate", level - 1, None, f"{too_toxic}, and {below}: de-escalate to level {shown - 1}.")
+    safe = np.flatnonzero((n_patients >= 6) & (n_dlt <= 1))
+    if safe.size == 0:
+        none_safe = "no level has 6 patients with at most 1 DLT"
+        return decide("stop", None, None, f"{too_toxic}, and {none_safe}: stop with no level selected.")
+    selected = int(safe[-1])
+    highest = f"level {selected + 1} is the highest with 6 patients and at most 1 DLT"
+    return decide("stop", None, selected, f"{too_toxic}; {highest}: stop and select level {selected + 1}.")
+
+
+def three_plus_three_from_outcomes(
+    outcome_string: str,
+    n_levels: int,
+    allow_deescalate: bool = False,
+    *,
+    strict: bool = True,
+) -> ThreePlusThreeDecision:
+    """The 3+3 decision for the trial written as an outcome string such as ``"1NNN 2NNT"``.
+
+    Parameters
+    ----------
+    outcome_string : str
+        See :func:`parse_outcomes`.
+    n_levels : int
+        Number of dose levels in the trial.
+    allow_deescalate : bool, default False
+        Korn et al.'s variant (see :func:`three_plus_three_next`).
+    strict : bool, default True
+        Reject paths the 3+3 cannot produce, as ``escalation``'s ``enforce_three_plus_three``
+        does: more than 6 patients at a level; more than 3 patients at a level without DLTs
+        (unless de-escalation is allowed); skipped levels; more than one incomplete cohort; an
+        incomplete cohort at a level other than the last one given.
+
+    Returns
+    -------
+    ThreePlusThreeDecision
+
+    Examples
+    --------
+    >>> decision = three_plus_three_from_outcomes("1NNN 2NNN 3NNT 3NTN", n_levels=5)
+    >>> decision.action, decision.selected_level  # 0-based: level 2 in the string's numbering
+    ('stop', 1)
+    """
+    if isinstance(n_levels, bool) or not isinstance(n_levels, (int, np.integer)) or n_levels < 1:
+        raise ValueError(f"n_levels must be a positive integer (got {n_levels!r})")
+    cohorts = parse_outcomes(outcome_string)
+    n_patients = np.zeros(n_levels, dtype=np.int64)
+    n_dlt = np.zeros(n_levels, dtype=np.int64)
+    for cohort in cohorts:
+        if cohort.dose_level >= n_levels:
+            raise ValueError(f"outcome string uses level {cohort.dose_level + 1}, but there are only {n_levels} levels")
+        n_patients[cohort.dose_level] += cohort.n_patients
+        n_dlt[cohort.dose_level] += cohort.n_dlt
+    last_level = cohorts[-1].dose_level if cohorts else None
+    if strict and cohorts:
+        _enforce_three_plus_three(n_patients, n_dlt, last_level, allow_deescalate, outcome_string)
+    return three_plus_three_next(n_patients, n_dlt, last_level, allow_deescalate=allow_deescalate)
+
+
+def _enforce_three_plus_three(n_patients, n_dlt, last_level: int, allow_deescalate: bool, outcome_string: str) -> None:
+    """The checks of ``escalation``'s ``enforce_three_plus_three``; ValueError on the first failure."""
+    problem = None
+    treated = np.flatnonzero(n_patients > 0)
+    incomplete = n_patients % COHORT_SIZE != 0
+    if np.any(n_patients > MAX_PATIENTS_PER_LEVEL):
+        problem = "a level has more than 6 patients"
+    elif not allow_deescalate and np.any((n_patients > 3) & (n_dlt == 0)):
+        problem = "a level without DLTs has more than 3 patients"
+    elif treated[-1] - treated[0] + 1 != treated.size:
+        problem = "some levels were skipped"
+    elif incomplete.sum() > 1:
+        problem = "several cohorts are in progress"
+    elif np.any(np.delete(incomplete, last_level)):
+        problem = "a cohort at a level other than the last one given is incomplete"
+    if problem:
+        raise ValueError(f"'{outcome_string}' is not a 3+3 path: {problem} (pass strict=False to get advice anyway)")
+
+
+# ---- simulation -----------------------------------------------------------------------------
+
+
+def simulate_three_plus_three(
+    uniforms: np.ndarray,
+    p_true: Sequence[float],
+    *,
+    max_patients: int | None = None,
+    allow_deescalate: bool = False,
+) -> RuleBasedSimulation:
+    """Simulate many 3+3 trials at once, starting at the lowest level (``escalation`` rules).
+
+    Patient ``j`` of trial ``t`` has a DLT at level ``d`` exactly when
+    ``uniforms[t, j] < p_true[d]`` (common random numbers, as in
+    :func:`~lupusbayes.decisions.boin.simulate_boin`). Every cohort follows
+    :func:`three_plus_three_next`.
+
+    Parameters
+    ----------
+    uniforms : numpy.ndarray, shape (n_trials, n_columns)
+        Latent U(0, 1) per patient, with at least ``max_patients`` columns (extra columns are
+        not used).
+    p_true : sequence of float
+        True DLT probability at each level.
+    max_patients : int, optional
+        Cap on the sample size, a multiple of 3. A trial that reaches it while the 3+3 would
+        continue stops and selects the level the 3+3 would give next (as ``escalation``'s
+        ``stop_at_n`` does). Default ``6 * n_levels``, which the 3+3 never exceeds.
+    allow_deescalate : bool, default False
+        Korn et al.'s variant.
+
+    Returns
+    -------
+    RuleBasedSimulation
+        ``stopped_early`` marks trials the 3+3 stopped with no level selected.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(3)
+    >>> simulation = simulate_three_plus_three(rng.random((1000, 30)), [0.05, 0.1, 0.2, 0.35, 0.5])
+    >>> bool(simulation.n_patients.sum(axis=1).max() <= 30)
+    True
+    """
+    p_true = np.asarray(p_true, dtype=float)
+    if p_true.ndim != 1 or p_true.size == 0 or np.any((p_true < 0) | (p_true > 1)):
+        raise ValueError("p_true must be a non-empty 1-D sequence of probabilities between 0 and 1")
+    n_levels = p_true.size
+    if max_patients is None:
+        max_patients = MAX_PATIENTS_PER_LEVEL * n_levels
+    whole = isinstance(max_patients, (int, np.integer)) and not isinstance(max_patients, bool)
+    if not whole or max_patients < 3 or max_patients % 3:
+        raise ValueError(f"max_patients must be a positive multiple of 3 (got {max_patients!r})")
+    uniforms = np.asarray(uniforms, dtype=float)
+    if uniforms.ndim != 2 or uniforms.shape[1] < max_patients:
+        raise ValueError(
+            f"uniforms must be a 2-D array (n_trials, n_patients) with at least {max_patients} columns "
+            f"(got shape {uniforms.shape})"
+        )
+
+    n_trials = uniforms.shape[0]
+    level = np.zeros(n_trials, dtype=np.int64)
+    n_patients = np.zeros((n_trials, n_levels), dtype=np.int64)
+    n_dlt = np.zeros((n_trials, n_levels), dtype=np.int64)
+    running = np.ones(n_trials, dtype=bool)
+    selected_level = np.full(n_trials, -1, dtype=np.int64)
+    stopped_early = np.zeros(n_trials, dtype=bool)
+    patient_level = np.full((n_trials, max_patients), -1, dtype=np.int64)
+
+    n_cohorts = max_patients // COHORT_SIZE
+    for cohort in range(n_cohorts):
+        trials = np.flatnonzero(running)
+        if trials.size == 0:
+            break
+        at = level[trials]
+        columns = slice(cohort * COHORT_SIZE, (cohort + 1) * COHORT_SIZE)
+        n_patients[trials, at] += COHORT_SIZE
+        n_dlt[trials, at] += (uniforms[trials, columns] < p_true[at, None]).sum(axis=1)
+        patient_level[trials, columns] = at[:, None]
+
+        next_level, stop, selected = _decide_rows(n_patients[trials], n_dlt[trials], at, allow_deescalate)
+        if cohort == n_cohorts - 1:  # sample size reached: select the level the 3+3 would give next
+            selected = np.where(stop, selected, next_level)
+            stop = np.ones_like(stop)
+        level[trials] = np.where(stop, at, next_level)
+        selected_level[trials[stop]] = selected[stop]
+        stopped_early[trials[stop]] = selected[stop] < 0
+        running[trials[stop]] = False
+
+    for array in (selected_level, n_patients, n_dlt, stopped_early, patient_level):
+        array.setflags(write=False)
+    return RuleBasedSimulation(selected_level, n_patients, n_dlt, stopped_early, patient_level)
+
+
+def _decide_rows(n_patients: np.ndarray, n_dlt: np.ndarray, level: np.ndarray, allow_deescalate: bool):
+    """:func:`three_plus_three_next` for many trials just after a complete cohort.
+
+    After a complete cohort the last level has 3 or 6 patients. Returns the next level, whether
+    the trial stops, and the selected level when it stops (-1 for none).
+    """
+    n_rows, n_levels = n_patients.shape
+    rows = np.arange(n_rows)
+    n, t = n_patients[rows, level], n_dlt[rows, level]
+    above = np.minimum(level + 1, n_levels - 1)
+    below = np.maximum(level - 1, 0)
+
+    treat_more = (n == 3) & (t == 1)
+    acceptable = (t == 0) | ((n == 6) & (t == 1))
+    too_toxic = ~treat_more & ~acceptable
+    next_closed = (level == n_levels - 1) | (n_patients[rows, above] >= 6) | (n_dlt[rows, above] >= 2)
+    stop_here = acceptable & next_closed
+    escalate = acceptable & ~next_closed
+
+    if allow_deescalate:
+        deescalate = too_toxic & (level > 0) & (n_patients[rows, below] < 6)
+        safe = (n_patients >= 6) & (n_dlt <= 1)
+        highest_safe = np.where(safe.any(axis=1), n_levels - 1 - np.argmax(safe[:, ::-1], axis=1), -1)
+        too_toxic_selection = np.where(level > 0, highest_safe, -1)
+    else:
+        deescalate = np.zeros(n_rows, dtype=bool)
+        too_toxic_selection = level - 1  # -1 (none) at the lowest level
+    stop = stop_here | (too_toxic & ~deescalate)
+    next_level = level + escalate - deescalate
+    selected = np.where(stop_here, level, np.where(stop, too_toxic_selection, -1))
+    return next_level, stop, selected
+
+
+def _check_counts(n_patients_by_level, n_dlt_by_level) -> tuple[np.ndarray, np.ndarray]:
+    n_patients = np.asarray(n_patients_by_level)
+    n_dlt = np.asarray(n_dlt_by_level)
+    if n_patients.ndim != 1 or n_patients.size == 0 or n_patients.shape != n_dlt.shape:
+        raise ValueError("n_patients_by_level and n_dlt_by_level must be non-empty 1-D sequences of the same length")
+    for name, counts in (("n_patients_by_level", n_patients), ("n_dlt_by_level", n_dlt)):
+        if counts.dtype == bool or not np.all(np.mod(counts, 1) == 0) or np.any(counts < 0):
+            raise ValueError(f"{name} must hold whole numbers >= 0 (got {counts.tolist()})")
+    n_patients, n_dlt = n_patients.astype(np.int64), n_dlt.astype(np.int64)
+    if np.any(n_dlt > n_patients):
+        raise ValueError(
+            "n_dlt_by_level cannot exceed n_patients_by_level at any level "
+            f"(got {n_dlt.tolist()} DLTs in {n_patients.tolist()} patients)"
+        )
+    return n_patients, n_dlt
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
