@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 		rm -rf $(VENV); $$PYTHON_BIN -m venv $(VENV) || exit 1; \
 	fi
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,docs]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,docs,dask]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -47,7 +47,7 @@ lock:
 	@PYTHON_BIN=$$(scripts/find_python.sh) || exit 1; \
 	rm -rf .lock-venv && $$PYTHON_BIN -m venv .lock-venv && \
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip && \
-	.lock-venv/bin/python -m pip install --quiet '.[test,docs]' && \
+	.lock-venv/bin/python -m pip install --quiet '.[test,docs,dask]' && \
 	.lock-venv/bin/python -m pip freeze --exclude lupusbayes | sed '/^-e /d' > constraints.txt && \
 	rm -rf .lock-venv && echo "constraints.txt updated"
 

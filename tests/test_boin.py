@@ -22,14 +22,16 @@ from lupusbayes.decisions.boin import (
     boin_next_dose,
     boin_select_mtd,
     pava,
-    simulate_boin,
 )
+from lupusbayes.simulation import rule_based
+from lupusbayes.simulation.rule_based import simulate_boin
 
 BOUNDARIES_30 = boin_boundaries(0.30, max_patients=30)
 
 
 def test_docstring_examples_run():
     assert doctest.testmod(boin).failed == 0
+    assert doctest.testmod(rule_based).failed == 0  # the simulator's examples
 
 
 # ---- boundaries -----------------------------------------------------------------------------

@@ -33,11 +33,13 @@ AXA = (ROOT / "models" / "axa_nk02.toml").read_text()
 
 
 def spec_with(base: str, decision: str) -> lb.TrialSpec:
-    return lb.parse_spec(base.replace("[fitting]", f"[decision]\n{decision}\n\n[fitting]", 1))
+    return lb.parse_spec(base.replace("[decision.boin]", f"[decision]\n{decision}\n\n[decision.boin]", 1))
 
 
 THREE_PLUS_THREE = spec_with(KN5601, 'design = "3+3"')
-BOIN = spec_with(KN5601, 'design = "boin"\n[decision.boin]\ntarget = 0.3')
+# BOIN at oncology's target 0.3, where Liu & Yuan's published boundaries are the reference
+BOIN_TEXT = KN5601.replace("target = 0.15", "target = 0.3").replace("[decision.boin]", '[decision]\ndesign = "boin"\n\n[decision.boin]')
+BOIN = lb.parse_spec(BOIN_TEXT)
 
 
 # ---- hand-computable cases -----------------------------------------------------------------------
@@ -221,7 +223,7 @@ def _aggressiveness(recommendation) -> int:
 
 
 DESIGN_SPECS = {
-    name: spec_with(AXA, f'design = "{name}"\ntoxicity_model = "blrm"' + ('\n[decision.boin]\ntarget = 0.3' if name == "boin" else ""))
+    name: spec_with(AXA, f'design = "{name}"\ntoxicity_model = "blrm"')
     for name in ("lupusbayes", "blrm_ewoc", "blrm_loss", "boin")
 }
 
@@ -287,7 +289,7 @@ def test_counts_only_states_work_for_count_designs(tmp_path, capsys):
     state = load_state(path, BOIN)
     assert state.counts_only and state.current_level == 1
     assert decide(DecisionContext(BOIN, state)).next_level == 1
-    spec = KN5601.replace("[fitting]", '[decision]\ndesign = "boin"\n\n[fitting]')
+    spec = BOIN_TEXT
     spec_path = tmp_path / "boin.toml"
     spec_path.write_text(spec)
     assert main(["decide", str(spec_path), "--state", str(path), "--json"]) == 0
@@ -303,7 +305,7 @@ def test_the_cli_reproduces_the_three_plus_three_paths(capsys):
 
 def test_the_cli_prints_the_boin_decision_table_with_the_transitions(tmp_path, capsys):
     spec_path = tmp_path / "boin.toml"
-    spec_path.write_text(KN5601.replace("[fitting]", '[decision]\ndesign = "boin"\n\n[fitting]'))
+    spec_path.write_text(BOIN_TEXT)
     assert main(["decide", str(spec_path), "--outcomes", "1NNN 2NNT", "--transitions"]) == 0
     out = capsys.readouterr().out
     rows = {line.split("  ")[1].strip(): line.split()[-12:] for line in out.splitlines() if "DLTs" in line and "if" in line}

@@ -216,7 +216,13 @@ def _snippets(kind: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("where", "snippet"), _snippets("toml"), ids=lambda value: str(value)[:60])
 def test_every_toml_snippet_in_the_docs_is_a_valid_spec_part(where, snippet):
+    """Spec parts go into a minimal spec; scenario files (``[[scenario]]``) are read against it."""
     document = tomllib.loads(snippet)
+    if "scenario" in document:
+        from lupusbayes.simulation import parse_scenarios
+
+        parse_scenarios(snippet, lb.parse_spec(MINIMAL_SPEC), source=where)
+        return
     text = snippet if "trial" in document else f"{MINIMAL_SPEC}\n{snippet}"  # a part goes into a minimal spec
     lb.parse_spec(text, source=where)
 

@@ -19,14 +19,16 @@ from lupusbayes.decisions.three_plus_three import (
     CohortOutcome,
     format_outcomes,
     parse_outcomes,
-    simulate_three_plus_three,
     three_plus_three_from_outcomes,
     three_plus_three_next,
 )
+from lupusbayes.simulation import rule_based
+from lupusbayes.simulation.rule_based import simulate_three_plus_three
 
 
 def test_docstring_examples_run():
     assert doctest.testmod(three_plus_three).failed == 0
+    assert doctest.testmod(rule_based).failed == 0  # the simulator's examples
 
 
 # ---- outcome strings ------------------------------------------------------------------------

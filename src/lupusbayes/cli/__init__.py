@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Sequence
 
 from lupusbayes._version import __version__
-from lupusbayes.cli import data, decide, demo, fitting, spec
+from lupusbayes.cli import data, decide, demo, fitting, simulate, spec
 from lupusbayes.cli.output import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_OK, Parser
 from lupusbayes.errors import LupusBayesError, LupusBayesWarning
 
@@ -33,6 +33,7 @@ examples:
   lupusbayes decide kn5601 --state kn5601
   lupusbayes decide axa_nk02 --state axa_patients.csv --codata kn5601 --as-of 2026-06-01
   lupusbayes decide kn5601 --design 3+3 --outcomes "1NNN 2NNN 3NNT" --transitions
+  lupusbayes simulate axa_nk02 --n-trials 2000 --seed 1 --out oc/
   lupusbayes demo --out outputs/demo --seed 20251108
 
 exit codes: 0 ok, 2 bad input, 3 convergence gate failed, 1 internal error
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lupusbayes {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
-    for group in (data, spec, fitting, decide, demo):
+    for group in (data, spec, fitting, decide, simulate, demo):
         group.add_commands(commands)
     return parser
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
@@ -12,6 +13,7 @@ from lupusbayes.cli.output import EXIT_GATE_FAILED, EXIT_OK, print_json, progres
 from lupusbayes.cohort import load_cohort
 from lupusbayes.decisions import (
     DecisionContext,
+    Design,
     decide,
     design_for,
     draws_from_dose_response,
@@ -24,9 +26,9 @@ from lupusbayes.decisions.boin import boin_decision_table
 from lupusbayes.decisions.rules import BoinRule
 from lupusbayes.decisions.state import cohort_with
 from lupusbayes.errors import LupusBayesError
-from lupusbayes.spec import DESIGNS, load_spec
+from lupusbayes.spec import DESIGNS, TrialSpec, load_spec
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "add_decision_arguments", "prepare", "gate_exit", "Prepared"]
 
 
 def _as_of(text: str) -> date:
@@ -48,7 +50,7 @@ def _check_fit_matches_state(result, state, path: str) -> None:
                               "refit, or leave out --fit and let decide fit the models")
 
 
-def _toxicity(spec, design, state, args, codata, failed, progress):
+def _toxicity(spec, design, state, args, codata, failed, progress, fits):
     """The toxicity posterior: a given fit, the exact BLRM (one study, counts), or an MCMC fit."""
     from lupusbayes.fitting import fit, load_fit
     from lupusbayes.models.toxicity import BLRM, CRSModel
@@ -69,13 +71,14 @@ def _toxicity(spec, design, state, args, codata, failed, progress):
                                   "model with co-data; give the patients' file")
         model = (BLRM if use_blrm else CRSModel)(cohort, spec)
         result = fit(model, seed=args.seed, progress=progress)
+    fits["toxicity"] = result
     if not result.converged:
         failed.append(result.model.name)
     return draws_from_dose_response(result.dose_response, source=f"{result.model.name} (seed {result.seed})",
                                     notes=tuple(result.model.notes()))
 
 
-def _efficacy(spec, state, args, codata, failed, progress):
+def _efficacy(spec, state, args, codata, failed, progress, fits):
     from lupusbayes.errors import ModelSetupError
     from lupusbayes.fitting import fit, load_fit
     from lupusbayes.models.sledai import SledaiModel
@@ -93,6 +96,7 @@ def _efficacy(spec, state, args, codata, failed, progress):
         except ModelSetupError:
             return None  # no follow-up visit yet: efficacy is not assessable (the rules say so)
         result = fit(model, seed=args.seed, progress=progress)
+    fits["efficacy"] = result
     if not result.converged:
         failed.append(result.model.name)
     dose_response = result.dose_response
@@ -105,9 +109,19 @@ def _efficacy(spec, state, args, codata, failed, progress):
                                     notes=tuple(result.model.notes()))
 
 
-def _decide(args: argparse.Namespace) -> int:
-    from lupusbayes.report import text
+@dataclass(frozen=True)
+class Prepared:
+    """What a decision needs, read and fitted from the command line's arguments."""
 
+    spec: TrialSpec
+    design: Design
+    context: DecisionContext
+    fits: dict  # label ("toxicity", "efficacy") -> FitResult, for the fits behind the posteriors
+    codata: tuple
+
+
+def prepare(args: argparse.Namespace) -> Prepared:
+    """Spec, design, state, co-data, and the posteriors (fitting what is not given)."""
     spec = load_spec(args.spec)
     design = design_for(spec, args.design)
     if args.outcomes is not None:
@@ -117,10 +131,30 @@ def _decide(args: argparse.Namespace) -> int:
     codata = [load_cohort(path) for path in args.codata or []]
     progress = progress_for(args)
     failed: list[str] = []
-    toxicity = _toxicity(spec, design, state, args, codata, failed, progress) if design.needs_toxicity_model else None
-    efficacy = (_efficacy(spec, state, args, codata, failed, progress)
+    fits: dict = {}
+    toxicity = (_toxicity(spec, design, state, args, codata, failed, progress, fits)
+                if design.needs_toxicity_model else None)
+    efficacy = (_efficacy(spec, state, args, codata, failed, progress, fits)
                 if design.needs_efficacy_model and not state.counts_only else None)
     context = DecisionContext(spec, state, toxicity, efficacy, tuple(failed), forced=args.force)
+    return Prepared(spec, design, context, fits, tuple(codata))
+
+
+def gate_exit(prepared: Prepared, args: argparse.Namespace) -> int:
+    """Exit 3 (with one line on stderr) when a fit failed its gate and --force was not given."""
+    failed = prepared.context.failed_gates
+    if failed and not args.force:
+        print(f"lupusbayes: the {', '.join(failed)} fit FAILED its convergence gate: no escalation is recommended "
+              "from it; refit with more draws, or --force and say so", file=sys.stderr)
+        return EXIT_GATE_FAILED
+    return EXIT_OK
+
+
+def _decide(args: argparse.Namespace) -> int:
+    from lupusbayes.report import text
+
+    prepared = prepare(args)
+    spec, design, context = prepared.spec, prepared.design, prepared.context
     recommendation = decide(context, design)
     transitions = transition_table(context, design, recommendation=recommendation) if args.transitions else ()
     boin_rule = next((rule for rule in design.rules if isinstance(rule, BoinRule)), None)
@@ -142,22 +176,11 @@ def _decide(args: argparse.Namespace) -> int:
                 print("\nBOIN decision table (DLTs among the patients treated at the current level):")
                 print(text.boin_table_text(boin_decision_table(boin_rule.boundaries,
                                                                min(boin_rule.boundaries.max_patients, 12))))
-    if failed and not args.force:
-        print(f"lupusbayes: the {', '.join(failed)} fit FAILED its convergence gate: no escalation is recommended "
-              "from it; refit with more draws, or --force and say so", file=sys.stderr)
-        return EXIT_GATE_FAILED
-    return EXIT_OK
+    return gate_exit(prepared, args)
 
 
-def add_commands(commands) -> None:
-    parser = commands.add_parser(
-        "decide", help="recommend the next dose group: escalate / hold / de-escalate / stop, with every rule",
-        description="The recommendation for the next cohort under the spec's design ([decision], or --design): "
-        "the action, the level, how many patients, the earliest day, each rule's question, verdict and numbers, "
-        "and the warnings (failed gate, close calls, DLT components not recorded). Fits the models the design "
-        "needs unless given (--fit, --efficacy-fit). Exit 3 if a fit failed its convergence gate (no escalation "
-        "then), unless --force, which the output states.",
-    )
+def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments ``decide`` and ``report`` share: spec, state, design, fits, co-data, seed, force."""
     parser.add_argument("spec", help="trial spec TOML (or 'kn5601' / 'axa_nk02')")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--state", help="the trial's patients (cohort file, with infusion_date or safety_days), "
@@ -169,10 +192,22 @@ def add_commands(commands) -> None:
     parser.add_argument("--efficacy-fit", dest="efficacy_fit", help="a saved SLEDAI-2K fit (.nc) of the state's data")
     parser.add_argument("--codata", action="append", metavar="FILE",
                         help="co-data cohort for the models (repeatable; 'kn5601' is the shipped cohort)")
-    parser.add_argument("--seed", type=seed_value, default=20251108, help="seed for the fits decide makes")
+    parser.add_argument("--seed", type=seed_value, default=20251108, help="seed for the fits and draws made here")
+    parser.add_argument("--force", action="store_true", help="use fits that failed their convergence gate (said in the output)")
+
+
+def add_commands(commands) -> None:
+    parser = commands.add_parser(
+        "decide", help="recommend the next dose group: escalate / hold / de-escalate / stop, with every rule",
+        description="The recommendation for the next cohort under the spec's design ([decision], or --design): "
+        "the action, the level, how many patients, the earliest day, each rule's question, verdict and numbers, "
+        "and the warnings (failed gate, close calls, DLT components not recorded). Fits the models the design "
+        "needs unless given (--fit, --efficacy-fit). Exit 3 if a fit failed its convergence gate (no escalation "
+        "then), unless --force, which the output states.",
+    )
+    add_decision_arguments(parser)
     parser.add_argument("--transitions", action="store_true",
                         help="also tabulate the recommendation after every outcome of the next cohort")
-    parser.add_argument("--force", action="store_true", help="use fits that failed their convergence gate (said in the output)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show fitting progress on stderr (default: on a terminal)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")

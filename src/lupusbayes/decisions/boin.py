@@ -8,11 +8,11 @@ Zhang, Liu & Yuan 2020, J Stat Softw 94(13)), function by function:
 * :func:`boin_next_dose` chooses the level for the next cohort, in the order that ``get.oc``
   applies the rules inside its simulation loop (BOIN 2.7.2 exports no single-agent next-dose
   function);
-* :func:`boin_select_mtd` picks the dose at the end of a trial (``select.mtd``);
-* :func:`simulate_boin` runs many trials at once from latent uniforms (``get.oc``) and returns a
-  :class:`RuleBasedSimulation`, whose :meth:`~RuleBasedSimulation.summary` gives the operating
-  characteristics. The 3+3 simulator in :mod:`lupusbayes.decisions.three_plus_three` returns
-  the same type.
+* :func:`boin_select_mtd` picks the dose at the end of a trial (``select.mtd``).
+
+The fast simulator of many BOIN trials at once (``get.oc``),
+:func:`~lupusbayes.simulation.rule_based.simulate_boin`, lives in the simulation layer, in
+:mod:`lupusbayes.simulation.rule_based`; it replays these rules.
 
 Conventions
 -----------
@@ -38,14 +38,13 @@ __all__ = [
     "BoinBoundaries",
     "BoinDecision",
     "MtdSelection",
-    "RuleBasedSimulation",
-    "OperatingCharacteristics",
     "boin_boundaries",
     "boin_decision_table",
     "boin_next_dose",
     "boin_select_mtd",
+    "check_level",
+    "check_positive_int",
     "pava",
-    "simulate_boin",
 ]
 
 Signal = Literal["escalate", "stay", "deescalate"]
@@ -215,7 +214,7 @@ def boin_boundaries(
         raise ValueError(f"p_tox must be at least 1.1 * target = {1.1 * target:.4g} and below 1 (got {p_tox})")
     if not 0 < cutoff_eliminate < 1:
         raise ValueError(f"cutoff_eliminate must be strictly between 0 and 1 (got {cutoff_eliminate})")
-    max_patients = _check_positive_int(max_patients, "max_patients")
+    max_patients = check_positive_int(max_patients, "max_patients")
 
     lambda_escalate = math.log((1 - p_saf) / (1 - target)) / math.log(target * (1 - p_saf) / (p_saf * (1 - target)))
     lambda_deescalate = math.log((1 - target) / (1 - p_tox)) / math.log(p_tox * (1 - target) / (target * (1 - p_tox)))
@@ -267,7 +266,7 @@ def boin_decision_table(boundaries: BoinBoundaries, n_max: int | None = None) ->
     {'n_patients': 2, 'escalate_if_dlt_at_most': 0, 'deescalate_if_dlt_at_least': 1, 'eliminate_if_dlt_at_least': 'NA'}
     {'n_patients': 3, 'escalate_if_dlt_at_most': 0, 'deescalate_if_dlt_at_least': 2, 'eliminate_if_dlt_at_least': 3}
     """
-    n_max = boundaries.max_patients if n_max is None else _check_positive_int(n_max, "n_max")
+    n_max = boundaries.max_patients if n_max is None else check_positive_int(n_max, "n_max")
     if n_max > boundaries.max_patients:
         raise ValueError(f"n_max must be at most boundaries.max_patients = {boundaries.max_patients} (got {n_max})")
     return tuple(
@@ -374,7 +373,7 @@ def boin_next_dose(
     """
     n_patients, n_dlt = _check_counts(n_patients_by_level, n_dlt_by_level)
     n_levels = n_patients.size
-    current_level = _check_level(current_level, n_levels, "current_level")
+    current_level = check_level(current_level, n_levels, "current_level")
     eliminated = _check_eliminated(eliminated_by_level, n_levels)
     if eliminated[current_level]:
         raise ValueError(f"current_level {current_level} is eliminated; BOIN never returns to an eliminated level")
@@ -585,295 +584,7 @@ def pava(values: Sequence[float], weights: Sequence[float]) -> np.ndarray:
     return np.repeat(means, sizes)
 
 
-# ---- simulation -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class OperatingCharacteristics:
-    """Operating characteristics of a simulated design, with Monte Carlo standard errors.
-
-    Probabilities are on the 0-1 scale (BOIN's ``get.oc`` prints percentages). Per-level
-    arrays are indexed by 0-based level. Each ``*_se`` is the Monte Carlo standard error of
-    the quantity before it.
-
-    Attributes
-    ----------
-    n_trials : int
-    selection_probability, selection_probability_se : numpy.ndarray
-        Fraction of trials that selected each level.
-    no_selection_probability, no_selection_probability_se : float
-        Fraction of trials that selected no level (``get.oc``'s ``percentstop`` / 100).
-    early_stop_probability, early_stop_probability_se : float
-        Fraction of trials stopped before their planned end with no level selected.
-    mean_patients, mean_patients_se : numpy.ndarray
-        Mean number of patients treated at each level.
-    mean_dlt, mean_dlt_se : numpy.ndarray
-        Mean number of DLTs at each level.
-    mean_total_patients, mean_total_patients_se, mean_total_dlt, mean_total_dlt_se : float
-    """
-
-    n_trials: int
-    selection_probability: np.ndarray
-    selection_probability_se: np.ndarray
-    no_selection_probability: float
-    no_selection_probability_se: float
-    early_stop_probability: float
-    early_stop_probability_se: float
-    mean_patients: np.ndarray
-    mean_patients_se: np.ndarray
-    mean_dlt: np.ndarray
-    mean_dlt_se: np.ndarray
-    mean_total_patients: float
-    mean_total_patients_se: float
-    mean_total_dlt: float
-    mean_total_dlt_se: float
-
-
-@dataclass(frozen=True, eq=False)
-class RuleBasedSimulation:
-    """Per-trial results of simulating a rule-based design (BOIN or 3+3).
-
-    All arrays are read-only; levels are 0-based.
-
-    Attributes
-    ----------
-    selected_level : numpy.ndarray of int, shape (n_trials,)
-        Level selected at the end of each trial; -1 when no level was selected.
-    n_patients, n_dlt : numpy.ndarray of int, shape (n_trials, n_levels)
-        Patients treated and DLTs observed at each level.
-    stopped_early : numpy.ndarray of bool, shape (n_trials,)
-        True where the design stopped the trial before its planned end because the lowest
-        level was too toxic (so no level was selected).
-    patient_level : numpy.ndarray of int, shape (n_trials, max_patients)
-        Level given to each patient in order of enrolment; -1 for patients never enrolled.
-        With an accrual model this gives each trial's duration.
-    """
-
-    selected_level: np.ndarray
-    n_patients: np.ndarray
-    n_dlt: np.ndarray
-    stopped_early: np.ndarray
-    patient_level: np.ndarray
-
-    @property
-    def n_trials(self) -> int:
-        return int(self.selected_level.size)
-
-    @property
-    def n_levels(self) -> int:
-        return int(self.n_patients.shape[1])
-
-    def summary(self) -> OperatingCharacteristics:
-        """Selection probabilities, patients and DLTs per level, and stopping, with MC errors.
-
-        Examples
-        --------
-        >>> rng = np.random.default_rng(1)
-        >>> boundaries = boin_boundaries(0.3, max_patients=30)
-        >>> simulation = simulate_boin(rng.random((2000, 30)), [0.05, 0.15, 0.3, 0.45, 0.6],
-        ...                            boundaries=boundaries, cohort_size=3, n_cohorts=10)
-        >>> summary = simulation.summary()
-        >>> int(summary.selection_probability.argmax())  # the third level, p = 0.3
-        2
-        >>> round(summary.mean_total_patients)  # a few trials stop early
-        30
-        """
-        n_trials = self.n_trials
-        selected = self.selected_level[:, None] == np.arange(self.n_levels)
-        total_patients = self.n_patients.sum(axis=1)
-        total_dlt = self.n_dlt.sum(axis=1)
-        no_selection = self.selected_level < 0
-        return OperatingCharacteristics(
-            n_trials=n_trials,
-            selection_probability=selected.mean(axis=0),
-            selection_probability_se=_standard_error(selected),
-            no_selection_probability=float(no_selection.mean()),
-            no_selection_probability_se=float(_standard_error(no_selection)),
-            early_stop_probability=float(self.stopped_early.mean()),
-            early_stop_probability_se=float(_standard_error(self.stopped_early)),
-            mean_patients=self.n_patients.mean(axis=0),
-            mean_patients_se=_standard_error(self.n_patients),
-            mean_dlt=self.n_dlt.mean(axis=0),
-            mean_dlt_se=_standard_error(self.n_dlt),
-            mean_total_patients=float(total_patients.mean()),
-            mean_total_patients_se=float(_standard_error(total_patients)),
-            mean_total_dlt=float(total_dlt.mean()),
-            mean_total_dlt_se=float(_standard_error(total_dlt)),
-        )
-
-
-def simulate_boin(
-    uniforms: np.ndarray,
-    p_true: Sequence[float],
-    *,
-    boundaries: BoinBoundaries,
-    cohort_size: int,
-    n_cohorts: int,
-    start_level: int = 0,
-) -> RuleBasedSimulation:
-    """Simulate many BOIN trials at once (Liu & Yuan 2015; BOIN 2.7.2 ``get.oc``).
-
-    Patient ``j`` of trial ``t`` has a DLT at level ``d`` exactly when
-    ``uniforms[t, j] < p_true[d]``, so designs and scenarios can share random numbers. Each
-    cohort follows :func:`boin_next_dose`; as in ``get.oc``, there is no elimination or dose
-    decision after the final cohort, and a trial stops early (no level selected) when the
-    lowest level is eliminated. Trials that run to the end select a level with
-    :func:`boin_select_mtd` on their final data (with ``boundaries.target`` and
-    ``boundaries.cutoff_eliminate``).
-
-    Parameters
-    ----------
-    uniforms : numpy.ndarray, shape (n_trials, n_columns)
-        Latent U(0, 1) per patient, with ``n_columns >= cohort_size * n_cohorts`` (extra
-        columns are not used).
-    p_true : sequence of float
-        True DLT probability at each level.
-    boundaries : BoinBoundaries
-        From :func:`boin_boundaries`, covering ``cohort_size * n_cohorts`` patients.
-    cohort_size, n_cohorts : int
-    start_level : int, default 0
-        0-based level of the first cohort.
-
-    Returns
-    -------
-    RuleBasedSimulation
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(6)
-    >>> boundaries = boin_boundaries(0.3, max_patients=30)
-    >>> simulation = simulate_boin(rng.random((1000, 30)), [0.5, 0.6, 0.7, 0.8, 0.9],
-    ...                            boundaries=boundaries, cohort_size=3, n_cohorts=10)
-    >>> bool(simulation.stopped_early.mean() > 0.5)
-    True
-    """
-    cohort_size = _check_positive_int(cohort_size, "cohort_size")
-    n_cohorts = _check_positive_int(n_cohorts, "n_cohorts")
-    planned = cohort_size * n_cohorts
-    uniforms, p_true = _check_simulation_inputs(uniforms, p_true, planned)
-    n_levels = p_true.size
-    start_level = _check_level(start_level, n_levels, "start_level")
-    if boundaries.max_patients < planned:
-        raise ValueError(
-            f"boundaries must cover cohort_size * n_cohorts = {planned} patients (they cover {boundaries.max_patients})"
-        )
-    escalate_at_most, deescalate_at_least, eliminate_at_least = _counts_indexed_by_n(boundaries)
-
-    n_trials = uniforms.shape[0]
-    level_index = np.arange(n_levels)
-    level = np.full(n_trials, start_level)
-    n_patients = np.zeros((n_trials, n_levels), dtype=np.int64)
-    n_dlt = np.zeros((n_trials, n_levels), dtype=np.int64)
-    eliminated = np.zeros((n_trials, n_levels), dtype=bool)
-    stopped_early = np.zeros(n_trials, dtype=bool)
-    patient_level = np.full((n_trials, planned), -1, dtype=np.int64)
-
-    for cohort in range(n_cohorts):
-        trials = np.flatnonzero(~stopped_early)
-        at = level[trials]
-        columns = slice(cohort * cohort_size, (cohort + 1) * cohort_size)
-        n_patients[trials, at] += cohort_size
-        n_dlt[trials, at] += (uniforms[trials, columns] < p_true[at, None]).sum(axis=1)
-        patient_level[trials, columns] = at[:, None]
-        if cohort == n_cohorts - 1:
-            break  # get.oc makes no elimination or dose decision after the final cohort
-
-        n, y = n_patients[trials, at], n_dlt[trials, at]
-        eliminate = y >= eliminate_at_least[n]
-        eliminated[trials] |= eliminate[:, None] & (level_index >= at[:, None])
-        stop = eliminate & (at == 0)
-        escalate_branch = (y <= escalate_at_most[n]) & (at < n_levels - 1)
-        escalate = escalate_branch & ~eliminated[trials, np.minimum(at + 1, n_levels - 1)]
-        deescalate = ~escalate_branch & (y >= deescalate_at_least[n]) & (at > 0)
-        level[trials] = at + escalate - deescalate
-        stopped_early[trials[stop]] = True
-
-    selected_level = np.full(n_trials, -1, dtype=np.int64)
-    finished = ~stopped_early
-    selected_level[finished] = _select_mtd_rows(
-        n_patients[finished], n_dlt[finished], boundaries.target, eliminate_at_least
-    )
-    return _read_only_simulation(selected_level, n_patients, n_dlt, stopped_early, patient_level)
-
-
-def _counts_indexed_by_n(boundaries: BoinBoundaries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The boundary counts as arrays indexed by n = 0..max_patients (n = 0 never acts)."""
-    escalate_at_most = np.array((-1, *boundaries.escalate_at_most))
-    deescalate_at_least = np.array((1, *boundaries.deescalate_at_least))
-    eliminate_at_least = np.array((1, *boundaries.eliminate_at_least))
-    return escalate_at_most, deescalate_at_least, eliminate_at_least
-
-
-def _select_mtd_rows(
-    n_patients: np.ndarray, n_dlt: np.ndarray, target: float, eliminate_at_least: np.ndarray
-) -> np.ndarray:
-    """:func:`boin_select_mtd` for each row of (n_trials, n_levels) counts; -1 for no selection.
-
-    Elimination uses the precomputed counts (``eliminate_at_least`` indexed by n), which equal
-    select.mtd's posterior rule because Pr(p > target | y, n) increases with y.
-    """
-    eliminated = np.logical_or.accumulate(n_dlt >= eliminate_at_least[n_patients], axis=1)
-    admissible = (n_patients > 0) & ~eliminated
-    y, n = n_dlt, n_patients
-    estimate = (y + 0.05) / (n + 0.1)
-    weight = (n + 0.1) ** 2 * (n + 1.1) / ((y + 0.05) * (n - y + 0.05))
-    isotonic = _isotonic_rows(estimate, weight, admissible)
-    jitter = TIE_BREAK_STEP * np.cumsum(admissible, axis=1)
-    distance = np.where(admissible, np.abs(isotonic + jitter - target), np.inf)
-    selected = np.argmin(distance, axis=1)
-    return np.where(admissible.any(axis=1) & ~eliminated[:, 0], selected, -1)
-
-
-def _isotonic_rows(values: np.ndarray, weights: np.ndarray, included: np.ndarray) -> np.ndarray:
-    """Weighted isotonic regression of each row over its ``included`` entries (others: nan).
-
-    Uses the max-min formula (Robertson, Wright & Dykstra 1988, Theorem 1.4.4): the fit at i is
-    the max over a <= i of the min over b >= i of the weighted mean of entries a..b, with a and
-    b included. It gives the same fit as :func:`pava` and vectorises over rows; the loops run
-    over the (few) levels only.
-    """
-    n_rows, n_levels = values.shape
-    weights = np.where(included, weights, 0.0)
-    weighted = np.where(included, values, 0.0) * weights
-    # interval_mean[:, a, b]: weighted mean of included entries a..b (used only for included a, b)
-    interval_mean = np.full((n_rows, n_levels, n_levels), np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for first in range(n_levels):
-            total_weight = np.zeros(n_rows)
-            total_weighted = np.zeros(n_rows)
-            for last in range(first, n_levels):
-                total_weight = total_weight + weights[:, last]
-                total_weighted = total_weighted + weighted[:, last]
-                interval_mean[:, first, last] = total_weighted / total_weight
-    fitted = np.full((n_rows, n_levels), np.nan)
-    for level in range(n_levels):
-        ends = np.where(included[:, None, level:], interval_mean[:, : level + 1, level:], np.inf)
-        smallest = ends.min(axis=2)
-        starts = np.where(included[:, : level + 1], smallest, -np.inf)
-        fitted[:, level] = np.where(included[:, level], starts.max(axis=1), np.nan)
-    return fitted
-
-
 # ---- shared helpers -------------------------------------------------------------------------
-
-
-def _read_only_simulation(selected_level, n_patients, n_dlt, stopped_early, patient_level) -> RuleBasedSimulation:
-    for array in (selected_level, n_patients, n_dlt, stopped_early, patient_level):
-        array.setflags(write=False)
-    return RuleBasedSimulation(selected_level, n_patients, n_dlt, stopped_early, patient_level)
-
-
-def _check_simulation_inputs(uniforms, p_true, planned: int) -> tuple[np.ndarray, np.ndarray]:
-    uniforms = np.asarray(uniforms, dtype=float)
-    if uniforms.ndim != 2 or uniforms.shape[1] < planned:
-        raise ValueError(
-            f"uniforms must be a 2-D array (n_trials, n_patients) with at least {planned} columns "
-            f"(got shape {uniforms.shape})"
-        )
-    p_true = np.asarray(p_true, dtype=float)
-    if p_true.ndim != 1 or p_true.size == 0 or np.any((p_true < 0) | (p_true > 1)):
-        raise ValueError("p_true must be a non-empty 1-D sequence of probabilities between 0 and 1")
-    return uniforms, p_true
 
 
 def _check_counts(n_patients_by_level, n_dlt_by_level) -> tuple[np.ndarray, np.ndarray]:
@@ -904,25 +615,36 @@ def _check_eliminated(eliminated_by_level, n_levels: int) -> np.ndarray:
     return eliminated.copy()
 
 
-def _check_level(level, n_levels: int, name: str) -> int:
+def check_level(level, n_levels: int, name: str) -> int:
+    """``level`` as an int, checked to be a 0-based level from 0 to ``n_levels - 1``.
+
+    ``name`` is the argument's name in the ValueError raised otherwise (also for a bool or a
+    non-integer). Shared with the BOIN simulator in :mod:`lupusbayes.simulation.rule_based`.
+
+    Examples
+    --------
+    >>> check_level(2, 5, "start_level")
+    2
+    """
     if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level < n_levels:
         raise ValueError(f"{name} must be a 0-based level from 0 to {n_levels - 1} (got {level!r})")
     return int(level)
 
 
-def _check_positive_int(value, name: str) -> int:
+def check_positive_int(value, name: str) -> int:
+    """``value`` as an int, checked to be a positive integer (not a bool).
+
+    ``name`` is the argument's name in the ValueError raised otherwise. Shared with the BOIN
+    simulator in :mod:`lupusbayes.simulation.rule_based`.
+
+    Examples
+    --------
+    >>> check_positive_int(3, "cohort_size")
+    3
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer (got {value!r})")
     return int(value)
-
-
-def _standard_error(values: np.ndarray) -> np.ndarray:
-    """Monte Carlo standard error of the mean over trials (axis 0)."""
-    values = np.asarray(values, dtype=float)
-    n_trials = values.shape[0]
-    if n_trials < 2:
-        return np.full(values.shape[1:], np.nan) if values.ndim > 1 else np.float64(np.nan)
-    return values.std(axis=0, ddof=1) / np.sqrt(n_trials)
 
 
 def _plural(count: int, word: str) -> str:

@@ -116,6 +116,10 @@ class DrawsPosterior:
         """Posterior probability of ``event(values[name])`` at each dose."""
         return [self._estimate(event(column).astype(float)) for column in self.values[name].T]
 
+    def probability_at_least(self, name: str, threshold: float) -> list[Estimate]:
+        """Posterior probability that ``name`` (a probability per dose) is at least ``threshold``."""
+        return self.probability(name, lambda p: p >= threshold)
+
     def updated(self, level: int, n_patients: int, *, n_dlt: int | None = None,
                 n_responders: int | None = None) -> DrawsPosterior:
         """The posterior after a hypothetical cohort at ``level``: importance reweighting.
@@ -183,48 +187,57 @@ def draws_from_dose_response(dose_response: xr.Dataset, *, response: str | None 
 
 @dataclass(frozen=True)
 class ExactPosterior:
-    """The single-study BLRM posterior by quadrature (no Monte Carlo error), for decisions.
+    """A logistic dose-response posterior by quadrature (no Monte Carlo error), for decisions.
 
-    Built by :func:`exact_blrm` from DLT counts per dose; :meth:`updated` adds a cohort and
-    recomputes, exactly.
+    The BLRM on DLT counts (``quantity = "p_dlt"``) or the same model on responder counts
+    (``"p_response"``, which also answers for ``"p_response_final"``). Built by
+    :func:`exact_blrm`; :meth:`updated` adds a cohort and recomputes, exactly.
     """
 
     doses: np.ndarray
     n_patients: np.ndarray
-    n_dlt: np.ndarray
+    n_events: np.ndarray
     prior: BivariateNormalPrior | BivariateNormalMixture
     reference_dose: float
     blrm: ExactBLRM = field(repr=False)
+    quantity: str = "p_dlt"
     source: str = "exact BLRM (quadrature)"
     dlt_basis: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def has(self, name: str) -> bool:
-        return name == "p_dlt"
+        return name == self.quantity or (self.quantity == "p_response" and name == "p_response_final")
+
+    def _check(self, name: str) -> None:
+        if not self.has(name):
+            raise KeyError(f"this exact posterior holds {self.quantity} only (asked for {name})")
 
     def mean(self, name: str) -> list[Estimate]:
-        if name != "p_dlt":
-            raise KeyError(f"the exact BLRM has only p_dlt (asked for {name})")
+        self._check(name)
         return [Estimate(float(v), QUADRATURE_ERROR, "quadrature") for v in self.blrm.mean_p_dlt(self.doses)]
 
-    def probability_at_least(self, threshold: float) -> list[Estimate]:
-        """P(P(DLT) >= threshold) at each dose, cell-integrated."""
+    def probability_at_least(self, name: str, threshold: float) -> list[Estimate]:
+        """P(quantity >= threshold) at each dose, cell-integrated."""
+        self._check(name)
         return [Estimate(float(v), QUADRATURE_ERROR, "quadrature")
                 for v in self.blrm.probability_at_least(self.doses, threshold)]
 
     def updated(self, level: int, n_patients: int, *, n_dlt: int | None = None,
                 n_responders: int | None = None) -> ExactPosterior:
-        n, y = self.n_patients.copy(), self.n_dlt.copy()
-        n[level] += n_patients
-        y[level] += n_dlt or 0
+        events = n_dlt if self.quantity == "p_dlt" else n_responders
+        n, y = self.n_patients.copy(), self.n_events.copy()
+        if events is not None:
+            n[level] += n_patients
+            y[level] += events
         return exact_blrm(self.doses, n, y, prior=self.prior, reference_dose=self.reference_dose,
-                          dlt_basis=self.dlt_basis, notes=self.notes)
+                          quantity=self.quantity, dlt_basis=self.dlt_basis, notes=self.notes)
 
 
-def exact_blrm(doses, n_patients, n_dlt, *, prior: BivariateNormalPrior | BivariateNormalMixture,
-               reference_dose: float, dlt_basis: str = "", notes: tuple[str, ...] = ()) -> ExactPosterior:
-    """The exact BLRM posterior for DLT counts per dose, ready for decisions."""
+def exact_blrm(doses, n_patients, n_events, *, prior: BivariateNormalPrior | BivariateNormalMixture,
+               reference_dose: float, quantity: str = "p_dlt", source: str = "exact BLRM (quadrature)",
+               dlt_basis: str = "", notes: tuple[str, ...] = ()) -> ExactPosterior:
+    """The exact logistic posterior for event counts per dose (DLTs, or responders), ready for decisions."""
     doses = np.asarray(doses, dtype=float)
-    n, y = np.asarray(n_patients, dtype=float), np.asarray(n_dlt, dtype=float)
+    n, y = np.asarray(n_patients, dtype=float), np.asarray(n_events, dtype=float)
     blrm = blrm_exact_posterior(doses, n, y, prior=prior, reference_dose=reference_dose)
-    return ExactPosterior(doses, n, y, prior, float(reference_dose), blrm, dlt_basis=dlt_basis, notes=tuple(notes))
+    return ExactPosterior(doses, n, y, prior, float(reference_dose), blrm, quantity, source, dlt_basis, tuple(notes))

@@ -38,7 +38,7 @@ __all__ = [
     "probability_at_least", "efficacy_insufficient",
 ]
 
-ToxicityPosterior = DrawsPosterior | ExactPosterior
+ToxicityPosterior = DrawsPosterior | ExactPosterior  # anything with has / mean / probability_at_least / updated
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class DecisionContext:
     spec: TrialSpec
     state: TrialState
     toxicity: ToxicityPosterior | None = None
-    efficacy: DrawsPosterior | None = None
+    efficacy: DrawsPosterior | ExactPosterior | None = None
     failed_gates: tuple[str, ...] = ()
     forced: bool = False
 
@@ -98,11 +98,9 @@ class Rule:
         raise NotImplementedError
 
 
-def probability_at_least(posterior: ToxicityPosterior, threshold: float) -> list[Estimate]:
-    """P(P(DLT) >= threshold) at each level, from either kind of posterior."""
-    if isinstance(posterior, ExactPosterior):
-        return posterior.probability_at_least(threshold)
-    return posterior.probability("p_dlt", lambda p: p >= threshold)
+def probability_at_least(posterior: ToxicityPosterior, threshold: float, name: str = "p_dlt") -> list[Estimate]:
+    """P(``name`` >= threshold) at each level (P(DLT) by default), from any kind of posterior."""
+    return posterior.probability_at_least(name, threshold)
 
 
 def _close(estimate: Estimate, threshold: float, context: DecisionContext, what: str) -> tuple[str, ...]:
@@ -307,7 +305,8 @@ def efficacy_insufficient(context: DecisionContext, level: int) -> tuple[bool | 
     settings = context.spec.decision.efficacy
     if context.efficacy is None or not context.efficacy.has("p_response"):
         return None, None
-    estimate = context.efficacy.probability("p_response", lambda p: p < settings.insufficient_rate)[level]
+    at_least = context.efficacy.probability_at_least("p_response", settings.insufficient_rate)[level]
+    estimate = Estimate(1.0 - at_least.value, at_least.error, at_least.error_kind)  # P(rate < insufficient_rate)
     return estimate.value >= settings.insufficient_probability, estimate
 
 

@@ -15,6 +15,10 @@ level given**, with its cumulative patients ``n`` and DLTs ``t``:
 
 Dose levels are **0-based** in the API; outcome strings (``"1NNN 2NNT"``) and reason
 sentences number levels **from 1**, as ``escalation`` does.
+
+The fast simulator of many 3+3 trials at once,
+:func:`~lupusbayes.simulation.rule_based.simulate_three_plus_three`, lives in the simulation
+layer, in :mod:`lupusbayes.simulation.rule_based`; it replays these rules.
 """
 
 from __future__ import annotations
@@ -26,14 +30,11 @@ from typing import Literal
 
 import numpy as np
 
-from lupusbayes.decisions.boin import RuleBasedSimulation
-
 __all__ = [
     "CohortOutcome",
     "ThreePlusThreeDecision",
     "format_outcomes",
     "parse_outcomes",
-    "simulate_three_plus_three",
     "three_plus_three_from_outcomes",
     "three_plus_three_next",
 ]
@@ -299,132 +300,6 @@ def _enforce_three_plus_three(n_patients, n_dlt, last_level: int, allow_deescala
         problem = "a cohort at a level other than the last one given is incomplete"
     if problem:
         raise ValueError(f"'{outcome_string}' is not a 3+3 path: {problem} (pass strict=False to get advice anyway)")
-
-
-# ---- simulation -----------------------------------------------------------------------------
-
-
-def simulate_three_plus_three(
-    uniforms: np.ndarray,
-    p_true: Sequence[float],
-    *,
-    max_patients: int | None = None,
-    allow_deescalate: bool = False,
-) -> RuleBasedSimulation:
-    """Simulate many 3+3 trials at once, starting at the lowest level (``escalation`` rules).
-
-    Patient ``j`` of trial ``t`` has a DLT at level ``d`` exactly when
-    ``uniforms[t, j] < p_true[d]`` (common random numbers, as in
-    :func:`~lupusbayes.decisions.boin.simulate_boin`). Every cohort follows
-    :func:`three_plus_three_next`.
-
-    Parameters
-    ----------
-    uniforms : numpy.ndarray, shape (n_trials, n_columns)
-        Latent U(0, 1) per patient, with at least ``max_patients`` columns (extra columns are
-        not used).
-    p_true : sequence of float
-        True DLT probability at each level.
-    max_patients : int, optional
-        Cap on the sample size, a multiple of 3. A trial that reaches it while the 3+3 would
-        continue stops and selects the level the 3+3 would give next (as ``escalation``'s
-        ``stop_at_n`` does). Default ``6 * n_levels``, which the 3+3 never exceeds.
-    allow_deescalate : bool, default False
-        Korn et al.'s variant.
-
-    Returns
-    -------
-    RuleBasedSimulation
-        ``stopped_early`` marks trials the 3+3 stopped with no level selected.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(3)
-    >>> simulation = simulate_three_plus_three(rng.random((1000, 30)), [0.05, 0.1, 0.2, 0.35, 0.5])
-    >>> bool(simulation.n_patients.sum(axis=1).max() <= 30)
-    True
-    """
-    p_true = np.asarray(p_true, dtype=float)
-    if p_true.ndim != 1 or p_true.size == 0 or np.any((p_true < 0) | (p_true > 1)):
-        raise ValueError("p_true must be a non-empty 1-D sequence of probabilities between 0 and 1")
-    n_levels = p_true.size
-    if max_patients is None:
-        max_patients = MAX_PATIENTS_PER_LEVEL * n_levels
-    whole = isinstance(max_patients, (int, np.integer)) and not isinstance(max_patients, bool)
-    if not whole or max_patients < 3 or max_patients % 3:
-        raise ValueError(f"max_patients must be a positive multiple of 3 (got {max_patients!r})")
-    uniforms = np.asarray(uniforms, dtype=float)
-    if uniforms.ndim != 2 or uniforms.shape[1] < max_patients:
-        raise ValueError(
-            f"uniforms must be a 2-D array (n_trials, n_patients) with at least {max_patients} columns "
-            f"(got shape {uniforms.shape})"
-        )
-
-    n_trials = uniforms.shape[0]
-    level = np.zeros(n_trials, dtype=np.int64)
-    n_patients = np.zeros((n_trials, n_levels), dtype=np.int64)
-    n_dlt = np.zeros((n_trials, n_levels), dtype=np.int64)
-    running = np.ones(n_trials, dtype=bool)
-    selected_level = np.full(n_trials, -1, dtype=np.int64)
-    stopped_early = np.zeros(n_trials, dtype=bool)
-    patient_level = np.full((n_trials, max_patients), -1, dtype=np.int64)
-
-    n_cohorts = max_patients // COHORT_SIZE
-    for cohort in range(n_cohorts):
-        trials = np.flatnonzero(running)
-        if trials.size == 0:
-            break
-        at = level[trials]
-        columns = slice(cohort * COHORT_SIZE, (cohort + 1) * COHORT_SIZE)
-        n_patients[trials, at] += COHORT_SIZE
-        n_dlt[trials, at] += (uniforms[trials, columns] < p_true[at, None]).sum(axis=1)
-        patient_level[trials, columns] = at[:, None]
-
-        next_level, stop, selected = _decide_rows(n_patients[trials], n_dlt[trials], at, allow_deescalate)
-        if cohort == n_cohorts - 1:  # sample size reached: select the level the 3+3 would give next
-            selected = np.where(stop, selected, next_level)
-            stop = np.ones_like(stop)
-        level[trials] = np.where(stop, at, next_level)
-        selected_level[trials[stop]] = selected[stop]
-        stopped_early[trials[stop]] = selected[stop] < 0
-        running[trials[stop]] = False
-
-    for array in (selected_level, n_patients, n_dlt, stopped_early, patient_level):
-        array.setflags(write=False)
-    return RuleBasedSimulation(selected_level, n_patients, n_dlt, stopped_early, patient_level)
-
-
-def _decide_rows(n_patients: np.ndarray, n_dlt: np.ndarray, level: np.ndarray, allow_deescalate: bool):
-    """:func:`three_plus_three_next` for many trials just after a complete cohort.
-
-    After a complete cohort the last level has 3 or 6 patients. Returns the next level, whether
-    the trial stops, and the selected level when it stops (-1 for none).
-    """
-    n_rows, n_levels = n_patients.shape
-    rows = np.arange(n_rows)
-    n, t = n_patients[rows, level], n_dlt[rows, level]
-    above = np.minimum(level + 1, n_levels - 1)
-    below = np.maximum(level - 1, 0)
-
-    treat_more = (n == 3) & (t == 1)
-    acceptable = (t == 0) | ((n == 6) & (t == 1))
-    too_toxic = ~treat_more & ~acceptable
-    next_closed = (level == n_levels - 1) | (n_patients[rows, above] >= 6) | (n_dlt[rows, above] >= 2)
-    stop_here = acceptable & next_closed
-    escalate = acceptable & ~next_closed
-
-    if allow_deescalate:
-        deescalate = too_toxic & (level > 0) & (n_patients[rows, below] < 6)
-        safe = (n_patients >= 6) & (n_dlt <= 1)
-        highest_safe = np.where(safe.any(axis=1), n_levels - 1 - np.argmax(safe[:, ::-1], axis=1), -1)
-        too_toxic_selection = np.where(level > 0, highest_safe, -1)
-    else:
-        deescalate = np.zeros(n_rows, dtype=bool)
-        too_toxic_selection = level - 1  # -1 (none) at the lowest level
-    stop = stop_here | (too_toxic & ~deescalate)
-    next_level = level + escalate - deescalate
-    selected = np.where(stop_here, level, np.where(stop, too_toxic_selection, -1))
-    return next_level, stop, selected
 
 
 def _check_counts(n_patients_by_level, n_dlt_by_level) -> tuple[np.ndarray, np.ndarray]:

@@ -88,13 +88,16 @@ def _mode_and_scale(x, n, y, prior):
              else prior.mean)
     theta = np.broadcast_to(start, batch + (2,)).astype(float).copy()
     value, gradient, hessian = _log_posterior_terms(theta, x, n, y, prior)
+    # a data set stops moving once its own step is negligible, so its mode (and every number
+    # computed from it) does not depend on which other data sets share the batch
+    converged = np.zeros(batch, dtype=bool)
     for _ in range(_NEWTON_STEPS):
         # a Newton step where the Hessian is negative definite, else a gradient step; then halve
         # the step until the log posterior does not fall
         negative_definite = (hessian[..., 0, 0] < 0) & (np.linalg.det(hessian) > 0)
         safe = np.where(negative_definite[..., None, None], hessian, -np.eye(2))
         step = -np.linalg.solve(safe, gradient[..., None])[..., 0]
-        step = np.clip(step, -2.0, 2.0)
+        step = np.where(converged[..., None], 0.0, np.clip(step, -2.0, 2.0))
         scale = np.ones(batch)
         for _ in range(30):
             candidate = theta + scale[..., None] * step
@@ -104,7 +107,8 @@ def _mode_and_scale(x, n, y, prior):
                 break
             scale = np.where(worse, scale / 2, scale)
         theta, value, gradient, hessian = candidate, new_value, new_gradient, new_hessian
-        if np.all(np.abs(scale[..., None] * step) < 1e-10):
+        converged |= np.all(np.abs(scale[..., None] * step) < 1e-10, axis=-1)
+        if converged.all():
             break
     precision = -hessian
     positive = (precision[..., 0, 0] > 0) & (np.linalg.det(precision) > 0)

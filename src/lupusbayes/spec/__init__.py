@@ -35,6 +35,7 @@ from lupusbayes.spec.settings import (
     FitSettings,
     Heterogeneity,
     LogNormalPrior,
+    ResponseModelSettings,
     SledaiModelSettings,
     ToxicityModelSettings,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "HETEROGENEITY_PRESETS",
     "ToxicityModelSettings",
     "SledaiModelSettings",
+    "ResponseModelSettings",
     "FitSettings",
     "ConvergenceGate",
 ]

@@ -46,11 +46,12 @@ from lupusbayes.spec.settings import (
     FitSettings,
     Heterogeneity,
     LogNormalPrior,
+    ResponseModelSettings,
     SledaiModelSettings,
     ToxicityModelSettings,
 )
 
-__all__ = ["load_spec", "parse_spec", "shipped_spec_path", "SHIPPED_SPECS"]
+__all__ = ["load_spec", "parse_spec", "shipped_spec_path", "SHIPPED_SPECS", "TomlTable", "parse_toml"]
 
 #: Names of the specs shipped with the package (``load_spec("kn5601")``).
 SHIPPED_SPECS = ("kn5601", "axa_nk02")
@@ -100,16 +101,21 @@ def load_spec(path: str | Path) -> TrialSpec:
     return parse_spec(text, source=str(path))
 
 
-def parse_spec(text: str, *, source: str = "<spec>") -> TrialSpec:
-    """Validate TOML ``text`` as a trial spec (``source`` names it in error messages)."""
+def parse_toml(text: str, *, source: str) -> TomlTable:
+    """TOML text as a :class:`TomlTable` (a byte-order mark accepted; errors name ``source``)."""
     text = text.removeprefix("\ufeff")  # a byte-order mark, as spreadsheet and Windows editors write
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"not valid TOML ({error})", source=source) from None
     except RecursionError:
-        raise SpecError("not a usable spec: values are nested too deeply", source=source) from None
-    root = _Table(document, "", source)
+        raise SpecError("not usable: values are nested too deeply", source=source) from None
+    return TomlTable(document, "", source)
+
+
+def parse_spec(text: str, *, source: str = "<spec>") -> TrialSpec:
+    """Validate TOML ``text`` as a trial spec (``source`` names it in error messages)."""
+    root = parse_toml(text, source=source)
     trial = _parse_trial(root.table("trial"))
     dosing = _parse_dosing(root.table("dosing"))
     dlt = _parse_dlt(root.table("dlt"), dosing)
@@ -128,8 +134,12 @@ def parse_spec(text: str, *, source: str = "<spec>") -> TrialSpec:
     )
 
 
-class _Table:
-    """A TOML table being consumed: typed getters, and ``finish()`` rejects unknown keys."""
+class TomlTable:
+    """A TOML table being consumed: typed getters, and ``finish()`` rejects unknown keys.
+
+    Every getter names the file and the key path in its error (``field 'dosing.levels'``); other
+    validated TOML files (simulation scenarios) use it too.
+    """
 
     def __init__(self, data: Mapping[str, Any] | None, path: str, source: str) -> None:
         self.data = dict(data or {})
@@ -152,17 +162,17 @@ class _Table:
             return default
         return self.data[name]
 
-    def table(self, name: str, *, required: bool = True) -> _Table:
+    def table(self, name: str, *, required: bool = True) -> TomlTable:
         value = self.raw(name, None, required=required)
         if value is not None and not isinstance(value, dict):
             raise self.error(name, "must be a table ([section])")
-        return _Table(value, self.key(name), self.source)
+        return TomlTable(value, self.key(name), self.source)
 
-    def array_of_tables(self, name: str) -> list[_Table]:
+    def array_of_tables(self, name: str) -> list[TomlTable]:
         value = self.raw(name, [])
         if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
             raise self.error(name, "must be an array of tables ([[section]])")
-        return [_Table(item, f"{self.key(name)}[{index}]", self.source) for index, item in enumerate(value)]
+        return [TomlTable(item, f"{self.key(name)}[{index}]", self.source) for index, item in enumerate(value)]
 
     def string(self, name: str, default: str | None = None, *, required: bool = False) -> str | None:
         value = self.raw(name, default, required=required)
@@ -256,7 +266,7 @@ class _Table:
             raise self.error(unknown[0], f"unknown key{hint}")
 
 
-def _parse_trial(table: _Table) -> TrialInfo:
+def _parse_trial(table: TomlTable) -> TrialInfo:
     info = TrialInfo(
         id=table.string("id", required=True),
         title=table.string("title", ""),
@@ -271,7 +281,7 @@ def _parse_trial(table: _Table) -> TrialInfo:
     return info
 
 
-def _parse_dose_unit(table: _Table, name: str) -> DoseUnit:
+def _parse_dose_unit(table: TomlTable, name: str) -> DoseUnit:
     text = table.string(name, required=True)
     try:
         return DoseUnit(text)
@@ -279,7 +289,7 @@ def _parse_dose_unit(table: _Table, name: str) -> DoseUnit:
         raise table.error(name, f"wrong unit '{text}': dose units are 'cells' or 'cells/kg'") from None
 
 
-def _parse_dosing(table: _Table) -> DosingSpec:
+def _parse_dosing(table: TomlTable) -> DosingSpec:
     unit = _parse_dose_unit(table, "unit")
     levels = table.numbers("levels", required=True)
     if not levels:
@@ -328,7 +338,7 @@ def _parse_dosing(table: _Table) -> DosingSpec:
                       {str(k): int(v) for k, v in by_study.items()})
 
 
-def _parse_dlt(table: _Table, dosing: DosingSpec) -> DLTDefinition:
+def _parse_dlt(table: TomlTable, dosing: DosingSpec) -> DLTDefinition:
     window = table.integer("window_days", required=True, minimum=1, maximum=365)
     definition = table.strings("definition", ())
     crs = table.integer("crs_grade_at_least", None, minimum=1, maximum=5)
@@ -340,7 +350,7 @@ def _parse_dlt(table: _Table, dosing: DosingSpec) -> DLTDefinition:
     return DLTDefinition(window, definition, crs, icans, intervals)
 
 
-def _parse_intervals(table: _Table) -> ToxicityIntervals:
+def _parse_intervals(table: TomlTable) -> ToxicityIntervals:
     """``[dlt.intervals]``: edges, their names and the overdose interval (default: oncology's)."""
     if not table.present:
         return ToxicityIntervals.oncology()
@@ -357,7 +367,7 @@ def _parse_intervals(table: _Table) -> ToxicityIntervals:
                           str(error)) from None
 
 
-def _parse_escalation(table: _Table) -> EscalationRules:
+def _parse_escalation(table: TomlTable) -> EscalationRules:
     rules = EscalationRules(
         group_size=table.integer("group_size", 3, minimum=1, maximum=12),
         sentinel_patients=table.integer("sentinel_patients", 0, minimum=0),
@@ -375,7 +385,7 @@ def _parse_escalation(table: _Table) -> EscalationRules:
     return rules
 
 
-def _parse_decision(table: _Table, dlt: DLTDefinition) -> DecisionSettings:
+def _parse_decision(table: TomlTable, dlt: DLTDefinition) -> DecisionSettings:
     defaults = DecisionSettings()
     if not table.present:
         return defaults
@@ -428,7 +438,7 @@ def _parse_decision(table: _Table, dlt: DLTDefinition) -> DecisionSettings:
     return settings
 
 
-def _parse_efficacy(table: _Table) -> EfficacySpec:
+def _parse_efficacy(table: TomlTable) -> EfficacySpec:
     months = table.numbers("months", (1.0, 3.0, 6.0))
     if not months or any(m <= 0 for m in months):
         raise table.error("months", "must be positive months since the first infusion")
@@ -443,7 +453,7 @@ def _parse_efficacy(table: _Table) -> EfficacySpec:
 _RULE_KEYS = ("min", "max", "greater_than", "less_than", "equals", "any_of_classes", "any_true")
 
 
-def _parse_eligibility(table: _Table) -> tuple[EligibilityCriterion, ...]:
+def _parse_eligibility(table: TomlTable) -> tuple[EligibilityCriterion, ...]:
     criteria = []
     seen: set[str] = set()
     for item in table.array_of_tables("criteria"):
@@ -465,7 +475,7 @@ def _parse_eligibility(table: _Table) -> tuple[EligibilityCriterion, ...]:
         )
         applies_when = item.raw("applies_when")
         if applies_when is not None:
-            condition = _Table(applies_when, item.key("applies_when"), item.source)
+            condition = TomlTable(applies_when, item.key("applies_when"), item.source)
             condition.string("field", required=True)
             for bound in ("min", "max", "greater_than", "less_than"):
                 condition.number(bound)
@@ -496,7 +506,7 @@ def _parse_eligibility(table: _Table) -> tuple[EligibilityCriterion, ...]:
     return tuple(criteria)
 
 
-def _parse_bvn(table: _Table, default: BivariateNormalPrior) -> BivariateNormalPrior:
+def _parse_bvn(table: TomlTable, default: BivariateNormalPrior) -> BivariateNormalPrior:
     if not table.present:
         return default
     prior = BivariateNormalPrior(
@@ -510,7 +520,7 @@ def _parse_bvn(table: _Table, default: BivariateNormalPrior) -> BivariateNormalP
     return prior
 
 
-def _parse_lognormal(table: _Table, default: LogNormalPrior) -> LogNormalPrior:
+def _parse_lognormal(table: TomlTable, default: LogNormalPrior) -> LogNormalPrior:
     if not table.present:
         return default
     prior = LogNormalPrior(
@@ -521,7 +531,7 @@ def _parse_lognormal(table: _Table, default: LogNormalPrior) -> LogNormalPrior:
     return prior
 
 
-def _parse_toxicity(table: _Table, default: ToxicityModelSettings) -> ToxicityModelSettings:
+def _parse_toxicity(table: TomlTable, default: ToxicityModelSettings) -> ToxicityModelSettings:
     if not table.present:
         return default
     outcome = table.choice("outcome", ("crs_grade", "dlt", "crs_any"), default.outcome)
@@ -532,7 +542,7 @@ def _parse_toxicity(table: _Table, default: ToxicityModelSettings) -> ToxicityMo
             raise table.error("heterogeneity", f"unknown preset '{het}' (use {', '.join(HETEROGENEITY_PRESETS)})")
         heterogeneity = Heterogeneity.preset(het)
     elif isinstance(het, dict):
-        het_table = _Table(het, table.key("heterogeneity"), table.source)
+        het_table = TomlTable(het, table.key("heterogeneity"), table.source)
         heterogeneity = Heterogeneity(
             median_tau_log_a=het_table.number("median_tau_log_a", heterogeneity.median_tau_log_a, positive=True),
             median_tau_log_b=het_table.number("median_tau_log_b", heterogeneity.median_tau_log_b, positive=True),
@@ -565,7 +575,7 @@ def _parse_toxicity(table: _Table, default: ToxicityModelSettings) -> ToxicityMo
     return settings
 
 
-def _parse_sledai(table: _Table, default: SledaiModelSettings) -> SledaiModelSettings:
+def _parse_sledai(table: TomlTable, default: SledaiModelSettings) -> SledaiModelSettings:
     if not table.present:
         return default
     intercept = table.table("intercept", required=False)
@@ -592,13 +602,22 @@ def _parse_sledai(table: _Table, default: SledaiModelSettings) -> SledaiModelSet
     return settings
 
 
-def _parse_models(table: _Table) -> ModelSpecs:
+def _parse_response(table: TomlTable, default: ResponseModelSettings) -> ResponseModelSettings:
+    if not table.present:
+        return default
+    settings = ResponseModelSettings(prior=_parse_bvn(table.table("prior", required=False), default.prior))
+    table.finish()
+    return settings
+
+
+def _parse_models(table: TomlTable) -> ModelSpecs:
     defaults = ModelSpecs()
     try:
         models = ModelSpecs(
             crs=_parse_toxicity(table.table("crs", required=False), defaults.crs),
             blrm=_parse_toxicity(table.table("blrm", required=False), defaults.blrm),
             sledai=_parse_sledai(table.table("sledai", required=False), defaults.sledai),
+            response=_parse_response(table.table("response", required=False), defaults.response),
         )
     except ValueError as error:
         if isinstance(error, SpecError):
@@ -608,7 +627,7 @@ def _parse_models(table: _Table) -> ModelSpecs:
     return models
 
 
-def _parse_fitting(table: _Table) -> FitSettings:
+def _parse_fitting(table: TomlTable) -> FitSettings:
     defaults = FitSettings()
     if not table.present:
         return defaults
@@ -635,7 +654,7 @@ def _parse_fitting(table: _Table) -> FitSettings:
     return settings
 
 
-def _parse_observations(tables: list[_Table], trial_id: str, dosing: DosingSpec) -> tuple[DoseObservation, ...]:
+def _parse_observations(tables: list[TomlTable], trial_id: str, dosing: DosingSpec) -> tuple[DoseObservation, ...]:
     observations = []
     for table in tables:
         n_patients = table.integer("n_patients", required=True, minimum=1)

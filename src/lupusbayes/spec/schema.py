@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from lupusbayes.dosing import DoseUnit, WeightTierSchedule
-from lupusbayes.spec.settings import FitSettings, SledaiModelSettings, ToxicityModelSettings
+from lupusbayes.spec.settings import FitSettings, ResponseModelSettings, SledaiModelSettings, ToxicityModelSettings
 
 __all__ = [
     "TrialSpec",
@@ -341,6 +341,7 @@ class ModelSpecs:
     crs: ToxicityModelSettings = field(default_factory=ToxicityModelSettings)
     blrm: ToxicityModelSettings = field(default_factory=lambda: ToxicityModelSettings(outcome="dlt"))
     sledai: SledaiModelSettings = field(default_factory=SledaiModelSettings)
+    response: ResponseModelSettings = field(default_factory=ResponseModelSettings)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ __all__ = [
     "HETEROGENEITY_PRESETS",
     "ToxicityModelSettings",
     "SledaiModelSettings",
+    "ResponseModelSettings",
     "FitSettings",
     "ConvergenceGate",
     "ToxicityOutcome",
@@ -232,6 +233,25 @@ class SledaiModelSettings:
 
     def replace(self, **changes) -> SledaiModelSettings:
         return replace(self, **changes)
+
+
+def _default_response_prior() -> BivariateNormalPrior:
+    # logit P(response) at the reference dose: median 0.4 (a month-1 SRI-4 SLEDAI component
+    # after CAR-T / CAR-NK therapy), 95% range 0.05-0.92; slope median 1, as the DLT prior
+    return BivariateNormalPrior(mean_log_a=-0.405, mean_log_b=0.0, sd_log_a=1.5, sd_log_b=0.8)
+
+
+@dataclass(frozen=True)
+class ResponseModelSettings:
+    """The binary response model the trial simulator decides with (``[model.response]``).
+
+    ``logit P(response) = log a + b log(d / d*)`` for the response of ``[decision.efficacy]`` at
+    its month, ``(log a, log b) ~ BVN(prior)``: a BLRM on responder counts, so its posterior is
+    exact by quadrature. Real decisions use the SLEDAI-2K model; the simulator needs a model it
+    can update thousands of times (docs/simulation.md).
+    """
+
+    prior: BivariateNormalPrior = field(default_factory=_default_response_prior)
 
 
 @dataclass(frozen=True)

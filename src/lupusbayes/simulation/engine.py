@@ -1,0 +1,285 @@
+"""Simulated trials, run by the decision module's own rules, many trials in lockstep.
+
+A simulated trial is the real decision procedure replayed against a known truth: at each
+decision time the trial's state (who was dosed at which level, when, and what has been
+*observed* by then) goes to :func:`lupusbayes.decisions.decide` with the design's rules, exactly
+as ``lupusbayes decide`` would, and the recommendation is carried out:
+
+* ``stop``: the trial stops enrolling; its dose is selected at the final analysis, when every
+  patient has completed the DLT window (and, for designs that read efficacy, the final
+  response month). That analysis is a decision on the complete data, and its selection is the
+  trial's;
+* a wait (sentinel, group window): the clock moves on by the wait and the trial decides again;
+* otherwise ``n_next`` patients are dosed at the recommended level, each on the later of the
+  decision day and their arrival day (:func:`~lupusbayes.simulation.patients.arrival_days`).
+  Designs with timing rules decide again at once (their rules say how long to wait); designs
+  without them decide when the cohort has completed the DLT window, the convention of BOIN's
+  and the 3+3's simulations.
+
+What is observed when: a DLT at the end of the DLT window (so nothing is learnt early), a
+response at ``[decision.efficacy] month`` after dosing; a responder stays one at the final
+month. Posteriors are the exact ones of :mod:`lupusbayes.simulation.fast`, computed once per
+distinct set of counts and in one batch for all trials that reach new counts at a step.
+
+All trials of a chunk advance together: one step decides for every running trial. Results
+depend only on the latent patients (so on the seed), never on the batch a trial shares.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from lupusbayes.decisions import DecisionContext, Design, Recommendation, decide
+from lupusbayes.decisions.rules import GroupWindow, Sentinel
+from lupusbayes.decisions.state import DAYS_PER_MONTH, PatientRecord, TrialState
+from lupusbayes.simulation.fast import FastPosteriors
+from lupusbayes.simulation.patients import LatentPatients, arrival_days
+from lupusbayes.simulation.scenarios import Scenario
+from lupusbayes.spec import TrialSpec
+
+__all__ = ["TrialResults", "PosteriorBank", "simulate_trials", "SimulationError", "max_patients_of"]
+
+
+class SimulationError(RuntimeError):
+    """A simulated trial could not be run to its end (a design that never stops, or a bug)."""
+
+
+@dataclass
+class PosteriorBank:
+    """The cached fast posteriors a spec's designs read: DLTs and responses."""
+
+    toxicity: FastPosteriors
+    efficacy: FastPosteriors
+
+    @classmethod
+    def for_spec(cls, spec: TrialSpec) -> PosteriorBank:
+        """Thresholds: the toxicity intervals' edges, the loss intervals' edges, the efficacy rate."""
+        decision = spec.decision
+        toxicity_thresholds = (*spec.dlt.intervals.edges, *decision.loss.edges, decision.loss.overdose_from)
+        return cls(FastPosteriors(spec, spec.models.blrm.prior, "p_dlt", toxicity_thresholds),
+                   FastPosteriors(spec, spec.models.response.prior, "p_response",
+                                  (decision.efficacy.insufficient_rate,)))
+
+    @property
+    def computed(self) -> int:
+        return self.toxicity.computed + self.efficacy.computed
+
+    @property
+    def refined(self) -> int:
+        return self.toxicity.refined + self.efficacy.refined
+
+
+def max_patients_of(spec: TrialSpec) -> int:
+    """The simulated sample size cap: the spec's ``max_patients`` (required: a BLRM never stops on its own)."""
+    if spec.escalation.max_patients is None:
+        raise ValueError(f"{spec.trial.id}: simulating needs [escalation] max_patients (the Bayesian designs stop on "
+                         "the sample size)")
+    return int(spec.escalation.max_patients)
+
+
+@dataclass(frozen=True, eq=False)
+class TrialResults:
+    """Per-trial results of one design on one scenario. Levels are 0-based; -1 is no selection."""
+
+    design: str
+    scenario: str
+    trial: np.ndarray  # trial number within the scenario (the latent patients' row)
+    selected_level: np.ndarray
+    stop_reason: np.ndarray  # the first reason the trial stopped
+    n_patients: np.ndarray  # (trials, levels)
+    n_dlt: np.ndarray
+    n_responders: np.ndarray
+    duration_days: np.ndarray  # first dosing to the final analysis
+    n_decisions: np.ndarray
+    final_analysis_changed: np.ndarray  # the final analysis did not confirm the stop (its selection is kept)
+
+    @property
+    def n_trials(self) -> int:
+        return int(self.trial.size)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per trial; per-level counts as ``n_patients_level_1`` ... (levels from 1)."""
+        columns = {"scenario": self.scenario, "design": self.design, "trial": self.trial,
+                   "selected_level": np.where(self.selected_level >= 0, self.selected_level + 1, 0),
+                   "stop_reason": self.stop_reason, "duration_days": np.round(self.duration_days, 3),
+                   "n_decisions": self.n_decisions, "final_analysis_changed": self.final_analysis_changed}
+        for name in ("n_patients", "n_dlt", "n_responders"):
+            values = getattr(self, name)
+            for level in range(values.shape[1]):
+                columns[f"{name}_level_{level + 1}"] = values[:, level]
+        return pd.DataFrame(columns)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, n_levels: int) -> TrialResults:
+        """The inverse of :meth:`to_frame` for one scenario and design (levels counted from 1 there)."""
+        def per_level(name):
+            return frame[[f"{name}_level_{level + 1}" for level in range(n_levels)]].to_numpy(dtype=np.int64)
+
+        return cls(str(frame["design"].iloc[0]), str(frame["scenario"].iloc[0]), frame["trial"].to_numpy(np.int64),
+                   frame["selected_level"].to_numpy(np.int64) - 1, frame["stop_reason"].astype(str).to_numpy(object),
+                   per_level("n_patients"), per_level("n_dlt"), per_level("n_responders"),
+                   frame["duration_days"].to_numpy(float), frame["n_decisions"].to_numpy(np.int64),
+                   frame["final_analysis_changed"].to_numpy(bool))
+
+
+@dataclass
+class _Trial:
+    """One running trial: its patients so far and its clock (days from the first dosing)."""
+
+    row: int
+    arrival: np.ndarray
+    dlt_uniform: np.ndarray
+    response_uniform: np.ndarray
+    levels: list[int] = field(default_factory=list)
+    days: list[float] = field(default_factory=list)
+    dlt: list[bool] = field(default_factory=list)
+    responder: list[bool] = field(default_factory=list)
+    time: float = 0.0
+    decisions: int = 0
+    stopping: Recommendation | None = None  # the stop being confirmed by the final analysis
+    finished: bool = False
+    selected: int = -1
+    stop_reason: str = ""
+    changed: bool = False
+
+
+class _Run:
+    """The lockstep simulation of one design on one scenario over one chunk of latent patients."""
+
+    def __init__(self, spec: TrialSpec, design: Design, scenario: Scenario, latent: LatentPatients,
+                 bank: PosteriorBank) -> None:
+        self.spec, self.design, self.bank = spec, design, bank
+        self.p_dlt = scenario.p_dlt(spec)
+        self.p_response = scenario.p_response
+        self.window = spec.dlt.window_days
+        self.response_day = spec.decision.efficacy.month * DAYS_PER_MONTH
+        final_response_day = max(self.response_day, spec.decision.efficacy.final_month * DAYS_PER_MONTH)
+        self.final_follow_up = max(self.window, final_response_day) if design.needs_efficacy_model else self.window
+        self.reads_time = any(isinstance(rule, Sentinel | GroupWindow) for rule in design.rules)
+        self.max_patients = latent.toxicity.shape[1]
+        self.max_decisions = 6 * self.max_patients + 20
+        arrivals = arrival_days(scenario, latent.arrival)
+        self.trials = [_Trial(row, arrivals[row], latent.toxicity[row], latent.response[row])
+                       for row in range(latent.n_trials)]
+
+    # ---- what is known at a time -----------------------------------------------------------
+
+    def observed(self, trial: _Trial) -> tuple[TrialState, tuple, tuple]:
+        """The state at the trial's clock, and the count keys of its toxicity and efficacy posteriors."""
+        n_levels = len(self.spec.dosing.levels)
+        evaluable, dlts = [0] * n_levels, [0] * n_levels
+        known, responders = [0] * n_levels, [0] * n_levels
+        records = []
+        for slot, (level, day) in enumerate(zip(trial.levels, trial.days, strict=True)):
+            followed = trial.time - day
+            safety_days = math.floor(followed + 1e-9)
+            dlt_known = followed + 1e-9 >= self.window
+            dlt = trial.dlt[slot] and dlt_known
+            responder = trial.responder[slot] if followed + 1e-9 >= self.response_day else None
+            records.append(PatientRecord(f"s{slot + 1}", level, safety_days, dlt, responder=responder,
+                                         day_dosed=-safety_days))
+            if dlt_known:
+                evaluable[level] += 1
+                dlts[level] += int(dlt)
+            if responder is not None:
+                known[level] += 1
+                responders[level] += int(responder)
+        state = TrialState(self.spec, tuple(records), f"simulated trial {trial.row + 1}")
+        return state, (*evaluable, *dlts), (*known, *responders)
+
+    # ---- one step for every running trial ----------------------------------------------------
+
+    def step(self, running: list[_Trial]) -> None:
+        observed = [self.observed(trial) for trial in running]
+        design = self.design
+        if design.needs_toxicity_model:
+            self.bank.toxicity.prepare(key for _, key, _ in observed)
+        if design.needs_efficacy_model:
+            self.bank.efficacy.prepare(key for _, _, key in observed)
+        for trial, (state, toxicity_key, efficacy_key) in zip(running, observed, strict=True):
+            toxicity = self.bank.toxicity.cache[toxicity_key] if design.needs_toxicity_model else None
+            efficacy = self.bank.efficacy.cache[efficacy_key] if design.needs_efficacy_model else None
+            recommendation = decide(DecisionContext(self.spec, state, toxicity=toxicity, efficacy=efficacy), design)
+            trial.decisions += 1
+            if trial.decisions > self.max_decisions:
+                raise SimulationError(f"{design.name}: trial {trial.row + 1} made {trial.decisions} decisions without "
+                                      f"stopping (last: {recommendation.action}); the design does not terminate")
+            self.apply(trial, recommendation)
+
+    def apply(self, trial: _Trial, recommendation: Recommendation) -> None:
+        if trial.stopping is not None:  # the final analysis
+            confirmed = recommendation.action == "stop"
+            selection = recommendation.selection if confirmed else trial.stopping.selection
+            trial.changed = not confirmed
+            trial.selected = -1 if selection is None or selection.level is None else selection.level
+            trial.finished = True
+            return
+        if recommendation.action == "stop":
+            trial.stop_reason = recommendation.stop_reasons[0] if recommendation.stop_reasons else "stop"
+            trial.stopping = recommendation
+            if trial.days:
+                trial.time = max(trial.time, trial.days[-1] + self.final_follow_up)
+            return
+        if recommendation.wait_days > 0:
+            trial.time += recommendation.wait_days
+            return
+        n_next = min(recommendation.n_next, self.max_patients - len(trial.levels))
+        if n_next <= 0:
+            raise SimulationError(f"{self.design.name}: trial {trial.row + 1} was told to enrol {recommendation.n_next} "
+                                  f"patients with {len(trial.levels)} of {self.max_patients} enrolled")
+        level = recommendation.next_level
+        for _ in range(n_next):
+            slot = len(trial.levels)
+            day = max(trial.time, float(trial.arrival[slot]))
+            trial.levels.append(level)
+            trial.days.append(day)
+            trial.dlt.append(bool(trial.dlt_uniform[slot] < self.p_dlt[level]))
+            trial.responder.append(bool(trial.response_uniform[slot] < self.p_response[level]))
+            trial.time = day
+        if not self.reads_time:  # decide again when the cohort has completed the DLT window
+            trial.time = trial.days[-1] + self.window
+
+    def run(self, scenario_name: str, first_trial: int) -> TrialResults:
+        running = list(self.trials)
+        while running:
+            self.step(running)
+            running = [trial for trial in running if not trial.finished]
+        return self.results(scenario_name, first_trial)
+
+    def results(self, scenario_name: str, first_trial: int) -> TrialResults:
+        n_levels = len(self.spec.dosing.levels)
+        count = len(self.trials)
+        n_patients = np.zeros((count, n_levels), dtype=np.int64)
+        n_dlt, n_responders = np.zeros_like(n_patients), np.zeros_like(n_patients)
+        for row, trial in enumerate(self.trials):
+            levels = np.asarray(trial.levels, dtype=np.int64)
+            np.add.at(n_patients[row], levels, 1)
+            np.add.at(n_dlt[row], levels, np.asarray(trial.dlt, dtype=np.int64))
+            np.add.at(n_responders[row], levels, np.asarray(trial.responder, dtype=np.int64))
+        return TrialResults(
+            design=self.design.name, scenario=scenario_name,
+            trial=np.arange(first_trial, first_trial + count, dtype=np.int64),
+            selected_level=np.array([t.selected for t in self.trials], dtype=np.int64),
+            stop_reason=np.array([t.stop_reason for t in self.trials], dtype=object),
+            n_patients=n_patients, n_dlt=n_dlt, n_responders=n_responders,
+            duration_days=np.array([t.time for t in self.trials], dtype=float),
+            n_decisions=np.array([t.decisions for t in self.trials], dtype=np.int64),
+            final_analysis_changed=np.array([t.changed for t in self.trials], dtype=bool),
+        )
+
+
+def simulate_trials(spec: TrialSpec, design: Design, scenario: Scenario, latent: LatentPatients, *,
+                    bank: PosteriorBank | None = None, first_trial: int = 0) -> TrialResults:
+    """Run one trial per row of ``latent`` under ``design`` against ``scenario`` (see the module docstring).
+
+    ``latent`` needs one column per patient the trial may enrol (the spec's ``max_patients``).
+    ``bank`` shares the cached posteriors between calls (designs and chunks of one spec).
+    """
+    bank = bank or PosteriorBank.for_spec(spec)
+    if latent.toxicity.shape[1] < 1:
+        raise ValueError("latent patients need at least one column")
+    return _Run(spec, design, scenario, latent, bank).run(scenario.name, first_trial)

@@ -1,0 +1,98 @@
+"""Operating characteristics: what a design does, on average over simulated trials, under a truth.
+
+:func:`operating_characteristics` turns per-trial results into a tidy table, one row per
+scenario, design, quantity and (where it applies) dose level, each value with its Monte Carlo
+standard error (``mcse``: ``sd / sqrt(trials)``; for a proportion ``sqrt(p (1 - p) / trials)``).
+
+========================================  ======================================================
+quantity                                  meaning (per trial, then averaged)
+========================================  ======================================================
+``selected``                              the level selected at the end (one row per level)
+``no dose selected``                      the trial selected no level (stopped for safety)
+``selected a safe, efficacious dose``     the selected level's true P(DLT) is below the overdose
+                                          threshold and its response probability is at least
+                                          the scenario file's ``efficacious_response``
+``selected an overdose``                  the selected level's true P(DLT) is at or above the
+                                          spec's overdose threshold (``[dlt.intervals]``)
+``patients``                              patients treated (per level, and in all)
+``patients at an overdose``               patients treated at levels whose true P(DLT) is at or
+                                          above the overdose threshold
+``DLTs``                                  patients with a DLT
+``responders``                            patients with the response
+``duration (months)``                     first dosing to the final analysis
+========================================  ======================================================
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lupusbayes.decisions.state import DAYS_PER_MONTH
+from lupusbayes.simulation.engine import TrialResults
+from lupusbayes.simulation.scenarios import Scenario
+from lupusbayes.spec import TrialSpec
+
+__all__ = ["operating_characteristics", "comparison_table", "QUANTITIES"]
+
+QUANTITIES = ("selected", "no dose selected", "selected a safe, efficacious dose", "selected an overdose", "patients",
+              "patients at an overdose", "DLTs", "responders", "duration (months)")
+
+
+def _mean(values: np.ndarray) -> tuple[float, float]:
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        return float(values.mean()) if values.size else float("nan"), float("nan")
+    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(values.size))
+
+
+def _proportion(flags: np.ndarray) -> tuple[float, float]:
+    flags = np.asarray(flags, dtype=float)
+    p = float(flags.mean())
+    return p, float(np.sqrt(p * (1 - p) / flags.size))
+
+
+def operating_characteristics(results: TrialResults, scenario: Scenario, spec: TrialSpec,
+                              efficacious_response: float) -> pd.DataFrame:
+    """The table of the module docstring for one design on one scenario (levels counted from 1; 0: all)."""
+    overdose = scenario.p_dlt(spec) >= spec.dlt.intervals.overdose_threshold
+    target = scenario.safe_and_efficacious(spec, efficacious_response)
+    selected = results.selected_level
+    chosen = selected >= 0
+    rows = []
+
+    def add(quantity, level, estimate):
+        rows.append({"scenario": results.scenario, "design": results.design, "quantity": quantity, "level": level,
+                     "value": estimate[0], "mcse": estimate[1], "trials": results.n_trials})
+
+    for level in range(results.n_patients.shape[1]):
+        add("selected", level + 1, _proportion(selected == level))
+    add("no dose selected", 0, _proportion(~chosen))
+    add("selected a safe, efficacious dose", 0, _proportion(chosen & target[np.maximum(selected, 0)]))
+    add("selected an overdose", 0, _proportion(chosen & overdose[np.maximum(selected, 0)]))
+    for level in range(results.n_patients.shape[1]):
+        add("patients", level + 1, _mean(results.n_patients[:, level]))
+    add("patients", 0, _mean(results.n_patients.sum(axis=1)))
+    add("patients at an overdose", 0, _mean(results.n_patients[:, overdose].sum(axis=1)))
+    add("DLTs", 0, _mean(results.n_dlt.sum(axis=1)))
+    add("responders", 0, _mean(results.n_responders.sum(axis=1)))
+    add("duration (months)", 0, _mean(results.duration_days / DAYS_PER_MONTH))
+    return pd.DataFrame(rows)
+
+
+def comparison_table(summary: pd.DataFrame, scenario: str) -> pd.DataFrame:
+    """One scenario's designs side by side: a row per quantity (and level), ``value (mcse)`` cells."""
+    part = summary[summary["scenario"] == scenario]
+    designs = list(dict.fromkeys(part["design"]))
+    rows = []
+    for (quantity, level), group in part.groupby(["quantity", "level"], sort=False):
+        label = quantity if level == 0 else f"{quantity}: level {level}"
+        percent = quantity.startswith(("selected", "no dose"))
+        cells = {}
+        for row in group.itertuples(index=False):
+            if percent:
+                cells[row.design] = f"{100 * row.value:5.1f}% ({100 * row.mcse:.1f})"
+            else:
+                cells[row.design] = f"{row.value:6.2f} ({row.mcse:.2f})"
+        rows.append({"": label, **{design: cells.get(design, "") for design in designs}})
+    return pd.DataFrame(rows)

@@ -1,0 +1,332 @@
+"""Running thousands of simulated trials: chunks, seeds, workers, a Dask cluster, resuming.
+
+A :class:`SimulationPlan` (spec, scenarios, designs, number of trials, seed, chunk size) is cut
+into chunks of ``chunk_size`` trials per scenario. Chunk ``c`` of scenario ``s`` draws its
+latent patients from ``SeedSequence(seed, spawn_key=(s, c))`` and runs every design on them
+(common random numbers: designs differ by their choices, not their luck). A chunk's result
+depends on nothing but the plan and its own number, so running the chunks in one process, in
+a pool of processes or on a Dask cluster gives the same numbers, bit for bit, and a run that
+was interrupted can resume from the chunks it finished (``checkpoint``): each finished chunk
+is written atomically as a CSV file next to a manifest of the plan, and a checkpoint of a
+different plan is refused.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lupusbayes._io import write_text_atomic
+from lupusbayes._version import __version__
+from lupusbayes.decisions import design_for
+from lupusbayes.errors import LupusBayesError
+from lupusbayes.simulation.engine import (
+    PosteriorBank,
+    SimulationError,
+    TrialResults,
+    max_patients_of,
+    simulate_trials,
+)
+from lupusbayes.simulation.metrics import operating_characteristics
+from lupusbayes.simulation.patients import draw_latent_patients
+from lupusbayes.simulation.scenarios import ScenarioSet
+from lupusbayes.spec import DESIGNS, TrialSpec
+
+__all__ = ["SimulationPlan", "Chunk", "SimulationResult", "simulate", "run_chunk", "CheckpointError",
+           "DEFAULT_CHUNK_SIZE", "MAX_TRIALS"]
+
+DEFAULT_CHUNK_SIZE = 100
+MAX_TRIALS = 1_000_000
+
+
+class CheckpointError(LupusBayesError):
+    """A checkpoint folder that belongs to another plan, or a chunk file that is not ours."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Trials ``first`` to ``stop - 1`` of scenario number ``scenario`` (both 0-based)."""
+
+    scenario: int
+    number: int
+    first: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.first
+
+    @property
+    def file_name(self) -> str:
+        """Names the trials too: a partial last chunk of a shorter run is not this chunk."""
+        return f"scenario-{self.scenario + 1:03d}-chunk-{self.number + 1:05d}-trials-{self.first + 1}-{self.stop}.csv"
+
+
+@dataclass(frozen=True)
+class SimulationPlan:
+    """What to simulate. ``designs`` are names of :data:`lupusbayes.decisions.DESIGNS`."""
+
+    spec: TrialSpec
+    scenarios: ScenarioSet
+    designs: tuple[str, ...]
+    n_trials: int
+    seed: int
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.designs if name not in DESIGNS]
+        if not self.designs or unknown:
+            raise ValueError(f"unknown design(s) {', '.join(unknown) or '(none given)'}; designs: {', '.join(DESIGNS)}")
+        if len(set(self.designs)) != len(self.designs):
+            raise ValueError("each design may be named once")
+        for name, value, low, high in (("n_trials", self.n_trials, 1, MAX_TRIALS),
+                                       ("chunk_size", self.chunk_size, 1, 100_000),
+                                       ("seed", self.seed, 0, 2**63 - 1)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or not low <= value <= high:
+                raise ValueError(f"{name} must be a whole number from {low} to {high} (got {value!r})")
+        max_patients_of(self.spec)
+
+    def chunks(self) -> list[Chunk]:
+        out = []
+        for scenario in range(len(self.scenarios.scenarios)):
+            for number, first in enumerate(range(0, self.n_trials, self.chunk_size)):
+                out.append(Chunk(scenario, number, first, min(first + self.chunk_size, self.n_trials)))
+        return out
+
+    def describe(self) -> dict:
+        """What identifies the results (contents, not file names): a chunk computed under the same
+        description is the same chunk. ``n_trials`` is not part of it: more trials extend a run."""
+        return {"lupusbayes": __version__, "spec_sha256": self.spec.sha256, "scenarios_sha256": self.scenarios.sha256,
+                "scenario_names": list(self.scenarios.names()), "designs": list(self.designs), "seed": int(self.seed),
+                "chunk_size": int(self.chunk_size)}
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode("utf-8")).hexdigest()
+
+
+# ---- one chunk --------------------------------------------------------------------------------
+
+_BANKS: dict[str, PosteriorBank] = {}  # per process: exact posteriors do not depend on who else is in the batch
+
+
+def _bank(spec: TrialSpec) -> PosteriorBank:
+    key = spec.sha256 + repr((spec.models.blrm.prior, spec.models.response.prior))
+    if key not in _BANKS:
+        _BANKS.clear()  # one spec at a time is the common case; keep memory bounded
+        _BANKS[key] = PosteriorBank.for_spec(spec)
+    return _BANKS[key]
+
+
+def run_chunk(plan: SimulationPlan, chunk: Chunk) -> pd.DataFrame:
+    """Every design of the plan on one chunk's latent patients: one row per trial and design."""
+    scenario = plan.scenarios.scenarios[chunk.scenario]
+    sequence = np.random.SeedSequence(plan.seed, spawn_key=(chunk.scenario, chunk.number))
+    latent = draw_latent_patients(sequence, chunk.size, max_patients_of(plan.spec))
+    bank = _bank(plan.spec)
+    frames = [simulate_trials(plan.spec, design_for(plan.spec, name), scenario, latent, bank=bank,
+                              first_trial=chunk.first).to_frame() for name in plan.designs]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _run_chunk_task(plan: SimulationPlan, chunk: Chunk) -> tuple[Chunk, pd.DataFrame]:
+    return chunk, run_chunk(plan, chunk)
+
+
+# ---- checkpoints ----------------------------------------------------------------------------------
+
+
+class _Checkpoint:
+    """A folder of finished chunks for one plan (see the module docstring)."""
+
+    MANIFEST = "manifest.json"
+
+    def __init__(self, folder: Path, plan: SimulationPlan) -> None:
+        self.folder, self.plan = folder, plan
+        manifest = folder / self.MANIFEST
+        if folder.exists() and not folder.is_dir():
+            raise CheckpointError(f"{folder}: is a file; give a folder for the checkpoint")
+        if manifest.exists():
+            try:
+                recorded = json.loads(manifest.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise CheckpointError(f"{manifest}: not a lupusbayes checkpoint manifest ({error})") from None
+            if not isinstance(recorded, dict) or recorded.get("fingerprint") != plan.fingerprint:
+                differs = ""
+                if isinstance(recorded, dict) and isinstance(recorded.get("plan"), dict):
+                    names = [key for key, value in plan.describe().items() if recorded["plan"].get(key) != value]
+                    differs = f" (differs in: {', '.join(names)})" if names else ""
+                raise CheckpointError(f"{folder}: the checkpoint belongs to another simulation plan{differs}; give "
+                                      "another --checkpoint folder or remove this one")
+        else:
+            if folder.exists() and any(folder.iterdir()):
+                raise CheckpointError(f"{folder}: the folder is not empty and has no {self.MANIFEST}; give an empty or "
+                                      "new folder for the checkpoint")
+            folder.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(manifest, json.dumps({"fingerprint": plan.fingerprint, "plan": plan.describe()},
+                                                   indent=2), overwrite=True)
+
+    def load(self, chunk: Chunk) -> pd.DataFrame | None:
+        path = self.folder / chunk.file_name
+        if not path.exists():
+            return None
+        try:
+            frame = pd.read_csv(path, keep_default_na=False)
+        except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as error:
+            raise CheckpointError(f"{path}: cannot read the chunk ({error}); remove the file to recompute it") from None
+        expected = pd.concat([_expected_index(self.plan, chunk, name) for name in self.plan.designs], ignore_index=True)
+        n_levels = len(self.plan.spec.dosing.levels)
+        columns = set(_frame_columns(n_levels))
+        if set(frame.columns) != columns or len(frame) != len(expected):
+            raise CheckpointError(f"{path}: not a chunk of this plan (columns or rows differ); remove it to recompute")
+        if (frame["design"].astype(str).tolist() != expected["design"].tolist()
+                or frame["trial"].tolist() != expected["trial"].tolist()
+                or set(frame["scenario"].astype(str)) != {self.plan.scenarios.scenarios[chunk.scenario].name}):
+            raise CheckpointError(f"{path}: holds other trials than chunk {chunk.number + 1} of scenario "
+                                  f"{chunk.scenario + 1}; remove it to recompute")
+        try:
+            for name in columns - {"scenario", "design", "stop_reason", "final_analysis_changed", "duration_days"}:
+                frame[name] = pd.to_numeric(frame[name], errors="raise").astype(np.int64)
+            frame["duration_days"] = pd.to_numeric(frame["duration_days"], errors="raise").astype(float)
+            frame["final_analysis_changed"] = frame["final_analysis_changed"].map(
+                {"True": True, "False": False, True: True, False: False}).astype(bool)
+        except (ValueError, TypeError) as error:
+            raise CheckpointError(f"{path}: a value is not a number ({error}); remove it to recompute") from None
+        return frame[list(_frame_columns(n_levels))]
+
+    def save(self, chunk: Chunk, frame: pd.DataFrame) -> None:
+        write_text_atomic(self.folder / chunk.file_name, frame.to_csv(index=False), overwrite=True)
+
+
+def _frame_columns(n_levels: int) -> tuple[str, ...]:
+    base = ("scenario", "design", "trial", "selected_level", "stop_reason", "duration_days", "n_decisions",
+            "final_analysis_changed")
+    return base + tuple(f"{name}_level_{level + 1}" for name in ("n_patients", "n_dlt", "n_responders")
+                        for level in range(n_levels))
+
+
+def _expected_index(plan: SimulationPlan, chunk: Chunk, design: str) -> pd.DataFrame:
+    return pd.DataFrame({"design": design, "trial": np.arange(chunk.first, chunk.stop)})
+
+
+# ---- the run ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class SimulationResult:
+    """Every simulated trial, and the operating characteristics (see :mod:`lupusbayes.simulation.metrics`)."""
+
+    plan: SimulationPlan
+    trials: pd.DataFrame = field(repr=False)
+    summary: pd.DataFrame = field(repr=False)
+    elapsed_seconds: float
+    chunks_resumed: int = 0
+
+    def results(self, scenario: str, design: str) -> TrialResults:
+        part = self.trials[(self.trials["scenario"] == scenario) & (self.trials["design"] == design)]
+        return TrialResults.from_frame(part, len(self.plan.spec.dosing.levels))
+
+    def __repr__(self) -> str:
+        return (f"SimulationResult({self.plan.n_trials} trials x {len(self.plan.scenarios.scenarios)} scenarios x "
+                f"{len(self.plan.designs)} designs, seed {self.plan.seed}, {self.elapsed_seconds:.1f} s)")
+
+
+Progress = Callable[[int, int, int], None]  # (chunks done, chunks in all, trials done per design)
+
+
+def _executor_results(plan: SimulationPlan, todo: list[Chunk], workers: int, dask_client) -> Iterable[tuple[Chunk, pd.DataFrame]]:
+    if dask_client is not None:
+        from distributed import as_completed
+
+        plan_future = dask_client.scatter(plan, broadcast=True)
+        futures = [dask_client.submit(_run_chunk_task, plan_future, chunk, pure=False) for chunk in todo]
+        for future in as_completed(futures):
+            yield future.result()
+        return
+    if workers <= 1 or len(todo) <= 1:
+        for chunk in todo:
+            yield chunk, run_chunk(plan, chunk)
+        return
+    # workers start from a clean server process, never from a fork of this (possibly threaded) one
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [pool.submit(_run_chunk_task, plan, chunk) for chunk in todo]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                yield future.result()
+        except concurrent.futures.process.BrokenProcessPool:
+            raise SimulationError("a worker process died; in a script, call simulate(..., workers=N) under "
+                                  "`if __name__ == \"__main__\":` (Python starts workers by importing the script), "
+                                  "or use workers=1") from None
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def simulate(plan: SimulationPlan, *, workers: int = 1, dask_client=None, checkpoint: str | Path | None = None,
+             progress: Progress | None = None) -> SimulationResult:
+    """Run the plan: in this process (``workers=1``), a pool of ``workers`` processes, or on ``dask_client``.
+
+    The result is the same whichever way it runs (see the module docstring). With
+    ``checkpoint``, finished chunks are kept in that folder and reused by a later call with the
+    same plan.
+
+    Examples
+    --------
+    >>> import lupusbayes as lb
+    >>> from lupusbayes.simulation import SimulationPlan, load_scenarios, simulate
+    >>> spec = lb.load_spec("axa_nk02")
+    >>> plan = SimulationPlan(spec, load_scenarios("axa_nk02", spec), ("3+3",), n_trials=40, seed=1)
+    >>> result = simulate(plan)
+    >>> sorted(set(result.summary["design"]))
+    ['3+3']
+    """
+    started = time.perf_counter()
+    chunks = plan.chunks()
+    store = _Checkpoint(Path(checkpoint), plan) if checkpoint is not None else None
+    frames: dict[Chunk, pd.DataFrame] = {}
+    if store is not None:
+        for chunk in chunks:
+            loaded = store.load(chunk)
+            if loaded is not None:
+                frames[chunk] = loaded
+    resumed = len(frames)
+    todo = [chunk for chunk in chunks if chunk not in frames]
+    done_trials = sum(chunk.size for chunk in frames)
+    if progress is not None:
+        progress(len(frames), len(chunks), done_trials)
+    workers = max(1, min(int(workers), os.cpu_count() or 1, len(todo) or 1))
+    for chunk, frame in _executor_results(plan, todo, workers, dask_client):
+        frames[chunk] = frame
+        if store is not None:
+            store.save(chunk, frame)
+        done_trials += chunk.size
+        if progress is not None:
+            progress(len(frames), len(chunks), done_trials)
+    ordered = [frames[chunk] for chunk in chunks]  # plan order, whatever order the chunks finished in
+    trials = pd.concat(ordered, ignore_index=True)
+    design_rank = {name: rank for rank, name in enumerate(plan.designs)}
+    scenario_rank = {name: rank for rank, name in enumerate(plan.scenarios.names())}
+    order = np.lexsort((trials["trial"].to_numpy(), trials["design"].map(design_rank).to_numpy(),
+                        trials["scenario"].map(scenario_rank).to_numpy()))
+    trials = trials.iloc[order].reset_index(drop=True)
+    summaries = []
+    n_levels = len(plan.spec.dosing.levels)
+    for scenario in plan.scenarios.scenarios:
+        for name in plan.designs:
+            part = trials[(trials["scenario"] == scenario.name) & (trials["design"] == name)]
+            summaries.append(operating_characteristics(TrialResults.from_frame(part, n_levels), scenario, plan.spec,
+                                                       plan.scenarios.efficacious_response))
+    summary = pd.concat(summaries, ignore_index=True)
+    return SimulationResult(plan, trials, summary, time.perf_counter() - started, resumed)

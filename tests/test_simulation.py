@@ -1,0 +1,326 @@
+"""The trial simulator: scenarios, the engine against the vectorised reference designs, the timing
+rules, metrics, seeds (1 or 2 processes, Dask), checkpoints, and the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lupusbayes as lb
+from lupusbayes.cli import main
+from lupusbayes.decisions import design_for
+from lupusbayes.decisions.boin import boin_boundaries
+from lupusbayes.errors import SpecError
+from lupusbayes.simulation import (
+    CheckpointError,
+    PosteriorBank,
+    Scenario,
+    SimulationPlan,
+    TrialResults,
+    draw_latent_patients,
+    load_scenarios,
+    operating_characteristics,
+    parse_scenarios,
+    simulate,
+    simulate_trials,
+)
+from lupusbayes.simulation.rule_based import simulate_boin, simulate_three_plus_three
+
+FIVE_LEVELS = """
+[trial]
+id = "SIM-5"
+title = "five dose levels, cohorts of three, 30 patients"
+
+[dosing]
+unit = "cells/kg"
+levels = [1e6, 2e6, 4e6, 8e6, 1.6e7]
+reference_dose = 4e6
+
+[dlt]
+window_days = 28
+definition = ["CRS grade >= 3"]
+crs_grade_at_least = 3
+
+[escalation]
+group_size = 3
+max_patients = 30
+
+[decision.boin]
+target = 0.3
+"""
+SIM5 = lb.parse_spec(FIVE_LEVELS)
+AXA = lb.load_spec("axa_nk02")
+
+
+def dlt_only_scenario(p_true, name="reference") -> Scenario:
+    """A truth given by P(DLT) alone (no CRS), with a patient every 7 days."""
+    p_true = np.asarray(p_true, dtype=float)
+    return Scenario(name, "", np.zeros((p_true.size, 1)), p_true, np.zeros(p_true.size), 7.0, None)
+
+
+# ---- scenarios ----------------------------------------------------------------------------------
+
+
+def test_the_shipped_scenarios_load_and_combine_crs_and_other_dlts():
+    scenarios = load_scenarios("axa_nk02", AXA)
+    assert len(scenarios.scenarios) == 4 and scenarios.efficacious_response == 0.5
+    first = scenarios.scenarios[0]
+    expected = 1 - (1 - first.p_crs_at_least[:, 2]) * (1 - first.p_other_dlt)  # CRS >= 3 is AXA's DLT
+    np.testing.assert_allclose(first.p_dlt(AXA), expected)
+    assert first.accrual_gap_days == 14 and len(scenarios.sha256) == 64
+
+
+GOOD = """
+[simulation]
+accrual_gap_days = 14
+[[scenario]]
+name = "one"
+p_crs_at_least = [[0.1, 0.01], [0.2, 0.02], [0.3, 0.03]]
+p_other_dlt = [0.0, 0.0, 0.0]
+p_response = [0.2, 0.4, 0.6]
+"""
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (("p_response = [0.2, 0.4, 0.6]", "p_response = [0.2, 0.4]"), ["p_response", "one value per dose level (3; got 2)"]),
+    (("p_other_dlt = [0.0, 0.0, 0.0]", "p_other_dlt = [0.0, 1.5, 0.0]"), ["p_other_dlt", "between 0 and 1"]),
+    (("[0.1, 0.01]", "[0.01, 0.1]"), ["p_crs_at_least", "do not increase with the grade"]),
+    (("[0.2, 0.02]", "[0.2]"), ["p_crs_at_least", "row 2"]),
+    (("accrual_gap_days = 14", ""), ["accrual_gap_days", "exactly one"]),
+    (('name = "one"', 'name = "one"\ncolour = "red"'), ["colour"]),
+    (("[simulation]", "[simulation]\nefficacious_response = 2"), ["efficacious_response"]),
+])
+def test_bad_scenario_files_get_one_line_naming_the_key(change, words):
+    with pytest.raises(SpecError) as caught:
+        parse_scenarios(GOOD.replace(*change), AXA, source="my.toml")
+    message = str(caught.value)
+    assert "\n" not in message and "my.toml" in message
+    for word in words:
+        assert word in message
+
+
+def test_duplicate_scenario_names_are_refused():
+    second = GOOD.split("[[scenario]]")[1]
+    with pytest.raises(SpecError, match="distinct"):
+        parse_scenarios(GOOD + "[[scenario]]" + second, AXA, source="my.toml")
+
+
+# ---- the engine replays the decision rules: identical to the vectorised reference designs ----------
+
+
+@pytest.mark.parametrize("p_true", [[0.05, 0.15, 0.30, 0.45, 0.60], [0.50, 0.60, 0.70, 0.80, 0.90],
+                                    [0.02, 0.05, 0.08, 0.12, 0.20]])
+def test_boin_through_the_engine_equals_the_vectorised_get_oc_trial_by_trial(p_true):
+    latent = draw_latent_patients(np.random.SeedSequence(11), 300, 30)
+    engine = simulate_trials(SIM5, design_for(SIM5, "boin"), dlt_only_scenario(p_true), latent)
+    reference = simulate_boin(latent.toxicity, p_true, boundaries=boin_boundaries(0.3, max_patients=30), cohort_size=3,
+                              n_cohorts=10)
+    np.testing.assert_array_equal(engine.selected_level, reference.selected_level)
+    np.testing.assert_array_equal(engine.n_patients, reference.n_patients)
+    np.testing.assert_array_equal(engine.n_dlt, reference.n_dlt)
+
+
+@pytest.mark.parametrize("p_true", [[0.05, 0.10, 0.20, 0.35, 0.50], [0.40, 0.50, 0.60, 0.70, 0.80],
+                                    [0.0, 0.0, 0.0, 0.0, 0.0]])
+def test_the_three_plus_three_through_the_engine_equals_the_vectorised_one_trial_by_trial(p_true):
+    latent = draw_latent_patients(np.random.SeedSequence(12), 300, 30)
+    engine = simulate_trials(SIM5, design_for(SIM5, "3+3"), dlt_only_scenario(p_true), latent)
+    reference = simulate_three_plus_three(latent.toxicity, p_true, max_patients=30)
+    np.testing.assert_array_equal(engine.selected_level, reference.selected_level)
+    np.testing.assert_array_equal(engine.n_patients, reference.n_patients)
+    np.testing.assert_array_equal(engine.n_dlt, reference.n_dlt)
+
+
+def test_the_lupusbayes_design_keeps_the_sentinel_and_group_windows():
+    """No DLT, a patient every 14 days: sentinel day 0; its group on day 28 (sentinel window); the next
+    sentinel on day 56 (group window); ... The last group is dosed on day 112, the final analysis
+    is 3 months (the efficacy rule's final month) later."""
+    safe = Scenario("safe", "", np.zeros((3, 1)), np.zeros(3), np.full(3, 0.5), 14.0, None)
+    latent = draw_latent_patients(np.random.SeedSequence(3), 50, 9)
+    results = simulate_trials(AXA, design_for(AXA), safe, latent)
+    assert np.all(results.n_patients.sum(axis=1) == 9)
+    np.testing.assert_allclose(results.duration_days, 112 + 3 * 30.4375)
+    # without timing rules a cohort is dosed as patients arrive (days 0, 14, 28) and the next decision waits
+    # for its DLT window: cohorts on days 0-28, 56-70, 98-112; the last is DLT-evaluable on day 140
+    blrm = simulate_trials(AXA, design_for(AXA, "blrm_ewoc"), safe, latent)
+    np.testing.assert_allclose(blrm.duration_days, 140.0)
+
+
+def test_a_design_whose_posteriors_forbid_every_dose_stops_with_no_selection():
+    toxic = Scenario("toxic", "", np.zeros((3, 1)), np.full(3, 0.95), np.zeros(3), 14.0, None)
+    latent = draw_latent_patients(np.random.SeedSequence(4), 100, 9)
+    results = simulate_trials(AXA, design_for(AXA, "blrm_ewoc"), toxic, latent)
+    assert (results.selected_level == -1).mean() > 0.9
+    assert np.all(results.n_patients[:, 1:].sum(axis=1) <= results.n_patients[:, 0])  # never escalated past safety
+
+
+def test_batched_posteriors_do_not_depend_on_the_batch():
+    keys = [(3, 3, 0, 0, 1, 0), (3, 0, 0, 1, 0, 0), (6, 3, 3, 0, 0, 2)]
+    together = PosteriorBank.for_spec(AXA).toxicity
+    together.prepare(keys)
+    for key in keys:
+        alone = PosteriorBank.for_spec(AXA).toxicity
+        alone.prepare([key])
+        np.testing.assert_array_equal(alone.cache[key].means, together.cache[key].means)
+        for threshold, values in together.cache[key].at_least.items():
+            np.testing.assert_array_equal(alone.cache[key].at_least[threshold], values)
+
+
+# ---- metrics --------------------------------------------------------------------------------------
+
+
+def test_operating_characteristics_by_hand():
+    scenario = Scenario("s", "", np.zeros((3, 1)), np.array([0.05, 0.1, 0.4]), np.array([0.2, 0.6, 0.7]), 14.0, None)
+    results = TrialResults(
+        "d", "s", np.arange(4), np.array([1, 1, 2, -1]), np.array(["x"] * 4, dtype=object),
+        np.array([[3, 6, 0], [3, 3, 3], [3, 3, 3], [3, 0, 0]]), np.array([[0, 1, 0], [0, 0, 1], [0, 0, 2], [2, 0, 0]]),
+        np.zeros((4, 3), dtype=int), np.full(4, 30.4375 * 6), np.full(4, 5), np.zeros(4, dtype=bool))
+    table = operating_characteristics(results, scenario, AXA, efficacious_response=0.5).set_index(["quantity", "level"])
+    assert table.loc[("selected", 2), "value"] == 0.5 and table.loc[("no dose selected", 0), "value"] == 0.25
+    assert table.loc[("selected a safe, efficacious dose", 0), "value"] == 0.5  # level 2: DLT 0.1 < 0.2, response 0.6
+    assert table.loc[("selected an overdose", 0), "value"] == 0.25  # level 3: DLT 0.4 >= 0.2
+    assert table.loc[("patients at an overdose", 0), "value"] == 1.5
+    assert table.loc[("DLTs", 0), "value"] == 1.5 and table.loc[("duration (months)", 0), "value"] == 6.0
+    np.testing.assert_allclose(table.loc[("selected", 2), "mcse"], np.sqrt(0.25 / 4))
+    np.testing.assert_allclose(table.loc[("patients", 0), "mcse"], np.std([9, 9, 9, 3], ddof=1) / 2)
+
+
+# ---- seeds, processes, Dask, checkpoints ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plan() -> SimulationPlan:
+    return SimulationPlan(AXA, load_scenarios("axa_nk02", AXA), ("lupusbayes", "boin"), n_trials=60, seed=5,
+                          chunk_size=20)
+
+
+@pytest.fixture(scope="module")
+def serial(plan):
+    return simulate(plan)
+
+
+def test_the_same_seed_gives_the_same_trials_and_another_seed_others(plan, serial):
+    again = simulate(plan)
+    pd.testing.assert_frame_equal(again.trials, serial.trials)
+    other = simulate(SimulationPlan(plan.spec, plan.scenarios, plan.designs, n_trials=60, seed=6, chunk_size=20))
+    assert not other.trials.equals(serial.trials)
+    assert set(serial.trials["design"]) == {"lupusbayes", "boin"} and len(serial.trials) == 60 * 2 * 4
+
+
+def test_two_processes_give_bit_identical_results(plan, serial):
+    parallel = simulate(plan, workers=2)
+    pd.testing.assert_frame_equal(parallel.trials, serial.trials)
+    pd.testing.assert_frame_equal(parallel.summary, serial.summary)
+
+
+def test_a_dask_cluster_gives_bit_identical_results(plan, serial):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        on_dask = simulate(plan, dask_client=client)
+    pd.testing.assert_frame_equal(on_dask.trials, serial.trials)
+
+
+def test_a_checkpoint_resumes_and_refuses_another_plan_or_a_foreign_chunk(plan, serial, tmp_path):
+    folder = tmp_path / "chunks"
+    first = simulate(plan, checkpoint=folder)
+    chunk_files = sorted(folder.glob("scenario-*.csv"))
+    assert len(chunk_files) == 12 and (folder / "manifest.json").exists()
+    chunk_files[3].unlink()  # as if interrupted before this chunk
+    resumed = simulate(plan, checkpoint=folder)
+    assert resumed.chunks_resumed == 11
+    pd.testing.assert_frame_equal(resumed.trials, serial.trials)
+    pd.testing.assert_frame_equal(first.trials, serial.trials)
+    other = SimulationPlan(plan.spec, plan.scenarios, plan.designs, n_trials=60, seed=99, chunk_size=20)
+    with pytest.raises(CheckpointError, match="another simulation plan.*seed"):
+        simulate(other, checkpoint=folder)
+    lines = chunk_files[0].read_text().splitlines()
+    lines[1] = lines[1].replace(",0,", ",999,", 1)  # a trial number that is not this chunk's
+    chunk_files[0].write_text("\n".join(lines) + "\n")
+    with pytest.raises(CheckpointError, match="other trials|not a chunk"):
+        simulate(plan, checkpoint=folder)
+    not_ours = tmp_path / "busy"
+    not_ours.mkdir()
+    (not_ours / "notes.txt").write_text("mine")
+    with pytest.raises(CheckpointError, match="not empty"):
+        simulate(plan, checkpoint=not_ours)
+
+
+def test_plans_are_checked():
+    scenarios = load_scenarios("axa_nk02", AXA)
+    for bad in ({"designs": ("crm",)}, {"designs": ()}, {"n_trials": 0}, {"chunk_size": 0}, {"seed": -1}):
+        arguments = {"designs": ("boin",), "n_trials": 10, "seed": 1, **bad}
+        with pytest.raises(ValueError):
+            SimulationPlan(AXA, scenarios, **arguments)
+
+
+# ---- command line ---------------------------------------------------------------------------------------
+
+
+def test_the_command_writes_the_tables_and_the_figure_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "oc"
+    assert main(["simulate", "axa_nk02", "--n-trials", "12", "--seed", "1", "--designs", "lupusbayes,3+3",
+                 "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "== target in the middle ==" in printed and "selected: level 2" in printed and "lupusbayes" in printed
+    assert {p.name for p in out.iterdir()} == {"trials.csv", "operating_characteristics.csv",
+                                                "operating_characteristics.txt", "operating_characteristics.png",
+                                                "plan.json"}
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["seed"] == 1 and plan["n_trials"] == 12 and plan["designs"] == ["lupusbayes", "3+3"]
+    assert len(pd.read_csv(out / "trials.csv")) == 12 * 2 * 4
+    assert (out / "operating_characteristics.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["simulate", "axa_nk02", "--n-trials", "12", "--seed", "1", "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("arguments", "words"), [
+    (["--designs", "crm"], ["unknown design crm"]),
+    (["--n-trials", "0"], ["--n-trials"]),
+    (["--scenarios", "missing.toml"], ["missing.toml", "not found"]),
+])
+def test_bad_command_lines_get_one_line_and_exit_2(arguments, words, tmp_path, capsys):
+    try:
+        code = main(["simulate", "axa_nk02", "--seed", "1", "--out", str(tmp_path / "oc"), *arguments])
+    except SystemExit as exited:  # argparse's own checks
+        code = exited.code
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1
+    for word in words:
+        assert word in error
+    assert not (tmp_path / "oc").exists()
+
+
+def test_a_spec_without_shipped_scenarios_needs_a_file(tmp_path, capsys):
+    spec = tmp_path / "sim5.toml"
+    spec.write_text(FIVE_LEVELS)
+    assert main(["simulate", str(spec), "--seed", "1", "--out", str(tmp_path / "oc")]) == 2
+    assert "give --scenarios" in capsys.readouterr().err
+
+
+def test_help_names_every_option(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["simulate", "--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--scenarios", "--designs", "--n-trials", "--seed", "--workers", "--dask", "--checkpoint",
+                   "--chunk-size"):
+        assert option in text
+
+
+def test_the_shipped_scenario_file_is_package_data():
+    root = Path(lb.__file__).parent / "data" / "scenarios" / "axa_nk02.toml"
+    assert root.exists()
+
+
+def test_more_trials_extend_a_checkpointed_run(plan, tmp_path):
+    folder = tmp_path / "chunks"
+    shorter = SimulationPlan(plan.spec, plan.scenarios, plan.designs, n_trials=50, seed=plan.seed, chunk_size=20)
+    simulate(shorter, checkpoint=folder)  # chunks 1-40 and a partial 41-50
+    longer = simulate(plan, checkpoint=folder)  # 60 trials: 1-40 reused, 41-60 computed
+    assert longer.chunks_resumed == 2 * 4
+    pd.testing.assert_frame_equal(longer.trials, simulate(plan).trials)
