@@ -116,7 +116,7 @@ def test_duplicate_scenario_names_are_refused():
                                     [0.02, 0.05, 0.08, 0.12, 0.20]])
 def test_boin_through_the_engine_equals_the_vectorised_get_oc_trial_by_trial(p_true):
     latent = draw_latent_patients(np.random.SeedSequence(11), 300, 30)
-    engine = simulate_trials(SIM5, design_for(SIM5, "boin"), dlt_only_scenario(p_true), latent)
+    engine = simulate_trials(SIM5, design_for(SIM5, "boin"), dlt_only_scenario(p_true), latent, vectorised=False)
     reference = simulate_boin(latent.toxicity, p_true, boundaries=boin_boundaries(0.3, max_patients=30), cohort_size=3,
                               n_cohorts=10)
     np.testing.assert_array_equal(engine.selected_level, reference.selected_level)
@@ -128,11 +128,24 @@ def test_boin_through_the_engine_equals_the_vectorised_get_oc_trial_by_trial(p_t
                                     [0.0, 0.0, 0.0, 0.0, 0.0]])
 def test_the_three_plus_three_through_the_engine_equals_the_vectorised_one_trial_by_trial(p_true):
     latent = draw_latent_patients(np.random.SeedSequence(12), 300, 30)
-    engine = simulate_trials(SIM5, design_for(SIM5, "3+3"), dlt_only_scenario(p_true), latent)
+    engine = simulate_trials(SIM5, design_for(SIM5, "3+3"), dlt_only_scenario(p_true), latent, vectorised=False)
     reference = simulate_three_plus_three(latent.toxicity, p_true, max_patients=30)
     np.testing.assert_array_equal(engine.selected_level, reference.selected_level)
     np.testing.assert_array_equal(engine.n_patients, reference.n_patients)
     np.testing.assert_array_equal(engine.n_dlt, reference.n_dlt)
+
+
+@pytest.mark.parametrize("design", ["boin", "3+3"])
+@pytest.mark.parametrize("spec", [SIM5, AXA], ids=["five levels", "AXA-NK02"])
+def test_the_vectorised_fast_path_gives_the_engines_results_field_by_field(design, spec):
+    scenarios = [dlt_only_scenario(p[: len(spec.dosing.levels)]) for p in
+                 ([0.05, 0.15, 0.30, 0.45, 0.60], [0.50, 0.60, 0.70, 0.80, 0.90], [0.0, 0.05, 0.1, 0.2, 0.3])]
+    scenarios += list(load_scenarios("axa_nk02", AXA).scenarios) if spec is AXA else []
+    latent = draw_latent_patients(np.random.SeedSequence(21), 200, spec.escalation.max_patients)
+    for scenario in scenarios:
+        engine = simulate_trials(spec, design_for(spec, design), scenario, latent, vectorised=False).to_frame()
+        fast = simulate_trials(spec, design_for(spec, design), scenario, latent).to_frame()
+        pd.testing.assert_frame_equal(fast, engine, check_dtype=False)
 
 
 def test_the_lupusbayes_design_keeps_the_sentinel_and_group_windows():
@@ -182,8 +195,9 @@ def test_operating_characteristics_by_hand():
     table = operating_characteristics(results, scenario, AXA, efficacious_response=0.5).set_index(["quantity", "level"])
     assert table.loc[("selected", 2), "value"] == 0.5 and table.loc[("no dose selected", 0), "value"] == 0.25
     assert table.loc[("selected a safe, efficacious dose", 0), "value"] == 0.5  # level 2: DLT 0.1 < 0.2, response 0.6
-    assert table.loc[("selected an overdose", 0), "value"] == 0.25  # level 3: DLT 0.4 >= 0.2
-    assert table.loc[("patients at an overdose", 0), "value"] == 1.5
+    assert table.loc[("selected above the true MTD", 0), "value"] == 0.25  # level 3: DLT 0.4 >= 0.2; the MTD is 2
+    assert table.loc[("patients above the true MTD", 0), "value"] == 1.5
+    assert table.loc[("stopped early", 0), "value"] == 0.25  # the last trial: 3 of AXA-NK02's 9 patients
     assert table.loc[("DLTs", 0), "value"] == 1.5 and table.loc[("duration (months)", 0), "value"] == 6.0
     np.testing.assert_allclose(table.loc[("selected", 2), "mcse"], np.sqrt(0.25 / 4))
     np.testing.assert_allclose(table.loc[("patients", 0), "mcse"], np.std([9, 9, 9, 3], ddof=1) / 2)
@@ -211,8 +225,9 @@ def test_the_same_seed_gives_the_same_trials_and_another_seed_others(plan, seria
     assert set(serial.trials["design"]) == {"lupusbayes", "boin"} and len(serial.trials) == 60 * 2 * 4
 
 
-def test_two_processes_give_bit_identical_results(plan, serial):
-    parallel = simulate(plan, workers=2)
+@pytest.mark.parametrize("workers", [2, 4])
+def test_two_or_four_processes_give_bit_identical_results(plan, serial, workers):
+    parallel = simulate(plan, workers=workers)
     pd.testing.assert_frame_equal(parallel.trials, serial.trials)
     pd.testing.assert_frame_equal(parallel.summary, serial.summary)
 
@@ -324,3 +339,34 @@ def test_more_trials_extend_a_checkpointed_run(plan, tmp_path):
     longer = simulate(plan, checkpoint=folder)  # 60 trials: 1-40 reused, 41-60 computed
     assert longer.chunks_resumed == 2 * 4
     pd.testing.assert_frame_equal(longer.trials, simulate(plan).trials)
+
+
+def test_the_scenario_file_can_change_the_sample_size_and_the_windows(tmp_path):
+    text = (Path(lb.__file__).parent / "data" / "scenarios" / "axa_nk02.toml").read_text()
+    shorter = text.replace("accrual_gap_days = 14", "accrual_gap_days = 14\nmax_patients = 6\n"
+                           "sentinel_safety_days = 14\ngroup_safety_days_before_next = 14", 1)
+    scenarios = parse_scenarios(shorter, AXA, source="shorter.toml")
+    assert scenarios.applied_to(AXA).escalation.max_patients == 6
+    result = simulate(SimulationPlan(AXA, scenarios, ("lupusbayes",), n_trials=20, seed=1))
+    assert result.trials.filter(like="n_patients_level").sum(axis=1).max() == 6
+    # sentinel day 0, group day 14, next sentinel day 28, its group day 42; final analysis 3 months later
+    safe = result.trials[result.trials["scenario"] == "shaped like KN5601"]
+    assert (safe["duration_days"] >= 42 + 91.3).all() and (safe["duration_days"] < 112 + 91.3).all()
+    with pytest.raises(SpecError, match="max_patients"):
+        parse_scenarios(text.replace("accrual_gap_days = 14", "accrual_gap_days = 14\nmax_patients = 0", 1), AXA,
+                        source="bad.toml")
+
+
+def test_the_extreme_posteriors_of_an_axa_trial_are_resolved_by_the_quadrature():
+    """Every group count with no or only events (the posteriors most pushed to the grid's edge) passes the
+    truncation check; scripts/benchmark_simulation.py checks all 5,005 reachable count states."""
+    import itertools
+
+    keys = [(*n, *y) for n in itertools.product(range(0, 10, 3), repeat=3) if sum(n) <= 9
+            for y in itertools.product(*({0, count} for count in n))]
+    bank = PosteriorBank.for_spec(AXA)
+    bank.toxicity.prepare(keys)  # raises SimulationError if any posterior stays truncated
+    bank.efficacy.prepare(keys)
+    assert len(bank.toxicity.cache) == len(keys) == len(bank.efficacy.cache) > 50
+    for posterior in (bank.toxicity.cache[keys[-1]], bank.efficacy.cache[keys[-1]]):
+        assert np.all((posterior.means > 0) & (posterior.means < 1))

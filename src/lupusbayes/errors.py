@@ -70,6 +70,11 @@ class ConvergenceGateError(LupusBayesError):
     """A result was requested from a fit that failed its convergence gate (use ``force``)."""
 
 
+class SimulationError(LupusBayesError, RuntimeError):
+    """A simulated trial cannot be run to its end: a design that never stops under the spec's rules,
+    or a posterior the quadrature cannot resolve."""
+
+
 class LupusBayesWarning(UserWarning):
     """Warnings about statistical caveats (Pareto k, proxies, extrapolation)."""
 

@@ -26,8 +26,11 @@ __all__ = ["add_commands"]
 DEFAULT_DESIGNS = ("lupusbayes", "blrm_ewoc", "boin", "3+3")
 
 
+ALIASES = {"blrm": "blrm_ewoc"}
+
+
 def _designs(text: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    names = tuple(ALIASES.get(name.strip(), name.strip()) for name in text.split(",") if name.strip())
     unknown = [name for name in names if name not in DESIGNS]
     if not names or unknown:
         raise argparse.ArgumentTypeError(f"unknown design {', '.join(unknown) or '(none)'}; designs: {', '.join(DESIGNS)}")
@@ -143,7 +146,7 @@ def add_commands(commands) -> None:
     parser.add_argument("--scenarios", help="scenario file (TOML; default: the spec's shipped scenarios, e.g. axa_nk02)")
     parser.add_argument("--designs", type=_designs, default=DEFAULT_DESIGNS,
                         help=f"comma-separated designs to compare (default {','.join(DEFAULT_DESIGNS)}; "
-                        f"available: {', '.join(DESIGNS)})")
+                        f"available: {', '.join(DESIGNS)}; blrm means blrm_ewoc)")
     parser.add_argument("--n-trials", type=bounded_int(1, 1_000_000), default=1000,
                         help="simulated trials per scenario and design (default 1000)")
     parser.add_argument("--seed", type=seed_value, required=True, help="master seed (the results depend on nothing else)")

@@ -2,8 +2,9 @@
 
 Top row: how often each design selects each level (and no level), with the scenario's true
 P(DLT) and P(response) under each level; levels that are safe and efficacious are shaded, an
-overdose level is marked. Bottom row: patients treated per level. Error bars are +/- 2 Monte
-Carlo standard errors.
+overdose level is marked. Middle row: patients treated per level. Bottom row: the trial's
+duration in months, with the mean number of patients treated above the true MTD written on
+each bar. Error bars are +/- 2 Monte Carlo standard errors.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def plot_operating_characteristics(summary: pd.DataFrame, scenarios: ScenarioSet
     designs = list(dict.fromkeys(summary["design"]))
     n_levels = len(spec.dosing.levels)
     n_scenarios = len(scenarios.scenarios)
-    figure, axes = plt.subplots(2, n_scenarios, figsize=(3.6 * n_scenarios + 0.8, 6.4), squeeze=False,
-                                sharey="row", layout="constrained")
+    figure, axes = plt.subplots(3, n_scenarios, figsize=(3.6 * n_scenarios + 0.8, 8.6), squeeze=False,
+                                sharey="row", layout="constrained", height_ratios=(3, 3, 2))
     width = 0.8 / len(designs)
     colours = plt.get_cmap("tab10")(np.arange(len(designs)))
     overdose_threshold = spec.dlt.intervals.overdose_threshold
@@ -55,17 +56,25 @@ def plot_operating_characteristics(summary: pd.DataFrame, scenarios: ScenarioSet
             patients = rows[(rows["quantity"] == "patients") & (rows["level"] > 0)].sort_values("level")
             bottom.bar(np.arange(1, n_levels + 1) - 0.4 + width * (index + 0.5), patients["value"], width,
                        yerr=2 * patients["mcse"], color=colours[index], capsize=1.5)
+            duration = rows[rows["quantity"] == "duration (months)"]
+            above = rows[rows["quantity"] == "patients above the true MTD"]["value"].iloc[0]
+            axes[2, column].bar(index, duration["value"], 0.7, yerr=2 * duration["mcse"], color=colours[index],
+                                capsize=1.5)
+            axes[2, column].text(index, float(duration["value"].iloc[0]) / 2, f"{above:.1f}", ha="center",
+                                 va="center", fontsize=7, color="white")
         labels = ["none"] + [f"{level + 1}\nDLT {100 * p_dlt[level]:.0f}%\nresp {100 * scenario.p_response[level]:.0f}%"
                              + ("\noverdose" if p_dlt[level] >= overdose_threshold else "") for level in range(n_levels)]
         top.set_xticks(np.arange(n_levels + 1), labels, fontsize=7)
         bottom.set_xticks(np.arange(1, n_levels + 1), labels[1:], fontsize=7)
         top.set_title(scenario.name, fontsize=9)
         top.set_ylim(0, 100)
-        for ax in (top, bottom):
+        axes[2, column].set_xticks(np.arange(len(designs)), designs, fontsize=7)
+        for ax in axes[:, column]:
             ax.grid(axis="y", alpha=0.3)
             ax.set_axisbelow(True)
     axes[0, 0].set_ylabel("selected (% of trials)")
     axes[1, 0].set_ylabel("patients treated (mean)")
+    axes[2, 0].set_ylabel("duration (months)\n[on bars: patients\nabove the true MTD]", fontsize=8)
     trials = int(summary["trials"].iloc[0]) if len(summary) else 0
     handles, names = axes[0, 0].get_legend_handles_labels()
     figure.legend(handles, names, loc="outside lower center", ncol=len(designs), fontsize=8, frameon=False)

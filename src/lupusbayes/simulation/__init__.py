@@ -9,7 +9,8 @@
 * :mod:`~lupusbayes.simulation.runner`: chunks, seeds, processes or Dask, checkpoints.
 """
 
-from lupusbayes.simulation.engine import PosteriorBank, SimulationError, TrialResults, simulate_trials
+from lupusbayes.errors import SimulationError
+from lupusbayes.simulation.engine import PosteriorBank, TrialResults, simulate_trials
 from lupusbayes.simulation.metrics import QUANTITIES, comparison_table, operating_characteristics
 from lupusbayes.simulation.patients import LatentPatients, arrival_days, draw_latent_patients
 from lupusbayes.simulation.runner import (

@@ -34,18 +34,17 @@ import numpy as np
 import pandas as pd
 
 from lupusbayes.decisions import DecisionContext, Design, Recommendation, decide
-from lupusbayes.decisions.rules import GroupWindow, Sentinel
+from lupusbayes.decisions.rules import BoinRule, GroupWindow, Sentinel
 from lupusbayes.decisions.state import DAYS_PER_MONTH, PatientRecord, TrialState
+from lupusbayes.decisions.three_plus_three import COHORT_SIZE, three_plus_three_next
+from lupusbayes.errors import SimulationError
 from lupusbayes.simulation.fast import FastPosteriors
 from lupusbayes.simulation.patients import LatentPatients, arrival_days
+from lupusbayes.simulation.rule_based import RuleBasedSimulation, simulate_boin, simulate_three_plus_three
 from lupusbayes.simulation.scenarios import Scenario
 from lupusbayes.spec import TrialSpec
 
-__all__ = ["TrialResults", "PosteriorBank", "simulate_trials", "SimulationError", "max_patients_of"]
-
-
-class SimulationError(RuntimeError):
-    """A simulated trial could not be run to its end (a design that never stops, or a bug)."""
+__all__ = ["TrialResults", "PosteriorBank", "simulate_trials", "max_patients_of"]
 
 
 @dataclass
@@ -273,13 +272,94 @@ class _Run:
 
 
 def simulate_trials(spec: TrialSpec, design: Design, scenario: Scenario, latent: LatentPatients, *,
-                    bank: PosteriorBank | None = None, first_trial: int = 0) -> TrialResults:
+                    bank: PosteriorBank | None = None, first_trial: int = 0, vectorised: bool = True) -> TrialResults:
     """Run one trial per row of ``latent`` under ``design`` against ``scenario`` (see the module docstring).
 
     ``latent`` needs one column per patient the trial may enrol (the spec's ``max_patients``).
     ``bank`` shares the cached posteriors between calls (designs and chunks of one spec).
+    BOIN and the 3+3 run on the vectorised simulators of :mod:`lupusbayes.simulation.rule_based`
+    when the spec allows it (cohorts of the group size filling the sample size; the 3+3 in
+    cohorts of 3 from the lowest level), with the same timeline: the results equal the
+    engine's, field by field (tested), at a hundred times the speed. ``vectorised=False``
+    forces the engine.
     """
-    bank = bank or PosteriorBank.for_spec(spec)
     if latent.toxicity.shape[1] < 1:
         raise ValueError("latent patients need at least one column")
+    if vectorised:
+        fast = _rule_based(spec, design, scenario, latent, first_trial)
+        if fast is not None:
+            return fast
+    bank = bank or PosteriorBank.for_spec(spec)
     return _Run(spec, design, scenario, latent, bank).run(scenario.name, first_trial)
+
+
+# ---- BOIN and the 3+3, vectorised -------------------------------------------------------------------
+
+
+def _rule_based(spec: TrialSpec, design: Design, scenario: Scenario, latent: LatentPatients,
+                first_trial: int) -> TrialResults | None:
+    """The engine's results for BOIN / the 3+3 from the vectorised simulators, or None when they do not apply."""
+    group, max_patients = spec.escalation.group_size, latent.toxicity.shape[1]
+    if design.name not in ("boin", "3+3") or max_patients % group:
+        return None
+    p_dlt = scenario.p_dlt(spec)
+    n_cohorts = max_patients // group
+    if design.name == "boin":
+        rule = next(rule for rule in design.rules if isinstance(rule, BoinRule))
+        simulation = simulate_boin(latent.toxicity, p_dlt, boundaries=rule.boundaries, cohort_size=group,
+                                   n_cohorts=n_cohorts, start_level=spec.dosing.starting_level - 1)
+    elif group == COHORT_SIZE and spec.dosing.starting_level == 1:
+        simulation = simulate_three_plus_three(latent.toxicity, p_dlt, max_patients=max_patients)
+    else:
+        return None
+    duration, cohorts = _cohort_timeline(simulation.patient_level, arrival_days(scenario, latent.arrival), group,
+                                         spec.dlt.window_days)
+    enrolled = simulation.patient_level >= 0
+    levels = np.maximum(simulation.patient_level, 0)
+    responder = enrolled & (latent.response[:, :max_patients] < scenario.p_response[levels])
+    n_responders = np.zeros_like(simulation.n_patients)
+    for level in range(n_responders.shape[1]):
+        n_responders[:, level] = (responder & (simulation.patient_level == level)).sum(axis=1)
+    return TrialResults(
+        design=design.name, scenario=scenario.name,
+        trial=np.arange(first_trial, first_trial + latent.n_trials, dtype=np.int64),
+        selected_level=np.asarray(simulation.selected_level, dtype=np.int64),
+        stop_reason=_stop_reasons(design.name, simulation, max_patients),
+        n_patients=np.array(simulation.n_patients), n_dlt=np.array(simulation.n_dlt), n_responders=n_responders,
+        duration_days=duration, n_decisions=cohorts + 2,  # the first decision, one per cohort, the final analysis
+        final_analysis_changed=np.zeros(latent.n_trials, dtype=bool),
+    )
+
+
+def _cohort_timeline(patient_level: np.ndarray, arrivals: np.ndarray, group: int, window: int):
+    """The engine's clock for designs without timing rules: each cohort dosed as its patients arrive (not
+    before the decision), the next decision when the cohort completes the DLT window. Returns the day
+    of the final analysis (the last cohort's window end) and the number of cohorts, per trial."""
+    n_trials, slots = patient_level.shape
+    clock = np.zeros(n_trials)
+    cohorts = np.zeros(n_trials, dtype=np.int64)
+    for first in range(0, slots, group):
+        active = patient_level[:, first] >= 0
+        day = clock.copy()
+        for slot in range(first, first + group):
+            day = np.maximum(day, arrivals[:, slot])
+        clock = np.where(active, day + window, clock)
+        cohorts += active
+    return clock, cohorts
+
+
+def _stop_reasons(design: str, simulation: RuleBasedSimulation, max_patients: int) -> np.ndarray:
+    """The first (sorted) stop reason the engine's final decision gives, trial by trial."""
+    full = simulation.n_patients.sum(axis=1) >= max_patients
+    size = f"the sample size is reached ({max_patients} of {max_patients} patients)"
+    reasons = np.empty(full.size, dtype=object)
+    if design == "boin":  # at the end, BOIN stops itself exactly when the lowest level is eliminated
+        reasons[:] = np.where(simulation.selected_level < 0, "BOIN eliminated the lowest level", size)
+        return reasons
+    reasons[:] = "the 3+3 stops"
+    for trial in np.flatnonzero(full):  # the cap reached: did the 3+3 stop there on its own?
+        last = int(simulation.patient_level[trial, max_patients - 1])
+        decision = three_plus_three_next(simulation.n_patients[trial], simulation.n_dlt[trial], last)
+        if decision.action != "stop":
+            reasons[trial] = size
+    return reasons

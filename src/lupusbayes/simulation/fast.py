@@ -12,7 +12,9 @@ What the rules ask of a posterior is precomputed into a :class:`SummaryPosterior
 per dose and P(quantity >= t) for the thresholds the design reads (the toxicity intervals'
 edges, the loss intervals' edges, the efficacy rule's rate). The quadrature checks its own
 truncation (the mass on the grid's outer ring); a posterior that fails the check is computed
-again on a wider, finer grid, and the number of such refinements is reported.
+again on wider, finer grids (:data:`REFINEMENTS`), and the number of refinements is counted; one
+that fails on the widest grid stops the simulation with a :class:`~lupusbayes.errors.SimulationError`
+naming the counts, rather than deciding from a truncated posterior.
 """
 
 from __future__ import annotations
@@ -22,13 +24,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lupusbayes.decisions.posterior import QUADRATURE_ERROR, Estimate
+from lupusbayes.errors import SimulationError
 from lupusbayes.models.exact import blrm_exact_posterior
 from lupusbayes.spec import BivariateNormalMixture, BivariateNormalPrior, TrialSpec
 
-__all__ = ["SummaryPosterior", "FastPosteriors", "BOUNDARY_MASS_LIMIT"]
+__all__ = ["SummaryPosterior", "FastPosteriors", "BOUNDARY_MASS_LIMIT", "REFINEMENTS"]
 
 #: Above this mass on the grid's outer ring, a posterior is recomputed on a wider grid.
 BOUNDARY_MASS_LIMIT = 1e-3
+#: The grids tried after the default one (41 points, 10 Laplace SDs): points and span.
+REFINEMENTS = ({"points": 61, "span": 14.0}, {"points": 101, "span": 20.0})
 
 
 @dataclass(frozen=True)
@@ -94,12 +99,21 @@ class FastPosteriors:
         n, y = counts[:, : self.doses.size], counts[:, self.doses.size:]
         summaries = self._compute(n, y)
         bad = summaries.pop("boundary") > BOUNDARY_MASS_LIMIT
-        if bad.any():
-            wider = self._compute(n[bad], y[bad], points=61, span=14.0)
-            wider.pop("boundary")
+        for grid in REFINEMENTS:
+            if not bad.any():
+                break
+            rows = np.flatnonzero(bad)
+            wider = self._compute(n[rows], y[rows], **grid)
+            still_bad = wider.pop("boundary") > BOUNDARY_MASS_LIMIT
             for name, values in wider.items():
-                summaries[name][bad] = values
-            self.refined += int(bad.sum())
+                summaries[name][rows] = values
+            self.refined += rows.size
+            bad[rows] = still_bad
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise SimulationError(f"the exact {self.quantity} posterior for {n[row].astype(int).tolist()} patients and "
+                                  f"{y[row].astype(int).tolist()} events per level is not resolved on the widest grid "
+                                  f"({REFINEMENTS[-1]}); check the [model] prior")
         self.computed += len(missing)
         for row, key in enumerate(missing):
             self.cache[key] = SummaryPosterior(

@@ -12,11 +12,13 @@ quantity                                  meaning (per trial, then averaged)
 ``selected a safe, efficacious dose``     the selected level's true P(DLT) is below the overdose
                                           threshold and its response probability is at least
                                           the scenario file's ``efficacious_response``
-``selected an overdose``                  the selected level's true P(DLT) is at or above the
-                                          spec's overdose threshold (``[dlt.intervals]``)
+``selected above the true MTD``           the selected level is above the true MTD: the highest
+                                          level whose true P(DLT) is below the spec's overdose
+                                          threshold (``[dlt.intervals]``); every level is above
+                                          it when none is below
+``stopped early``                         the trial enrolled fewer than the sample size
 ``patients``                              patients treated (per level, and in all)
-``patients at an overdose``               patients treated at levels whose true P(DLT) is at or
-                                          above the overdose threshold
+``patients above the true MTD``           patients treated at levels above the true MTD
 ``DLTs``                                  patients with a DLT
 ``responders``                            patients with the response
 ``duration (months)``                     first dosing to the final analysis
@@ -35,8 +37,8 @@ from lupusbayes.spec import TrialSpec
 
 __all__ = ["operating_characteristics", "comparison_table", "QUANTITIES"]
 
-QUANTITIES = ("selected", "no dose selected", "selected a safe, efficacious dose", "selected an overdose", "patients",
-              "patients at an overdose", "DLTs", "responders", "duration (months)")
+QUANTITIES = ("selected", "no dose selected", "selected a safe, efficacious dose", "selected above the true MTD",
+              "stopped early", "patients", "patients above the true MTD", "DLTs", "responders", "duration (months)")
 
 
 def _mean(values: np.ndarray) -> tuple[float, float]:
@@ -53,9 +55,15 @@ def _proportion(flags: np.ndarray) -> tuple[float, float]:
 
 
 def operating_characteristics(results: TrialResults, scenario: Scenario, spec: TrialSpec,
-                              efficacious_response: float) -> pd.DataFrame:
-    """The table of the module docstring for one design on one scenario (levels counted from 1; 0: all)."""
-    overdose = scenario.p_dlt(spec) >= spec.dlt.intervals.overdose_threshold
+                              efficacious_response: float, max_patients: int | None = None) -> pd.DataFrame:
+    """The table of the module docstring for one design on one scenario (levels counted from 1; 0: all).
+
+    ``max_patients`` (default the spec's) is the sample size that ``stopped early`` compares with.
+    """
+    n_levels = results.n_patients.shape[1]
+    true_mtd = scenario.true_mtd(spec)
+    above = np.arange(n_levels) > (-1 if true_mtd is None else true_mtd)
+    sample_size = max_patients if max_patients is not None else spec.escalation.max_patients
     target = scenario.safe_and_efficacious(spec, efficacious_response)
     selected = results.selected_level
     chosen = selected >= 0
@@ -65,15 +73,16 @@ def operating_characteristics(results: TrialResults, scenario: Scenario, spec: T
         rows.append({"scenario": results.scenario, "design": results.design, "quantity": quantity, "level": level,
                      "value": estimate[0], "mcse": estimate[1], "trials": results.n_trials})
 
-    for level in range(results.n_patients.shape[1]):
+    for level in range(n_levels):
         add("selected", level + 1, _proportion(selected == level))
     add("no dose selected", 0, _proportion(~chosen))
     add("selected a safe, efficacious dose", 0, _proportion(chosen & target[np.maximum(selected, 0)]))
-    add("selected an overdose", 0, _proportion(chosen & overdose[np.maximum(selected, 0)]))
-    for level in range(results.n_patients.shape[1]):
+    add("selected above the true MTD", 0, _proportion(chosen & above[np.maximum(selected, 0)]))
+    add("stopped early", 0, _proportion(results.n_patients.sum(axis=1) < (sample_size or np.inf)))
+    for level in range(n_levels):
         add("patients", level + 1, _mean(results.n_patients[:, level]))
     add("patients", 0, _mean(results.n_patients.sum(axis=1)))
-    add("patients at an overdose", 0, _mean(results.n_patients[:, overdose].sum(axis=1)))
+    add("patients above the true MTD", 0, _mean(results.n_patients[:, above].sum(axis=1)))
     add("DLTs", 0, _mean(results.n_dlt.sum(axis=1)))
     add("responders", 0, _mean(results.n_responders.sum(axis=1)))
     add("duration (months)", 0, _mean(results.duration_days / DAYS_PER_MONTH))
@@ -87,7 +96,7 @@ def comparison_table(summary: pd.DataFrame, scenario: str) -> pd.DataFrame:
     rows = []
     for (quantity, level), group in part.groupby(["quantity", "level"], sort=False):
         label = quantity if level == 0 else f"{quantity}: level {level}"
-        percent = quantity.startswith(("selected", "no dose"))
+        percent = quantity.startswith(("selected", "no dose", "stopped"))
         cells = {}
         for row in group.itertuples(index=False):
             if percent:

@@ -17,7 +17,6 @@ import concurrent.futures
 import hashlib
 import json
 import multiprocessing
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,14 +28,8 @@ import pandas as pd
 from lupusbayes._io import write_text_atomic
 from lupusbayes._version import __version__
 from lupusbayes.decisions import design_for
-from lupusbayes.errors import LupusBayesError
-from lupusbayes.simulation.engine import (
-    PosteriorBank,
-    SimulationError,
-    TrialResults,
-    max_patients_of,
-    simulate_trials,
-)
+from lupusbayes.errors import LupusBayesError, SimulationError
+from lupusbayes.simulation.engine import PosteriorBank, TrialResults, max_patients_of, simulate_trials
 from lupusbayes.simulation.metrics import operating_characteristics
 from lupusbayes.simulation.patients import draw_latent_patients
 from lupusbayes.simulation.scenarios import ScenarioSet
@@ -94,7 +87,12 @@ class SimulationPlan:
                                        ("seed", self.seed, 0, 2**63 - 1)):
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or not low <= value <= high:
                 raise ValueError(f"{name} must be a whole number from {low} to {high} (got {value!r})")
-        max_patients_of(self.spec)
+        max_patients_of(self.trial_spec)
+
+    @property
+    def trial_spec(self) -> TrialSpec:
+        """The spec the trials run under: with the scenario file's ``[simulation]`` changes, if any."""
+        return self.scenarios.applied_to(self.spec)
 
     def chunks(self) -> list[Chunk]:
         out = []
@@ -131,10 +129,11 @@ def _bank(spec: TrialSpec) -> PosteriorBank:
 def run_chunk(plan: SimulationPlan, chunk: Chunk) -> pd.DataFrame:
     """Every design of the plan on one chunk's latent patients: one row per trial and design."""
     scenario = plan.scenarios.scenarios[chunk.scenario]
+    spec = plan.trial_spec
     sequence = np.random.SeedSequence(plan.seed, spawn_key=(chunk.scenario, chunk.number))
-    latent = draw_latent_patients(sequence, chunk.size, max_patients_of(plan.spec))
-    bank = _bank(plan.spec)
-    frames = [simulate_trials(plan.spec, design_for(plan.spec, name), scenario, latent, bank=bank,
+    latent = draw_latent_patients(sequence, chunk.size, max_patients_of(spec))
+    bank = _bank(spec)
+    frames = [simulate_trials(spec, design_for(spec, name), scenario, latent, bank=bank,
                               first_trial=chunk.first).to_frame() for name in plan.designs]
     return pd.concat(frames, ignore_index=True)
 
@@ -306,7 +305,7 @@ def simulate(plan: SimulationPlan, *, workers: int = 1, dask_client=None, checkp
     done_trials = sum(chunk.size for chunk in frames)
     if progress is not None:
         progress(len(frames), len(chunks), done_trials)
-    workers = max(1, min(int(workers), os.cpu_count() or 1, len(todo) or 1))
+    workers = max(1, min(int(workers), len(todo) or 1))  # as asked, even beyond the cores: results do not change
     for chunk, frame in _executor_results(plan, todo, workers, dask_client):
         frames[chunk] = frame
         if store is not None:
@@ -326,7 +325,7 @@ def simulate(plan: SimulationPlan, *, workers: int = 1, dask_client=None, checkp
     for scenario in plan.scenarios.scenarios:
         for name in plan.designs:
             part = trials[(trials["scenario"] == scenario.name) & (trials["design"] == name)]
-            summaries.append(operating_characteristics(TrialResults.from_frame(part, n_levels), scenario, plan.spec,
-                                                       plan.scenarios.efficacious_response))
+            summaries.append(operating_characteristics(TrialResults.from_frame(part, n_levels), scenario,
+                                                       plan.trial_spec, plan.scenarios.efficacious_response))
     summary = pd.concat(summaries, ignore_index=True)
     return SimulationResult(plan, trials, summary, time.perf_counter() - started, resumed)

@@ -14,6 +14,10 @@ and one ``[[scenario]]`` table per scenario:
 ``accrual_gap_days`` / ``accrual_patients_per_month``
     fixed gaps between patients, or a Poisson stream (in ``[simulation]`` or per scenario).
 
+``[simulation]`` may also change the trial's rules for the simulation, to ask what a shorter
+window or a larger trial would cost: ``max_patients``, ``sentinel_safety_days`` and
+``group_safety_days_before_next`` replace the spec's ``[escalation]`` values.
+
 A patient's DLT is CRS of at least the spec's ``crs_grade_at_least``, or a DLT from other
 causes: ``P(DLT) = 1 - (1 - P(CRS >= k)) (1 - p_other_dlt)``.
 """
@@ -21,7 +25,7 @@ causes: ``P(DLT) = 1 - (1 - P(CRS >= k)) (1 - p_other_dlt)``.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -73,9 +77,16 @@ class ScenarioSet:
     efficacious_response: float
     source: str
     sha256: str = ""  # of the file's text: a simulation's checkpoint records it
+    escalation_overrides: dict[str, int] = field(default_factory=dict)
 
     def names(self) -> tuple[str, ...]:
         return tuple(scenario.name for scenario in self.scenarios)
+
+    def applied_to(self, spec: TrialSpec) -> TrialSpec:
+        """``spec`` with the ``[simulation]`` table's changes to its ``[escalation]`` rules."""
+        if not self.escalation_overrides:
+            return spec
+        return replace(spec, escalation=replace(spec.escalation, **self.escalation_overrides))
 
 
 def _probabilities(table: TomlTable, name: str, count: int) -> np.ndarray:
@@ -126,6 +137,11 @@ def parse_scenarios(text: str, spec: TrialSpec, *, source: str) -> ScenarioSet:
     efficacious = settings.number("efficacious_response", 0.5, minimum=0.0, maximum=1.0)
     gap_default = settings.number("accrual_gap_days", None, positive=True, maximum=3650)
     rate_default = settings.number("accrual_patients_per_month", None, positive=True, maximum=1000)
+    overrides = {}
+    for key, low in (("max_patients", 1), ("sentinel_safety_days", 0), ("group_safety_days_before_next", 0)):
+        value = settings.integer(key, None, minimum=low, maximum=1000 if key == "max_patients" else 3650)
+        if value is not None:
+            overrides[key] = value
     settings.finish()
     tables = root.array_of_tables("scenario")
     if not tables:
@@ -135,7 +151,7 @@ def parse_scenarios(text: str, spec: TrialSpec, *, source: str) -> ScenarioSet:
     if len(set(names)) != len(names):
         raise root.error("scenario", "scenario names must be distinct")
     root.finish()
-    return ScenarioSet(scenarios, efficacious, source, hashlib.sha256(text.encode("utf-8")).hexdigest())
+    return ScenarioSet(scenarios, efficacious, source, hashlib.sha256(text.encode("utf-8")).hexdigest(), overrides)
 
 
 def load_scenarios(path: str | Path, spec: TrialSpec) -> ScenarioSet:
