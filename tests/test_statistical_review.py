@@ -259,6 +259,26 @@ def test_exact_blrm_agrees_with_a_fine_reference_grid(hist_sa_spec):
     assert posterior.boundary_mass[0] < 1e-3
 
 
+# AXA-NK02 states where clipping each coordinate of the Newton step kept the mode search at the prior
+# mean (found by scripts/benchmark_simulation.py); long NUTS runs (4 x 25,000 draws) give the truth
+STUCK_STATES = [((0, 3, 3), (0, 1, 2)), ((0, 6, 3), (0, 1, 2)), ((3, 0, 3), (1, 0, 3)), ((3, 3, 3), (1, 0, 3)),
+                ((3, 3, 3), (1, 1, 3)), ((3, 3, 3), (1, 2, 3)), ((6, 0, 3), (1, 0, 3))]
+
+
+def test_the_mode_search_leaves_the_prior_mean_when_the_data_pull_hard(axa_spec):
+    n, y = np.array([s[0] for s in STUCK_STATES]), np.array([s[1] for s in STUCK_STATES])
+    doses, prior = axa_spec.dosing.levels, axa_spec.models.blrm.prior
+    posterior = blrm_exact_posterior(doses, n, y, prior=prior, reference_dose=axa_spec.dosing.reference_dose)
+    assert posterior.mode_found.all() and posterior.resolved.all()
+    assert np.all(np.abs(posterior.mode - np.array([prior.mean_log_a, prior.mean_log_b])).max(axis=1) > 0.1)
+    at_least = posterior.probability_at_least(doses, 0.2)
+    assert abs(at_least[3, 0] - 0.1140) < 0.002 + 3 * 0.0013  # 1/3 0/3 3/3: was 0.1835
+    assert abs(at_least[4, 0] - 0.2536) < 0.002 + 3 * 0.0017  # 1/3 1/3 3/3: was 0.3303
+    fine = blrm_exact_posterior(doses, n, y, prior=prior, reference_dose=axa_spec.dosing.reference_dose,
+                                points=301, span=14)
+    assert np.abs(fine.probability_at_least(doses, 0.2) - at_least).max() < 2e-3
+
+
 def test_exact_blrm_batches_equal_single_data_sets(hist_sa_spec):
     prior = hist_sa_spec.models.blrm.prior
     rng = np.random.default_rng(1)

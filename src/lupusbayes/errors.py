@@ -70,9 +70,13 @@ class ConvergenceGateError(LupusBayesError):
     """A result was requested from a fit that failed its convergence gate (use ``force``)."""
 
 
+class QuadratureError(LupusBayesError, ArithmeticError):
+    """An exact (quadrature) posterior that its own checks reject on every grid tried: its mode was not
+    found, or its grid is truncated. Nothing is decided from it."""
+
+
 class SimulationError(LupusBayesError, RuntimeError):
-    """A simulated trial cannot be run to its end: a design that never stops under the spec's rules,
-    or a posterior the quadrature cannot resolve."""
+    """A simulated trial cannot be run to its end: a design that never stops under the spec's rules."""
 
 
 class LupusBayesWarning(UserWarning):

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import xarray as xr
 
+from lupusbayes.errors import QuadratureError
+from lupusbayes.models.exact import REFINED_GRIDS, blrm_exact_posterior
 from lupusbayes.models.exact import ExactPosterior as ExactBLRM
-from lupusbayes.models.exact import blrm_exact_posterior
 from lupusbayes.spec import BivariateNormalMixture, BivariateNormalPrior
 
 __all__ = ["Estimate", "DrawsPosterior", "ExactPosterior", "draws_from_dose_response", "exact_blrm",
@@ -236,8 +237,23 @@ class ExactPosterior:
 def exact_blrm(doses, n_patients, n_events, *, prior: BivariateNormalPrior | BivariateNormalMixture,
                reference_dose: float, quantity: str = "p_dlt", source: str = "exact BLRM (quadrature)",
                dlt_basis: str = "", notes: tuple[str, ...] = ()) -> ExactPosterior:
-    """The exact logistic posterior for event counts per dose (DLTs, or responders), ready for decisions."""
+    """The exact logistic posterior for event counts per dose (DLTs, or responders), ready for decisions.
+
+    The quadrature checks itself (mode found, grid not truncated) and moves to wider grids when it
+    must (:data:`lupusbayes.models.exact.REFINED_GRIDS`).
+
+    Raises
+    ------
+    QuadratureError
+        No grid passes the checks: nothing is decided from the posterior.
+    """
     doses = np.asarray(doses, dtype=float)
     n, y = np.asarray(n_patients, dtype=float), np.asarray(n_events, dtype=float)
-    blrm = blrm_exact_posterior(doses, n, y, prior=prior, reference_dose=reference_dose)
+    for grid in ({}, *REFINED_GRIDS):
+        blrm = blrm_exact_posterior(doses, n, y, prior=prior, reference_dose=reference_dose, **grid)
+        if bool(np.all(blrm.resolved)):
+            break
+    else:
+        raise QuadratureError(f"the exact posterior for {n.astype(int).tolist()} patients and "
+                              f"{y.astype(int).tolist()} events per dose is not resolved on any grid; check the prior")
     return ExactPosterior(doses, n, y, prior, float(reference_dose), blrm, quantity, source, dlt_basis, tuple(notes))

@@ -33,9 +33,14 @@ from scipy.special import expit, log_expit, logit
 
 from lupusbayes.spec import BivariateNormalMixture, BivariateNormalPrior, ToxicityIntervals
 
-__all__ = ["ExactPosterior", "blrm_exact_posterior"]
+__all__ = ["ExactPosterior", "blrm_exact_posterior", "TRUNCATION_LIMIT", "REFINED_GRIDS"]
 
-_NEWTON_STEPS = 50
+_NEWTON_STEPS = 60
+_MAX_STEP = 2.0  # longest Newton step in (log a, log b), the whole vector shortened together
+#: A posterior with more weight than this on the grid's outer ring is truncated: use a wider grid.
+TRUNCATION_LIMIT = 1e-3
+#: The grids to try after the default (41 points over 10 Laplace SDs) when one is truncated.
+REFINED_GRIDS = ({"points": 61, "span": 14.0}, {"points": 101, "span": 20.0})
 
 
 def _prior_terms(prior: BivariateNormalPrior | BivariateNormalMixture, theta: np.ndarray):
@@ -82,7 +87,8 @@ def _log_posterior_terms(theta, x, n, y, prior):
 
 
 def _mode_and_scale(x, n, y, prior):
-    """Posterior mode by damped Newton (vectorised over data sets) and the Laplace Cholesky factor."""
+    """Posterior mode by damped Newton (vectorised over data sets), the Laplace Cholesky factor, and
+    whether the mode was found (the gradient vanishes there)."""
     batch = n.shape[:-1]
     start = (prior.components[int(np.argmax(prior.weights))].mean if isinstance(prior, BivariateNormalMixture)
              else prior.mean)
@@ -92,22 +98,29 @@ def _mode_and_scale(x, n, y, prior):
     # computed from it) does not depend on which other data sets share the batch
     converged = np.zeros(batch, dtype=bool)
     for _ in range(_NEWTON_STEPS):
-        # a Newton step where the Hessian is negative definite, else a gradient step; then halve
-        # the step until the log posterior does not fall
+        # a Newton step where the Hessian is negative definite, else a gradient step: both go uphill.
+        # A long step is shortened as a whole vector; clipping each coordinate on its own can turn
+        # it downhill, and the search then never leaves its start.
         negative_definite = (hessian[..., 0, 0] < 0) & (np.linalg.det(hessian) > 0)
         safe = np.where(negative_definite[..., None, None], hessian, -np.eye(2))
         step = -np.linalg.solve(safe, gradient[..., None])[..., 0]
-        step = np.where(converged[..., None], 0.0, np.clip(step, -2.0, 2.0))
+        longest = np.abs(step).max(axis=-1)
+        step = step * np.minimum(1.0, _MAX_STEP / np.maximum(longest, 1e-300))[..., None]
+        step = np.where(converged[..., None], 0.0, step)
         scale = np.ones(batch)
-        for _ in range(30):
+        for _ in range(40):  # halve the step until the log posterior does not fall
             candidate = theta + scale[..., None] * step
             new_value, new_gradient, new_hessian = _log_posterior_terms(candidate, x, n, y, prior)
             worse = ~(new_value >= value - 1e-12)
             if not worse.any():
                 break
             scale = np.where(worse, scale / 2, scale)
-        theta, value, gradient, hessian = candidate, new_value, new_gradient, new_hessian
-        converged |= np.all(np.abs(scale[..., None] * step) < 1e-10, axis=-1)
+        keep = worse  # no shorter step went uphill: stay (and stop) where the search is
+        theta = np.where(keep[..., None], theta, candidate)
+        value = np.where(keep, value, new_value)
+        gradient = np.where(keep[..., None], gradient, new_gradient)
+        hessian = np.where(keep[..., None, None], hessian, new_hessian)
+        converged |= keep | np.all(np.abs(scale[..., None] * step) < 1e-10, axis=-1)
         if converged.all():
             break
     precision = -hessian
@@ -116,7 +129,10 @@ def _mode_and_scale(x, n, y, prior):
                         else prior.covariance)
     covariance = np.where(positive[..., None, None], np.linalg.inv(np.where(positive[..., None, None], precision,
                                                                              np.eye(2))), prior_covariance)
-    return theta, np.linalg.cholesky(covariance)
+    # the mode: the gradient vanishes, relative to the curvature (a Newton step of at most 1e-6)
+    newton_step = np.abs(np.einsum("...ij,...j->...i", covariance, gradient)).max(axis=-1)
+    found = positive & (newton_step < 1e-6)
+    return theta, np.linalg.cholesky(covariance), found
 
 
 def _uniform_sum_cdf(s, a, b):
@@ -147,6 +163,13 @@ class ExactPosterior:
     boundary_mass: np.ndarray  # (B,): weight on the grid's outermost ring (truncation check)
     reference_dose: float
     batched: bool
+    mode_found: np.ndarray | None = None  # (B,): the mode search converged (the grid is centred on the posterior)
+
+    @property
+    def resolved(self) -> np.ndarray:
+        """(B,) the grid is centred on the posterior's mode and holds it (boundary mass <= the limit)."""
+        found = np.ones(self.mode.shape[0], dtype=bool) if self.mode_found is None else self.mode_found
+        return found & (self.boundary_mass <= TRUNCATION_LIMIT)
 
     def _out(self, array: np.ndarray) -> np.ndarray:
         return array if self.batched else array[0]
@@ -251,7 +274,7 @@ def blrm_exact_posterior(
     if np.any(doses <= 0) or np.any(y < 0) or np.any(y > n) or points < 3 or span <= 0:
         raise ValueError("doses must be positive, 0 <= n_dlt <= n_patients, points >= 3 and span > 0")
     x = np.log(doses / reference_dose)
-    mode, cholesky = _mode_and_scale(x, n, y, prior)
+    mode, cholesky, mode_found = _mode_and_scale(x, n, y, prior)
     # nodes equally spaced in u, mapped to z = stretch * sinh(u / stretch): fine near the mode,
     # coarse in the tails, out to +/- span Laplace SDs (the posterior's tails are heavier than
     # the Laplace approximation's when few DLTs leave the slope loosely identified)
@@ -272,4 +295,5 @@ def blrm_exact_posterior(
     return ExactPosterior(
         theta=theta, weights=weights, cell_axes=cell_axes, mode=mode,
         boundary_mass=weights[:, edge].sum(axis=1), reference_dose=float(reference_dose), batched=batched,
+        mode_found=mode_found,
     )

@@ -10,11 +10,11 @@ one batched quadrature.
 
 What the rules ask of a posterior is precomputed into a :class:`SummaryPosterior`: the mean
 per dose and P(quantity >= t) for the thresholds the design reads (the toxicity intervals'
-edges, the loss intervals' edges, the efficacy rule's rate). The quadrature checks its own
-truncation (the mass on the grid's outer ring); a posterior that fails the check is computed
-again on wider, finer grids (:data:`REFINEMENTS`), and the number of refinements is counted; one
-that fails on the widest grid stops the simulation with a :class:`~lupusbayes.errors.SimulationError`
-naming the counts, rather than deciding from a truncated posterior.
+edges, the loss intervals' edges, the efficacy rule's rate). The quadrature checks itself (the
+mode search converged, little mass on the grid's outer ring); a posterior that fails is computed
+again on wider, finer grids (:data:`lupusbayes.models.exact.REFINED_GRIDS`), and the number of
+refinements is counted; one that fails on the widest grid stops the simulation with a
+:class:`~lupusbayes.errors.QuadratureError` naming the counts, rather than deciding from it.
 """
 
 from __future__ import annotations
@@ -24,16 +24,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lupusbayes.decisions.posterior import QUADRATURE_ERROR, Estimate
-from lupusbayes.errors import SimulationError
-from lupusbayes.models.exact import blrm_exact_posterior
+from lupusbayes.errors import QuadratureError
+from lupusbayes.models.exact import REFINED_GRIDS, blrm_exact_posterior
 from lupusbayes.spec import BivariateNormalMixture, BivariateNormalPrior, TrialSpec
 
-__all__ = ["SummaryPosterior", "FastPosteriors", "BOUNDARY_MASS_LIMIT", "REFINEMENTS"]
-
-#: Above this mass on the grid's outer ring, a posterior is recomputed on a wider grid.
-BOUNDARY_MASS_LIMIT = 1e-3
-#: The grids tried after the default one (41 points, 10 Laplace SDs): points and span.
-REFINEMENTS = ({"points": 61, "span": 14.0}, {"points": 101, "span": 20.0})
+__all__ = ["SummaryPosterior", "FastPosteriors"]
 
 
 @dataclass(frozen=True)
@@ -98,22 +93,22 @@ class FastPosteriors:
         counts = np.array(missing, dtype=float)
         n, y = counts[:, : self.doses.size], counts[:, self.doses.size:]
         summaries = self._compute(n, y)
-        bad = summaries.pop("boundary") > BOUNDARY_MASS_LIMIT
-        for grid in REFINEMENTS:
+        bad = ~summaries.pop("resolved")
+        for grid in REFINED_GRIDS:
             if not bad.any():
                 break
             rows = np.flatnonzero(bad)
             wider = self._compute(n[rows], y[rows], **grid)
-            still_bad = wider.pop("boundary") > BOUNDARY_MASS_LIMIT
+            still_bad = ~wider.pop("resolved")
             for name, values in wider.items():
                 summaries[name][rows] = values
             self.refined += rows.size
             bad[rows] = still_bad
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise SimulationError(f"the exact {self.quantity} posterior for {n[row].astype(int).tolist()} patients and "
+            raise QuadratureError(f"the exact {self.quantity} posterior for {n[row].astype(int).tolist()} patients and "
                                   f"{y[row].astype(int).tolist()} events per level is not resolved on the widest grid "
-                                  f"({REFINEMENTS[-1]}); check the [model] prior")
+                                  f"({REFINED_GRIDS[-1]}); check the [model] prior")
         self.computed += len(missing)
         for row, key in enumerate(missing):
             self.cache[key] = SummaryPosterior(
@@ -122,7 +117,7 @@ class FastPosteriors:
 
     def _compute(self, n: np.ndarray, y: np.ndarray, **grid) -> dict:
         posterior = blrm_exact_posterior(self.doses, n, y, prior=self.prior, reference_dose=self.reference_dose, **grid)
-        out = {"mean": np.atleast_2d(posterior.mean_p_dlt(self.doses)), "boundary": posterior.boundary_mass}
+        out = {"mean": np.atleast_2d(posterior.mean_p_dlt(self.doses)), "resolved": posterior.resolved}
         for threshold in self.thresholds:
             out[("at_least", threshold)] = np.atleast_2d(posterior.probability_at_least(self.doses, threshold))
         return out

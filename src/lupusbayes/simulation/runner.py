@@ -36,7 +36,7 @@ from lupusbayes.simulation.scenarios import ScenarioSet
 from lupusbayes.spec import DESIGNS, TrialSpec
 
 __all__ = ["SimulationPlan", "Chunk", "SimulationResult", "simulate", "run_chunk", "CheckpointError",
-           "DEFAULT_CHUNK_SIZE", "MAX_TRIALS"]
+           "clear_posterior_cache", "DEFAULT_CHUNK_SIZE", "MAX_TRIALS"]
 
 DEFAULT_CHUNK_SIZE = 100
 MAX_TRIALS = 1_000_000
@@ -116,6 +116,11 @@ class SimulationPlan:
 # ---- one chunk --------------------------------------------------------------------------------
 
 _BANKS: dict[str, PosteriorBank] = {}  # per process: exact posteriors do not depend on who else is in the batch
+
+
+def clear_posterior_cache() -> None:
+    """Forget this process's cached exact posteriors (benchmarks time a run as a fresh process would)."""
+    _BANKS.clear()
 
 
 def _bank(spec: TrialSpec) -> PosteriorBank:
