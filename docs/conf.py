@@ -64,3 +64,22 @@ html_theme_options = {
     "description": "Bayesian dose-toxicity and dose-efficacy models for NK / CAR-NK trials in lupus",
     "fixed_sidebar": True,
 }
+
+
+# ---- the plot gallery (gallery.md) -------------------------------------------------------------
+# The gallery's pictures are drawn from real fits by scripts/make_gallery.py into
+# docs/_generated/gallery/ before Sphinx reads any page (they must exist for `-W`). The script
+# skips the work when its stamp (a hash of the package's source and data) is unchanged.
+
+
+def _make_gallery(app) -> None:
+    import subprocess
+
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "make_gallery.py")
+    out = os.path.join(app.srcdir, "_generated", "gallery")
+    subprocess.run([sys.executable, script, "--out", out], check=True)
+
+
+def setup(app):
+    app.connect("builder-inited", _make_gallery)
+    return {"parallel_read_safe": True}

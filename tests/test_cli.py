@@ -81,9 +81,13 @@ def test_demo_writes_everything_to_one_folder(tmp_path, capsys, mock_sampling):
     assert main(["demo", "--out", str(folder), "--seed", "7"]) == 0
     names = {path.name for path in folder.iterdir()}
     assert {"report.txt", "cohort_summary.txt", "crs.nc", "sledai.nc", "blrm.nc", "model_comparison_crs.csv",
-            "model_comparison_sledai.csv", "screening_axa_nk02.csv", "axa_nk02_crs_borrowing_kn5601.nc"} <= names
+            "model_comparison_sledai.csv", "screening_axa_nk02.csv", "axa_nk02_crs_borrowing_kn5601.nc",
+            "src_report_kn5601.html", "operating_characteristics_axa_nk02.csv",
+            "operating_characteristics_axa_nk02.png"} <= names
+    assert "Safety Review Committee report: KN5601" in (folder / "src_report_kn5601.html").read_text()
     report = (folder / "report.txt").read_text()
     assert "Convergence gate" in report and "FAILED" not in report
+    assert "The next KN5601 dose group" in report and "Operating characteristics of AXA-NK02" in report
     assert main(["demo", "--out", str(folder), "--seed", "7"]) == 2  # refuses to overwrite
     assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
 

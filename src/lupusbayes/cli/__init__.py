@@ -1,8 +1,9 @@
 """The ``lupusbayes`` command line: a thin layer over the public API.
 
 One module per command group (:mod:`~lupusbayes.cli.data`, :mod:`~lupusbayes.cli.spec`,
-:mod:`~lupusbayes.cli.fitting`, :mod:`~lupusbayes.cli.demo`), shared helpers in
-:mod:`~lupusbayes.cli.output`.
+:mod:`~lupusbayes.cli.fitting`, :mod:`~lupusbayes.cli.decide`, :mod:`~lupusbayes.cli.report`,
+:mod:`~lupusbayes.cli.plot`, :mod:`~lupusbayes.cli.simulate`, :mod:`~lupusbayes.cli.demo`), shared
+helpers in :mod:`~lupusbayes.cli.output`.
 
 Exit codes: 0 success; 2 bad input (one line on stderr naming the file, row and field, and no
 output written); 3 a fit that failed its convergence gate; 1 an internal error (a bug).
@@ -16,7 +17,7 @@ import warnings
 from collections.abc import Sequence
 
 from lupusbayes._version import __version__
-from lupusbayes.cli import data, decide, demo, fitting, simulate, spec
+from lupusbayes.cli import data, decide, demo, fitting, plot, report, simulate, spec
 from lupusbayes.cli.output import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_OK, Parser
 from lupusbayes.errors import LupusBayesError, LupusBayesWarning
 
@@ -30,9 +31,11 @@ examples:
   lupusbayes spec check models/axa_nk02.toml
   lupusbayes fit kn5601 --model crs --out crs.nc --seed 1
   lupusbayes check crs.nc
+  lupusbayes plot crs.nc --kind dose_crs --out dose_crs.png
   lupusbayes decide kn5601 --state kn5601
   lupusbayes decide axa_nk02 --state axa_patients.csv --codata kn5601 --as-of 2026-06-01
   lupusbayes decide kn5601 --design 3+3 --outcomes "1NNN 2NNN 3NNT" --transitions
+  lupusbayes report kn5601 --state kn5601 --out report.html
   lupusbayes simulate axa_nk02 --n-trials 2000 --seed 1 --out oc/
   lupusbayes demo --out outputs/demo --seed 20251108
 
@@ -51,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lupusbayes {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
-    for group in (data, spec, fitting, decide, simulate, demo):
+    for group in (data, spec, fitting, decide, report, plot, simulate, demo):
         group.add_commands(commands)
     return parser
 

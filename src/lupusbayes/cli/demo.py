@@ -3,8 +3,10 @@
 On the shipped KN5601 data: summarise the cohort, screen it against AXA-NK02's eligibility
 criteria, fit the ordinal CRS model, the binary BLRM and the SLEDAI-2K model, fit one variant
 of each for a PSIS-LOO comparison, fit AXA-NK02's CRS model borrowing from KN5601 through
-EXNEX, and write every table, fit and a plain-text report into one folder. The folder appears
-only when everything succeeded (staged, then renamed).
+EXNEX, decide the next KN5601 dose group and write the SRC report (one HTML file), simulate the
+operating characteristics of AXA-NK02's designs (a short run), and write every table, fit and a
+plain-text report into one folder. The folder appears only when everything succeeded (staged,
+then renamed).
 """
 
 from __future__ import annotations
@@ -21,16 +23,23 @@ import pandas as pd
 from lupusbayes._io import staged_directory
 from lupusbayes.cli.output import EXIT_GATE_FAILED, EXIT_OK, add_output_options, progress_for, seed_value
 from lupusbayes.cohort import load_kn5601
+from lupusbayes.decisions import DecisionContext, decide, draws_from_dose_response, load_state, transition_table
 from lupusbayes.eligibility import screen
-from lupusbayes.fitting import FitResult, compare_models, fit
+from lupusbayes.fitting import FitResult, compare_models, fit, prior_predictive
 from lupusbayes.fitting.sample import FitProgress
 from lupusbayes.models.sledai import SledaiModel
 from lupusbayes.models.toxicity import BLRM, CRSModel
 from lupusbayes.report import text
+from lupusbayes.report.html import ReportInputs, report_figures, write_src_report
+from lupusbayes.report.simulation_plots import save_operating_characteristics
+from lupusbayes.simulation import SimulationPlan, comparison_table, load_scenarios, simulate
 from lupusbayes.spec import load_spec
 from lupusbayes.summary import summarise_cohort
 
-__all__ = ["run_demo", "DemoResult", "add_commands"]
+__all__ = ["run_demo", "DemoResult", "add_commands", "DEMO_SIMULATED_TRIALS"]
+
+#: Trials per scenario and design in the demo's operating characteristics (a short, indicative run).
+DEMO_SIMULATED_TRIALS = 200
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,7 @@ def run_demo(
     with staged_directory(folder, overwrite=overwrite, mkdir=mkdir) as staging:
         report: list[str] = [f"lupusbayes demo on the shipped KN5601 cohort (master seed {seed})", ""]
 
-        progress("1/5 cohort summary")
+        progress("1/7 cohort summary")
         summary = summarise_cohort(cohort, seed=seed)
         summary_text = text.cohort_summary_text(summary)
         (staging / "cohort_summary.txt").write_text(summary_text + "\n")
@@ -72,7 +81,7 @@ def run_demo(
         cohort.to_csv(staging / "kn5601_tidy.csv")
         report += ["== KN5601 cohort ==", summary_text, ""]
 
-        progress("2/5 eligibility screen against AXA-NK02")
+        progress("2/7 eligibility screen against AXA-NK02")
         screening = screen(cohort.patients, axa)
         screening.results.to_csv(staging / "screening_axa_nk02.csv", index=False)
         failures = screening.failures
@@ -92,7 +101,7 @@ def run_demo(
             ("axa_nk02_crs_borrowing_kn5601", lambda: CRSModel(cohort, axa), axa),
         ]
         for number, (name, build, spec) in enumerate(plan, start=1):
-            progress(f"3/5 fit {number}/{len(plan)}: {name}")
+            progress(f"3/7 fit {number}/{len(plan)}: {name}")
             result = fit(build(), seed=next(fit_seeds), settings=settings(spec), progress=fit_progress)
             fits[name] = result
             result.save(staging / f"{name}.nc")
@@ -102,7 +111,7 @@ def run_demo(
             result.parameter_summary().to_csv(staging / f"{name}_parameters.csv", index=False)
             report += [f"== {name} ==", text.fit_text(result), ""]
 
-        progress("4/5 model comparison (PSIS-LOO)")
+        progress("4/7 model comparison (PSIS-LOO)")
         comparisons = {
             "crs": compare_models({"ordinal, dose effect": fits["crs"], "ordinal, no dose effect": fits["crs_no_dose_effect"]}),
             "sledai": compare_models({"log-linear": fits["sledai"], "Emax": fits["sledai_emax"],
@@ -112,7 +121,37 @@ def run_demo(
             table.to_csv(staging / f"model_comparison_{name}.csv")
             report += [f"== PSIS-LOO comparison: {name} ==", table.to_string(), ""]
 
-        progress("5/5 report")
+        progress("5/7 the next KN5601 dose group and the SRC report")
+        state = load_state("kn5601", kn5601)
+        efficacy = kn5601.decision.efficacy
+        context = DecisionContext(
+            kn5601, state, draws_from_dose_response(fits["crs"].dose_response, source=f"crs (seed {fits['crs'].seed})"),
+            draws_from_dose_response(fits["sledai"].dose_response, response=efficacy.response, month=efficacy.month,
+                                     final_month=efficacy.final_month, source=f"sledai (seed {fits['sledai'].seed})"),
+            failed_gates=tuple(name for name in ("crs", "sledai") if not fits[name].converged))
+        recommendation = decide(context)
+        transitions = transition_table(context, recommendation=recommendation)
+        report_fits = {"toxicity": fits["crs"], "efficacy": fits["sledai"]}
+        write_src_report(staging / "src_report_kn5601.html", ReportInputs(
+            spec=kn5601, state=state, recommendation=recommendation, command=f"lupusbayes demo --seed {seed}",
+            seed=seed, cohort_summary=summary, screening=screen(cohort.patients, kn5601), fits=report_fits,
+            priors={label: prior_predictive(result.model, seed=seed, draws=2000) for label, result in report_fits.items()},
+            transitions=transitions, figures=report_figures(kn5601, report_fits, recommendation, transitions)))
+        report += ["== The next KN5601 dose group ==", text.recommendation_text(recommendation, kn5601), ""]
+
+        progress(f"6/7 operating characteristics of AXA-NK02's designs ({DEMO_SIMULATED_TRIALS} trials per scenario)")
+        scenarios = load_scenarios("axa_nk02", axa)
+        simulation = simulate(SimulationPlan(axa, scenarios, ("lupusbayes", "blrm_ewoc", "boin", "3+3"),
+                                             n_trials=DEMO_SIMULATED_TRIALS, seed=seed))
+        simulation.summary.to_csv(staging / "operating_characteristics_axa_nk02.csv", index=False)
+        save_operating_characteristics(staging / "operating_characteristics_axa_nk02.png", simulation.summary,
+                                       scenarios, axa)
+        report += ["== Operating characteristics of AXA-NK02's designs (value (Monte Carlo error)) =="]
+        for scenario in scenarios.scenarios:
+            report += [f"-- {scenario.name} --", comparison_table(simulation.summary, scenario.name).to_string(index=False)]
+        report.append("")
+
+        progress("7/7 report")
         converged = {name: result.converged for name, result in fits.items()}
         report += ["== Convergence gate ==", *(f"{name}: {'passed' if ok else 'FAILED'}" for name, ok in converged.items())]
         (staging / "report.txt").write_text("\n".join(report) + "\n")
@@ -133,7 +172,8 @@ def add_commands(commands) -> None:
     demo = commands.add_parser(
         "demo", help="run the whole pipeline on the shipped KN5601 data",
         description="Load and summarise KN5601, screen it against AXA-NK02, fit the CRS, BLRM and SLEDAI-2K "
-        "models and their comparison variants, and write every table, fit and a report to one folder.",
+        "models and their comparison variants, decide the next KN5601 dose group and write the SRC report (HTML), "
+        "simulate AXA-NK02's designs briefly, and write every table, fit and a report to one folder.",
     )
     demo.add_argument("--out", required=True, help="output folder (created; refused if it exists unless --overwrite)")
     demo.add_argument("--seed", type=seed_value, default=20251108, help="master random seed (default 20251108)")

@@ -1,0 +1,163 @@
+"""``lupusbayes plot``: draw a saved fit (and, with the trial's state, its recommendation)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from lupusbayes._io import check_output_path, staged_directory
+from lupusbayes.cli.output import EXIT_OK, add_output_options
+
+__all__ = ["add_commands"]
+
+_DECISION_KINDS = ("recommendation", "transitions")
+
+
+def _as_of(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a date YYYY-MM-DD (got {text!r})") from None
+
+
+def _decision(fit, args: argparse.Namespace):
+    """The recommendation and transition table from the fit (toxicity), the state and an
+    optional SLEDAI-2K fit, as ``lupusbayes decide --fit`` makes them."""
+    from lupusbayes.decisions import DecisionContext, decide, draws_from_dose_response, load_state, transition_table
+    from lupusbayes.fitting import load_fit
+    from lupusbayes.report.plots import PlotError
+
+    spec = fit.model.spec
+    if fit.model.kind == "sledai":
+        raise PlotError(f"{args.fit}: a recommendation is drawn from a toxicity fit; give the toxicity fit as FIT "
+                        "and the SLEDAI-2K fit as --efficacy-fit")
+    state = load_state(args.state, spec, as_of=args.as_of)
+    _check_same_patients(fit, state, args.fit)
+    failed = [] if fit.converged else [fit.model.name]
+    toxicity = draws_from_dose_response(fit.dose_response, source=f"{fit.model.name} (seed {fit.seed})",
+                                        notes=tuple(fit.model.notes()))
+    efficacy = None
+    if args.efficacy_fit:
+        sledai = load_fit(args.efficacy_fit, spec=spec)
+        if sledai.model.kind != "sledai":
+            raise PlotError(f"{args.efficacy_fit}: --efficacy-fit takes a SLEDAI-2K fit (this is {sledai.model.name})")
+        _check_same_patients(sledai, state, args.efficacy_fit)
+        failed += [] if sledai.converged else [sledai.model.name]
+        settings = spec.decision.efficacy
+        dose_response = sledai.dose_response
+        wanted = sorted({settings.month, settings.final_month})
+        if not all(np.any(np.isclose(dose_response["month"].to_numpy(), month)) for month in wanted):
+            dose_response = sledai.model.dose_response(sledai.posterior, np.random.default_rng(sledai.seed),
+                                                       months=wanted)
+        efficacy = draws_from_dose_response(dose_response, response=settings.response, month=settings.month,
+                                            final_month=settings.final_month,
+                                            source=f"{sledai.model.name} (seed {sledai.seed})",
+                                            notes=tuple(sledai.model.notes()))
+    context = DecisionContext(spec, state, toxicity, efficacy, tuple(failed))
+    recommendation = decide(context)
+    return recommendation, transition_table(context, recommendation=recommendation)
+
+
+def _check_same_patients(fit, state, path: str) -> None:
+    """A fit drawn with a state must be of the state's patients (as ``decide --fit`` requires)."""
+    from lupusbayes.report.plots import PlotError
+
+    cohort, trial = fit.model.cohort, fit.model.spec.trial.id
+    in_fit = set() if cohort is None else set(cohort.patients.loc[cohort.patients["study_id"] == trial, "patient_id"])
+    in_state = {p.patient_id for p in state.patients}
+    if not state.counts_only and in_fit != in_state:
+        example = sorted(in_state - in_fit) or sorted(in_fit - in_state)
+        raise PlotError(f"{path}: the fit was made on other patients than the state's (e.g. {example[0]}); refit "
+                        "on the state's data")
+
+
+def _sources(fit, kinds: list[str], args: argparse.Namespace) -> dict[str, object]:
+    """What each kind is drawn from: the fit, or the recommendation / transitions."""
+    from lupusbayes.report.plots import PlotError
+
+    wanted = [kind for kind in kinds if kind in _DECISION_KINDS]
+    if wanted and not args.state:
+        raise PlotError(f"'{wanted[0]}' needs the trial's state: add --state FILE (and --as-of DATE for "
+                        "infusion dates)")
+    sources: dict[str, object] = {kind: fit for kind in kinds}
+    if wanted:
+        recommendation, transitions = _decision(fit, args)
+        sources.update({"recommendation": recommendation, "transitions": transitions})
+    return sources
+
+
+def _draw(kind: str, source, spec, out: Path, *, overwrite: bool) -> None:
+    """Make one plot, write it, and free its figure (``--kind all`` makes many)."""
+    from matplotlib import pyplot
+
+    from lupusbayes.report.plots import figure_of, make_plot, save_plot
+
+    plot = make_plot(kind, source, spec=spec)
+    try:
+        save_plot(plot, out, overwrite=overwrite)
+    finally:
+        pyplot.close(figure_of(plot))
+
+
+def _plot(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    from lupusbayes.fitting import load_fit
+    from lupusbayes.report.plots import KINDS, PlotError, plot_format, plot_kinds_for
+
+    if args.kind is None and not args.list:
+        raise PlotError("say what to draw: --kind KIND (or --kind all), or --list for the kinds of this fit")
+    if args.kind is not None and args.kind != "all" and args.kind not in KINDS:
+        raise PlotError(f"unknown plot kind '{args.kind}'; the kinds are: {', '.join(KINDS)} (or all)")
+    if args.kind is not None and args.out is None:
+        raise PlotError("give --out: a file (.png, .svg, .pdf) for one kind, a folder for --kind all")
+    if args.kind is not None and args.kind != "all":  # the output is checked before any work
+        plot_format(args.out)
+        out = check_output_path(args.out, overwrite=args.overwrite, mkdir=args.mkdir)
+    elif args.kind == "all":
+        check_output_path(args.out, overwrite=args.overwrite, folder=True, mkdir=args.mkdir)
+    fit = load_fit(args.fit)
+    applicable = plot_kinds_for(fit) + (list(_DECISION_KINDS) if args.state else [])
+    if args.list:
+        for kind in plot_kinds_for(fit) + list(_DECISION_KINDS):
+            print(f"{kind:26s} {KINDS[kind].needs:15s} {KINDS[kind].title}")
+        return EXIT_OK
+    spec = fit.model.spec
+    if args.kind != "all":
+        sources = _sources(fit, [args.kind], args)
+        _draw(args.kind, sources[args.kind], spec, out, overwrite=args.overwrite)
+        print(f"written: {out}")
+        return EXIT_OK
+    sources = _sources(fit, applicable, args)
+    with staged_directory(Path(args.out), overwrite=args.overwrite, mkdir=args.mkdir) as folder:
+        for kind in applicable:
+            _draw(kind, sources[kind], spec, folder / f"{kind}.{args.format}", overwrite=False)
+    for kind in applicable:
+        print(f"written: {Path(args.out) / f'{kind}.{args.format}'}")
+    return EXIT_OK
+
+
+def add_commands(commands) -> None:
+    from lupusbayes.report.plots import KINDS, PLOT_FORMATS
+
+    parser = commands.add_parser(
+        "plot", help="draw a saved fit: diagnostics, dose-response, SLEDAI-2K, the recommendation",
+        description="Draw a saved fit (from 'lupusbayes fit'): one kind into a file (.png, .svg or "
+        ".pdf by its extension), or every kind that applies with --kind all into a folder. The recommendation and "
+        "the transition grid need the trial's state (--state, --as-of) and use FIT as the toxicity posterior "
+        "(and --efficacy-fit as the SLEDAI-2K one). Kinds: " + ", ".join(KINDS) + ".",
+    )
+    parser.add_argument("fit", help="a saved fit (.nc)")
+    parser.add_argument("--kind", help="what to draw (a kind, or 'all'); --list shows the kinds of this fit")
+    parser.add_argument("--out", help="output file for one kind, output folder for --kind all")
+    parser.add_argument("--format", choices=PLOT_FORMATS, default="png", help="file format with --kind all")
+    parser.add_argument("--list", action="store_true", help="list the kinds this fit can draw, and exit")
+    parser.add_argument("--state", help="the trial's state (as for 'decide --state'), for the decision kinds")
+    parser.add_argument("--as-of", type=_as_of, dest="as_of", help="data cut-off date (YYYY-MM-DD), for the state")
+    parser.add_argument("--efficacy-fit", dest="efficacy_fit", help="a saved SLEDAI-2K fit of the state's data")
+    add_output_options(parser, progress=False)
+    parser.set_defaults(handler=_plot)
