@@ -93,6 +93,11 @@ p_response = [0.2, 0.4, 0.6]
     (("accrual_gap_days = 14", ""), ["accrual_gap_days", "exactly one"]),
     (('name = "one"', 'name = "one"\ncolour = "red"'), ["colour"]),
     (("[simulation]", "[simulation]\nefficacious_response = 2"), ["efficacious_response"]),
+    (("[0.3, 0.03]", "[nan, 0.03]"), ["p_crs_at_least", "finite"]),
+    (("p_other_dlt = [0.0, 0.0, 0.0]", "p_other_dlt = [0.0, inf, 0.0]"), ["p_other_dlt", "finite"]),
+    (('name = "one"', 'name = "  "'), ["name", "printable"]),
+    (('name = "one"', 'name = 5'), ["name", "text"]),
+    (("[simulation]", "[simulation]\nmax_patients = 2.5"), ["max_patients", "whole number"]),
 ])
 def test_bad_scenario_files_get_one_line_naming_the_key(change, words):
     with pytest.raises(SpecError) as caught:
@@ -257,6 +262,13 @@ def test_a_checkpoint_resumes_and_refuses_another_plan_or_a_foreign_chunk(plan, 
     lines[1] = lines[1].replace(",0,", ",999,", 1)  # a trial number that is not this chunk's
     chunk_files[0].write_text("\n".join(lines) + "\n")
     with pytest.raises(CheckpointError, match="other trials|not a chunk"):
+        simulate(plan, checkpoint=folder)
+    chunk_files[0].unlink()
+    simulate(plan, checkpoint=folder)  # recomputed
+    frame = pd.read_csv(chunk_files[1])
+    frame.loc[0, "n_dlt_level_1"] = frame.loc[0, "n_patients_level_1"] + 1  # more DLTs than patients
+    frame.to_csv(chunk_files[1], index=False)
+    with pytest.raises(CheckpointError, match="DLTs or responders"):
         simulate(plan, checkpoint=folder)
     not_ours = tmp_path / "busy"
     not_ours.mkdir()

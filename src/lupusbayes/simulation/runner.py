@@ -206,10 +206,31 @@ class _Checkpoint:
                 {"True": True, "False": False, True: True, False: False}).astype(bool)
         except (ValueError, TypeError) as error:
             raise CheckpointError(f"{path}: a value is not a number ({error}); remove it to recompute") from None
+        problem = _implausible(frame, n_levels, max_patients_of(self.plan.trial_spec))
+        if problem:
+            raise CheckpointError(f"{path}: {problem}; not a chunk this plan wrote (remove it to recompute)")
         return frame[list(_frame_columns(n_levels))]
 
     def save(self, chunk: Chunk, frame: pd.DataFrame) -> None:
         write_text_atomic(self.folder / chunk.file_name, frame.to_csv(index=False), overwrite=True)
+
+
+def _implausible(frame: pd.DataFrame, n_levels: int, max_patients: int) -> str:
+    """What in a chunk read back cannot come from a simulation of this plan ('' if nothing)."""
+    def per_level(name):
+        return frame[[f"{name}_level_{level + 1}" for level in range(n_levels)]].to_numpy()
+
+    patients, dlts, responders = per_level("n_patients"), per_level("n_dlt"), per_level("n_responders")
+    if (patients < 0).any() or (patients.sum(axis=1) > max_patients).any():
+        return f"patients per trial outside 0-{max_patients}"
+    if (dlts < 0).any() or (dlts > patients).any() or (responders < 0).any() or (responders > patients).any():
+        return "DLTs or responders outside 0 to the patients treated"
+    if not frame["selected_level"].between(0, n_levels).all():
+        return f"a selected level outside 0-{n_levels}"
+    duration = frame["duration_days"].to_numpy()
+    if not np.isfinite(duration).all() or (duration < 0).any() or (frame["n_decisions"] < 1).any():
+        return "a duration or a number of decisions that is not possible"
+    return ""
 
 
 def _frame_columns(n_levels: int) -> tuple[str, ...]:

@@ -106,7 +106,9 @@ def _accrual(table: TomlTable, gap_default, rate_default) -> tuple[float | None,
 
 def _scenario(table: TomlTable, spec: TrialSpec, gap_default, rate_default) -> Scenario:
     n_levels = len(spec.dosing.levels)
-    name = table.string("name", required=True)
+    name = table.string("name", required=True).strip()
+    if not name or any(not character.isprintable() for character in name):
+        raise table.error("name", "give the scenario a name of printable characters")
     raw = table.raw("p_crs_at_least")
     if not isinstance(raw, list) or len(raw) != n_levels or not all(isinstance(row, list) and row for row in raw):
         raise table.error("p_crs_at_least", f"give one list of P(CRS >= grade) per dose level ({n_levels})")
@@ -116,6 +118,8 @@ def _scenario(table: TomlTable, spec: TrialSpec, gap_default, rate_default) -> S
         if len(row) != grades or any(isinstance(v, bool) or not isinstance(v, int | float) for v in row):
             raise table.error("p_crs_at_least", f"row {level + 1} must hold {grades} numbers like the first")
         crs[level] = row
+    if not np.all(np.isfinite(crs)):
+        raise table.error("p_crs_at_least", "must hold finite numbers (nan and inf are not probabilities)")
     if np.any((crs < 0) | (crs > 1)) or np.any(np.diff(crs, axis=1) > 0):
         raise table.error("p_crs_at_least", "each row must be probabilities that do not increase with the grade")
     gap, rate = _accrual(table, gap_default, rate_default)
