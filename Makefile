@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/lupusbayes demo --out $(DEMO_OUT) --seed $(SEED) --overwrite
+	$(BIN)/lupusbayes demo --out $(DEMO_OUT) --seed $(SEED) --overwrite --mkdir
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
