@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from lupusbayes.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 COMMANDS = [[], ["data"], ["data", "show"], ["data", "check"], ["data", "screen"], ["spec"], ["spec", "check"],
             ["fit"], ["check"], ["demo"]]
@@ -90,6 +93,16 @@ def test_demo_writes_everything_to_one_folder(tmp_path, capsys, mock_sampling):
     assert "The next KN5601 dose group" in report and "Operating characteristics of AXA-NK02" in report
     assert main(["demo", "--out", str(folder), "--seed", "7"]) == 2  # refuses to overwrite
     assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
+
+
+def test_the_makefile_demo_recipe_runs_on_a_fresh_clone(tmp_path, capsys, mock_sampling):
+    """`make demo` as written: its output folder's parent (outputs/) does not exist on a fresh clone."""
+    recipe = next(line.strip() for line in (ROOT / "Makefile").read_text().splitlines() if "lupusbayes demo" in line)
+    arguments = recipe.split("lupusbayes", 1)[1].split()
+    arguments = [str(tmp_path / "outputs" / "demo") if a == "$(DEMO_OUT)" else "7" if a == "$(SEED)" else a
+                 for a in arguments]
+    assert main(arguments) == 0
+    assert (tmp_path / "outputs" / "demo" / "src_report_kn5601.html").exists()
 
 
 def test_output_piped_into_head_is_not_an_error():
