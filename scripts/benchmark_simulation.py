@@ -25,7 +25,10 @@
    to 5) are sampled again with 10x the draws, to tell a Monte Carlo fluke from an error of the
    quadrature (whose stated error is 2e-3). Wall times are medians; the load average is printed,
    since the machine may be shared.
-3. A summary block with the headline numbers (recorded in docs/simulation.md).
+3. The MCMC fallback (``lupusbayes.fitting.counts.CountModelSampler``, what the simulator uses
+   when a quadrature cannot resolve a posterior): its compile time, its time per posterior, and
+   its P(P(DLT) >= t) and mean P(DLT) against the exact values, in MCSE, on 20 of the states.
+4. A summary block with the headline numbers (recorded in docs/simulation.md).
 
 ``--quick`` (20 points, 200 trials, no comparison of NUTS routes) runs in about a minute; the
 full run takes several minutes (NUTS compiles once, about 15 s).
@@ -478,6 +481,38 @@ def exact_vs_nuts(spec, n_points: int, seed: int, *, compare: bool) -> dict:
     return out
 
 
+FALLBACK_STATES = 20
+
+
+def fallback_cost(spec, seed: int) -> dict:
+    """The simulator's MCMC fallback on states the quadrature resolves, so the two can be compared."""
+    from lupusbayes.fitting.counts import CountModelSampler
+
+    rng = np.random.default_rng(seed + 2)
+    points = decision_points(spec, FALLBACK_STATES, rng)
+    bank = PosteriorBank.for_spec(spec)
+    thresholds = bank.toxicity.thresholds
+    sampler = CountModelSampler(spec.dosing.levels, spec.dosing.reference_dose, spec.models.blrm.prior, spec.fitting)
+    times, worst, passed = [], 0.0, 0
+    for number, (n, y) in enumerate(points):
+        started = time.perf_counter()
+        sample = sampler.sample(n, y, thresholds, seed=seed + number)
+        times.append(time.perf_counter() - started)
+        passed += sample.passed
+        exact = bank.toxicity.get(n, y)
+        gaps = [np.abs(sample.means - exact.means) / (sample.mean_errors + QUADRATURE_ERROR)]
+        gaps += [np.abs(sample.at_least[t] - exact.at_least[t]) / (sample.at_least_errors[t] + QUADRATURE_ERROR)
+                 for t in thresholds]
+        worst = max(worst, float(np.max(gaps)))
+    result = {"first_s": times[0], "per_posterior_s": statistics.median(times[1:]), "passed": passed,
+              "states": len(points), "worst": worst}
+    print(f"\n3. MCMC fallback (NUTS on counts, the spec's [fitting] settings), {len(points)} states: first call "
+          f"(compile + sample) {result['first_s']:.1f} s, then {result['per_posterior_s']:.2f} s per posterior "
+          f"(median); gate passed {passed} of {len(points)}; largest |NUTS - exact| / (MCSE + {QUADRATURE_ERROR:g}) "
+          f"{worst:.1f}")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, required=True)
@@ -495,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     speed = throughput(spec, scenarios, n_trials, args.seed)
     accuracy = exact_vs_nuts(spec, n_points, args.seed, compare=not args.quick)
+    fallback = fallback_cost(spec, args.seed)
 
     print(f"\nSummary (seed {args.seed}, {n_trials} trials x {len(scenarios.scenarios)} scenarios, {n_points} states; "
           f"{time.perf_counter() - started:.0f} s in all):")
@@ -523,6 +559,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  exact values off by more than {QUADRATURE_ERROR:g} + 3 MCSE of a {CONFIRM_FACTOR}x longer NUTS run: "
               f"none in the {accuracy['checked']} state(s) checked")
     print(f"  exact posteriors failing their own checks: {accuracy['stuck']} of {accuracy['n_points']} states")
+    print(f"  MCMC fallback: {fallback['first_s']:.1f} s first (compile), {fallback['per_posterior_s']:.2f} s per "
+          f"posterior; gate passed {fallback['passed']} of {fallback['states']}; largest |NUTS - exact| "
+          f"{fallback['worst']:.1f} x (MCSE + {QUADRATURE_ERROR:g})")
     print(f"  load average (1, 5, 15 min) at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())} "
           f"on {os.cpu_count()} cores")
     return 0

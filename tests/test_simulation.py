@@ -382,3 +382,104 @@ def test_the_extreme_posteriors_of_an_axa_trial_are_resolved_by_the_quadrature()
     assert len(bank.toxicity.cache) == len(keys) == len(bank.efficacy.cache) > 50
     for posterior in (bank.toxicity.cache[keys[-1]], bank.efficacy.cache[keys[-1]]):
         assert np.all((posterior.means > 0) & (posterior.means < 1))
+
+
+# ---- the MCMC fallback for a posterior the quadrature cannot resolve ------------------------------
+
+
+def _unresolved(monkeypatch, keys, quantity="p_dlt"):
+    """Make the quadrature report these count keys as unresolved on every grid (as a hard prior would)."""
+    from lupusbayes.simulation.fast import FastPosteriors
+
+    compute = FastPosteriors._compute
+
+    def failing(self, n, y, **grid):
+        out = compute(self, n, y, **grid)
+        if self.quantity == quantity:
+            rows = [FastPosteriors.key(n_row, y_row) in keys for n_row, y_row in zip(n, y, strict=True)]
+            out["resolved"] = out["resolved"] & ~np.asarray(rows)
+        return out
+
+    monkeypatch.setattr(FastPosteriors, "_compute", failing)
+
+
+@pytest.mark.mcmc
+def test_an_unresolved_posterior_is_sampled_by_nuts_agrees_with_the_exact_one_and_is_reproducible(monkeypatch):
+    from lupusbayes.simulation.fast import MCMC_FALLBACK_SOURCE
+
+    unresolved, resolved = (3, 6, 0, 0, 2, 0), (3, 3, 0, 0, 1, 0)
+    exact = PosteriorBank.for_spec(AXA).toxicity
+    exact.prepare([unresolved])
+    _unresolved(monkeypatch, {unresolved})
+    bank = PosteriorBank.for_spec(AXA, fallback_seed=11)
+    bank.toxicity.prepare([unresolved, resolved])
+    sampled = bank.toxicity.cache[unresolved]
+    assert sampled.from_mcmc and sampled.source == MCMC_FALLBACK_SOURCE and "gate passed" in sampled.notes[0]
+    assert not bank.toxicity.cache[resolved].from_mcmc and bank.mcmc_fallbacks == 1
+    truth = exact.cache[unresolved]
+    for estimate, value in zip(sampled.mean("p_dlt"), truth.means, strict=True):
+        assert estimate.error_kind == "mcse" and 0 < estimate.error < 0.01
+        assert abs(estimate.value - value) < 4 * estimate.error + 2e-3
+    for threshold in (0.1, 0.2):
+        for estimate, value in zip(sampled.probability_at_least("p_dlt", threshold), truth.at_least[threshold],
+                                   strict=True):
+            assert abs(estimate.value - value) < 4 * estimate.error + 2e-3, (threshold, estimate, value)
+    bank.toxicity.cache.clear()
+    bank.toxicity.prepare([unresolved])  # the same seed and counts: the same draws
+    np.testing.assert_array_equal(bank.toxicity.cache[unresolved].means, sampled.means)
+
+
+@pytest.mark.mcmc
+def test_decisions_from_the_fallback_are_counted_per_trial_and_said(monkeypatch, tmp_path, capsys):
+    """The prior-only state (no patients yet) made unresolvable: every lupusbayes trial's first decision."""
+    from lupusbayes.simulation.runner import clear_posterior_cache
+
+    _unresolved(monkeypatch, {(0,) * 6})
+    clear_posterior_cache()
+    try:
+        plan = SimulationPlan(AXA, load_scenarios("axa_nk02", AXA), ("lupusbayes", "boin"), n_trials=4, seed=2,
+                              chunk_size=4)
+        trials = simulate(plan, checkpoint=tmp_path / "chunks").trials
+        by_design = trials.groupby("design")["n_mcmc_decisions"]
+        assert by_design.min()["lupusbayes"] >= 1 and by_design.max()["boin"] == 0
+        assert (trials["n_mcmc_decisions"] <= trials["n_decisions"]).all()
+        again = simulate(plan, checkpoint=tmp_path / "chunks")  # read back from the checkpoint
+        assert again.chunks_resumed == 4
+        pd.testing.assert_frame_equal(again.trials, trials)
+        out = tmp_path / "out"
+        assert main(["simulate", "axa_nk02", "--n-trials", "2", "--designs", "lupusbayes", "--seed", "2",
+                     "--out", str(out), "--no-progress"]) == 0
+        assert "decisions in 8 trials were made from NUTS posteriors" in capsys.readouterr().out
+        assert json.loads((out / "plan.json").read_text())["mcmc_fallback_decisions"] >= 8
+    finally:
+        clear_posterior_cache()
+
+
+def test_without_the_fallback_or_when_it_fails_its_gate_the_simulation_stops_naming_the_counts(monkeypatch):
+    from lupusbayes.errors import QuadratureError
+    from lupusbayes.fitting.counts import CountModelSampler, CountPosteriorSample
+
+    key = (3, 0, 0, 1, 0, 0)
+    _unresolved(monkeypatch, {key})
+    with pytest.raises(QuadratureError, match=r"\[3, 0, 0\] patients and \[1, 0, 0\] events.*fallback is off"):
+        PosteriorBank.for_spec(AXA, mcmc_fallback=False).toxicity.prepare([key])
+
+    def failed_gate(self, n_patients, n_events, thresholds, *, seed):
+        zeros = np.zeros(3)
+        return CountPosteriorSample(zeros, zeros, {}, {}, ("max R-hat 1.050 > 1.01",), 0, 0.9)
+
+    monkeypatch.setattr(CountModelSampler, "sample", failed_gate)
+    with pytest.raises(QuadratureError, match=r"\[3, 0, 0\] patients.*fallback failed the convergence gate "
+                                              r"\(max R-hat 1.050 > 1.01\)"):
+        PosteriorBank.for_spec(AXA).toxicity.prepare([key])
+
+
+def test_a_checkpoint_claiming_more_fallback_decisions_than_decisions_is_refused(plan, tmp_path):
+    folder = tmp_path / "chunks"
+    simulate(plan, checkpoint=folder)
+    chunk = sorted(folder.glob("scenario-*.csv"))[0]
+    frame = pd.read_csv(chunk)
+    frame.loc[0, "n_mcmc_decisions"] = frame.loc[0, "n_decisions"] + 1
+    frame.to_csv(chunk, index=False)
+    with pytest.raises(CheckpointError, match="MCMC fallback"):
+        simulate(plan, checkpoint=folder)

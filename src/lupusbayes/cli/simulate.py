@@ -102,7 +102,8 @@ def _simulate(args: argparse.Namespace) -> int:
             client.close()
     tables = {scenario.name: comparison_table(result.summary, scenario.name) for scenario in scenarios.scenarios}
     manifest = {"spec": spec.source, "scenarios": scenarios.source, **plan.describe(), "n_trials": plan.n_trials, "elapsed_seconds": round(result.elapsed_seconds, 3),
-                "chunks_resumed": result.chunks_resumed, "command": "lupusbayes " + " ".join(sys.argv[1:]),
+                "chunks_resumed": result.chunks_resumed,
+                "mcmc_fallback_decisions": int(result.trials["n_mcmc_decisions"].sum()), "command": "lupusbayes " + " ".join(sys.argv[1:]),
                 "lupusbayes_version": __version__}
     from lupusbayes.report.simulation_plots import save_operating_characteristics
 
@@ -123,6 +124,10 @@ def _simulate(args: argparse.Namespace) -> int:
     print(f"\n{total} trials in {result.elapsed_seconds:.1f} s ({total / max(result.elapsed_seconds, 1e-9):,.0f} "
           f"trials/s){f'; {result.chunks_resumed} chunks resumed' if result.chunks_resumed else ''}. "
           f"written: {out}/ (trials.csv, operating_characteristics.csv/.txt/.png, plan.json)")
+    if manifest["mcmc_fallback_decisions"]:
+        trials_with = int((result.trials["n_mcmc_decisions"] > 0).sum())
+        print(f"note: {manifest['mcmc_fallback_decisions']} decisions in {trials_with} trials were made from NUTS "
+              "posteriors (the MCMC fallback: quadrature did not resolve those counts; column n_mcmc_decisions)")
     return 0
 
 

@@ -55,13 +55,18 @@ class PosteriorBank:
     efficacy: FastPosteriors
 
     @classmethod
-    def for_spec(cls, spec: TrialSpec) -> PosteriorBank:
-        """Thresholds: the toxicity intervals' edges, the loss intervals' edges, the efficacy rate."""
+    def for_spec(cls, spec: TrialSpec, *, fallback_seed: int = 0, mcmc_fallback: bool = True) -> PosteriorBank:
+        """Thresholds: the toxicity intervals' edges, the loss intervals' edges, the efficacy rate.
+
+        ``fallback_seed`` seeds the MCMC fallback (:mod:`lupusbayes.simulation.fast`); the
+        runner passes the simulation's seed.
+        """
         decision = spec.decision
         toxicity_thresholds = (*spec.dlt.intervals.edges, *decision.loss.edges, decision.loss.overdose_from)
-        return cls(FastPosteriors(spec, spec.models.blrm.prior, "p_dlt", toxicity_thresholds),
+        options = {"mcmc_fallback": mcmc_fallback, "fallback_seed": fallback_seed}
+        return cls(FastPosteriors(spec, spec.models.blrm.prior, "p_dlt", toxicity_thresholds, **options),
                    FastPosteriors(spec, spec.models.response.prior, "p_response",
-                                  (decision.efficacy.insufficient_rate,)))
+                                  (decision.efficacy.insufficient_rate,), **options))
 
     @property
     def computed(self) -> int:
@@ -70,6 +75,11 @@ class PosteriorBank:
     @property
     def refined(self) -> int:
         return self.toxicity.refined + self.efficacy.refined
+
+    @property
+    def mcmc_fallbacks(self) -> int:
+        """Posteriors the quadrature could not resolve, sampled by NUTS instead."""
+        return self.toxicity.mcmc_fallbacks + self.efficacy.mcmc_fallbacks
 
 
 def max_patients_of(spec: TrialSpec) -> int:
@@ -95,6 +105,12 @@ class TrialResults:
     duration_days: np.ndarray  # first dosing to the final analysis
     n_decisions: np.ndarray
     final_analysis_changed: np.ndarray  # the final analysis did not confirm the stop (its selection is kept)
+    #: decisions made from a posterior of the MCMC fallback (see simulation.fast); zeros when not given
+    n_mcmc_decisions: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_mcmc_decisions is None:
+            object.__setattr__(self, "n_mcmc_decisions", np.zeros(self.trial.size, dtype=np.int64))
 
     @property
     def n_trials(self) -> int:
@@ -105,7 +121,8 @@ class TrialResults:
         columns = {"scenario": self.scenario, "design": self.design, "trial": self.trial,
                    "selected_level": np.where(self.selected_level >= 0, self.selected_level + 1, 0),
                    "stop_reason": self.stop_reason, "duration_days": np.round(self.duration_days, 3),
-                   "n_decisions": self.n_decisions, "final_analysis_changed": self.final_analysis_changed}
+                   "n_decisions": self.n_decisions, "final_analysis_changed": self.final_analysis_changed,
+                   "n_mcmc_decisions": self.n_mcmc_decisions}
         for name in ("n_patients", "n_dlt", "n_responders"):
             values = getattr(self, name)
             for level in range(values.shape[1]):
@@ -122,7 +139,7 @@ class TrialResults:
                    frame["selected_level"].to_numpy(np.int64) - 1, frame["stop_reason"].astype(str).to_numpy(object),
                    per_level("n_patients"), per_level("n_dlt"), per_level("n_responders"),
                    frame["duration_days"].to_numpy(float), frame["n_decisions"].to_numpy(np.int64),
-                   frame["final_analysis_changed"].to_numpy(bool))
+                   frame["final_analysis_changed"].to_numpy(bool), frame["n_mcmc_decisions"].to_numpy(np.int64))
 
 
 @dataclass
@@ -139,6 +156,7 @@ class _Trial:
     responder: list[bool] = field(default_factory=list)
     time: float = 0.0
     decisions: int = 0
+    mcmc_decisions: int = 0
     stopping: Recommendation | None = None  # the stop being confirmed by the final analysis
     finished: bool = False
     selected: int = -1
@@ -204,6 +222,7 @@ class _Run:
             efficacy = self.bank.efficacy.cache[efficacy_key] if design.needs_efficacy_model else None
             recommendation = decide(DecisionContext(self.spec, state, toxicity=toxicity, efficacy=efficacy), design)
             trial.decisions += 1
+            trial.mcmc_decisions += any(posterior is not None and posterior.from_mcmc for posterior in (toxicity, efficacy))
             if trial.decisions > self.max_decisions:
                 raise SimulationError(f"{design.name}: trial {trial.row + 1} made {trial.decisions} decisions without "
                                       f"stopping (last: {recommendation.action}); the design does not terminate")
@@ -268,6 +287,7 @@ class _Run:
             duration_days=np.array([t.time for t in self.trials], dtype=float),
             n_decisions=np.array([t.decisions for t in self.trials], dtype=np.int64),
             final_analysis_changed=np.array([t.changed for t in self.trials], dtype=bool),
+            n_mcmc_decisions=np.array([t.mcmc_decisions for t in self.trials], dtype=np.int64),
         )
 
 
@@ -328,6 +348,7 @@ def _rule_based(spec: TrialSpec, design: Design, scenario: Scenario, latent: Lat
         n_patients=np.array(simulation.n_patients), n_dlt=np.array(simulation.n_dlt), n_responders=n_responders,
         duration_days=duration, n_decisions=cohorts + 2,  # the first decision, one per cohort, the final analysis
         final_analysis_changed=np.zeros(latent.n_trials, dtype=bool),
+        n_mcmc_decisions=np.zeros(latent.n_trials, dtype=np.int64),  # rule-based: no posterior
     )
 
 

@@ -123,11 +123,11 @@ def clear_posterior_cache() -> None:
     _BANKS.clear()
 
 
-def _bank(spec: TrialSpec) -> PosteriorBank:
-    key = spec.sha256 + repr((spec.models.blrm.prior, spec.models.response.prior))
+def _bank(spec: TrialSpec, seed: int) -> PosteriorBank:
+    key = spec.sha256 + repr((spec.models.blrm.prior, spec.models.response.prior, spec.fitting, seed))
     if key not in _BANKS:
         _BANKS.clear()  # one spec at a time is the common case; keep memory bounded
-        _BANKS[key] = PosteriorBank.for_spec(spec)
+        _BANKS[key] = PosteriorBank.for_spec(spec, fallback_seed=seed)
     return _BANKS[key]
 
 
@@ -137,7 +137,7 @@ def run_chunk(plan: SimulationPlan, chunk: Chunk) -> pd.DataFrame:
     spec = plan.trial_spec
     sequence = np.random.SeedSequence(plan.seed, spawn_key=(chunk.scenario, chunk.number))
     latent = draw_latent_patients(sequence, chunk.size, max_patients_of(spec))
-    bank = _bank(spec)
+    bank = _bank(spec, plan.seed)
     frames = [simulate_trials(spec, design_for(spec, name), scenario, latent, bank=bank,
                               first_trial=chunk.first).to_frame() for name in plan.designs]
     return pd.concat(frames, ignore_index=True)
@@ -230,12 +230,14 @@ def _implausible(frame: pd.DataFrame, n_levels: int, max_patients: int) -> str:
     duration = frame["duration_days"].to_numpy()
     if not np.isfinite(duration).all() or (duration < 0).any() or (frame["n_decisions"] < 1).any():
         return "a duration or a number of decisions that is not possible"
+    if (frame["n_mcmc_decisions"] < 0).any() or (frame["n_mcmc_decisions"] > frame["n_decisions"]).any():
+        return "more decisions from the MCMC fallback than decisions"
     return ""
 
 
 def _frame_columns(n_levels: int) -> tuple[str, ...]:
     base = ("scenario", "design", "trial", "selected_level", "stop_reason", "duration_days", "n_decisions",
-            "final_analysis_changed")
+            "final_analysis_changed", "n_mcmc_decisions")
     return base + tuple(f"{name}_level_{level + 1}" for name in ("n_patients", "n_dlt", "n_responders")
                         for level in range(n_levels))
 
