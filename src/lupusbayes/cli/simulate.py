@@ -101,10 +101,10 @@ def _simulate(args: argparse.Namespace) -> int:
         if client is not None:
             client.close()
     tables = {scenario.name: comparison_table(result.summary, scenario.name) for scenario in scenarios.scenarios}
-    manifest = {"spec": spec.source, "scenarios": scenarios.source, **plan.describe(), "n_trials": plan.n_trials, "elapsed_seconds": round(result.elapsed_seconds, 3),
-                "chunks_resumed": result.chunks_resumed,
-                "mcmc_fallback_decisions": int(result.trials["n_mcmc_decisions"].sum()), "command": "lupusbayes " + " ".join(sys.argv[1:]),
-                "lupusbayes_version": __version__}
+    manifest = {"spec": spec.source, "scenarios": scenarios.source, **plan.describe(), "n_trials": plan.n_trials,
+                "elapsed_seconds": round(result.elapsed_seconds, 3), "chunks_resumed": result.chunks_resumed,
+                "mcmc_fallback_decisions": int(result.trials["n_mcmc_decisions"].sum()),
+                "command": "lupusbayes " + " ".join(sys.argv[1:]), "lupusbayes_version": __version__}
     from lupusbayes.report.simulation_plots import save_operating_characteristics
 
     with staged_directory(out, overwrite=args.overwrite, mkdir=args.mkdir) as staging:
