@@ -483,3 +483,22 @@ def test_a_checkpoint_claiming_more_fallback_decisions_than_decisions_is_refused
     frame.to_csv(chunk, index=False)
     with pytest.raises(CheckpointError, match="MCMC fallback"):
         simulate(plan, checkpoint=folder)
+
+
+@pytest.mark.mcmc
+def test_the_fallback_samples_a_mixture_prior_as_the_quadrature_integrates_it():
+    from lupusbayes.fitting.counts import CountModelSampler
+    from lupusbayes.models.exact import blrm_exact_posterior
+    from lupusbayes.spec import BivariateNormalMixture, BivariateNormalPrior
+
+    prior = BivariateNormalMixture((0.7, 0.3), (BivariateNormalPrior(-2.9, 0.0, 1.0, 0.7, 0.3),
+                                                BivariateNormalPrior(-1.0, 0.5, 0.8, 0.5, -0.2)))
+    doses, reference = np.asarray(AXA.dosing.levels, dtype=float), AXA.dosing.reference_dose
+    n, y = np.array([3, 3, 3]), np.array([0, 1, 2])
+    sample = CountModelSampler(doses, reference, prior, AXA.fitting).sample(n, y, (0.2,), seed=4)
+    exact = blrm_exact_posterior(doses, n[None].astype(float), y[None].astype(float), prior=prior,
+                                 reference_dose=reference)
+    assert sample.passed
+    assert np.all(np.abs(sample.means - exact.mean_p_dlt(doses)[0]) < 4 * sample.mean_errors + 2e-3)
+    assert np.all(np.abs(sample.at_least[0.2] - exact.probability_at_least(doses, 0.2)[0])
+                  < 4 * sample.at_least_errors[0.2] + 2e-3)
