@@ -34,6 +34,8 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
+from lupusbayes.decisions.level_counts import check_level_counts
+
 __all__ = [
     "BoinBoundaries",
     "BoinDecision",
@@ -371,7 +373,7 @@ def boin_next_dose(
     >>> decision.reason
     '2 DLTs in 3 patients at level 2 (rate 0.67) >= de-escalation boundary 2 (lambda_d 0.359): de-escalate to level 1.'
     """
-    n_patients, n_dlt = _check_counts(n_patients_by_level, n_dlt_by_level)
+    n_patients, n_dlt = check_level_counts(n_patients_by_level, n_dlt_by_level)
     n_levels = n_patients.size
     current_level = check_level(current_level, n_levels, "current_level")
     eliminated = _check_eliminated(eliminated_by_level, n_levels)
@@ -492,7 +494,7 @@ def boin_select_mtd(
     >>> [round(estimate, 2) for estimate in selection.isotonic_estimates]
     [0.02, 0.02, 0.27, 0.45, nan]
     """
-    n_patients, n_dlt = _check_counts(n_patients_by_level, n_dlt_by_level)
+    n_patients, n_dlt = check_level_counts(n_patients_by_level, n_dlt_by_level)
     if not 0 < target < 1:
         raise ValueError(f"target must be strictly between 0 and 1 (got {target})")
     if not 0 < cutoff_eliminate < 1:
@@ -585,23 +587,6 @@ def pava(values: Sequence[float], weights: Sequence[float]) -> np.ndarray:
 
 
 # ---- shared helpers -------------------------------------------------------------------------
-
-
-def _check_counts(n_patients_by_level, n_dlt_by_level) -> tuple[np.ndarray, np.ndarray]:
-    n_patients = np.asarray(n_patients_by_level)
-    n_dlt = np.asarray(n_dlt_by_level)
-    if n_patients.ndim != 1 or n_patients.size == 0 or n_patients.shape != n_dlt.shape:
-        raise ValueError("n_patients_by_level and n_dlt_by_level must be non-empty 1-D sequences of the same length")
-    for name, counts in (("n_patients_by_level", n_patients), ("n_dlt_by_level", n_dlt)):
-        if counts.dtype == bool or not np.all(np.mod(counts, 1) == 0) or np.any(counts < 0):
-            raise ValueError(f"{name} must hold whole numbers >= 0 (got {counts.tolist()})")
-    n_patients, n_dlt = n_patients.astype(np.int64), n_dlt.astype(np.int64)
-    if np.any(n_dlt > n_patients):
-        raise ValueError(
-            "n_dlt_by_level cannot exceed n_patients_by_level at any level "
-            f"(got {n_dlt.tolist()} DLTs in {n_patients.tolist()} patients)"
-        )
-    return n_patients, n_dlt
 
 
 def _check_eliminated(eliminated_by_level, n_levels: int) -> np.ndarray:

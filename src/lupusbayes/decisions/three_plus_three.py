@@ -30,6 +30,8 @@ from typing import Literal
 
 import numpy as np
 
+from lupusbayes.decisions.level_counts import check_level_counts
+
 __all__ = [
     "CohortOutcome",
     "ThreePlusThreeDecision",
@@ -183,7 +185,7 @@ def three_plus_three_next(
     >>> decision.reason
     '2 DLTs in 3 patients at level 2 (at least 2 DLTs): stop and select level 1.'
     """
-    n_patients, n_dlt = _check_counts(n_patients_by_level, n_dlt_by_level)
+    n_patients, n_dlt = check_level_counts(n_patients_by_level, n_dlt_by_level)
     n_levels = n_patients.size
     if last_level is None:
         if n_patients.any():
@@ -300,23 +302,6 @@ def _enforce_three_plus_three(n_patients, n_dlt, last_level: int, allow_deescala
         problem = "a cohort at a level other than the last one given is incomplete"
     if problem:
         raise ValueError(f"'{outcome_string}' is not a 3+3 path: {problem} (pass strict=False to get advice anyway)")
-
-
-def _check_counts(n_patients_by_level, n_dlt_by_level) -> tuple[np.ndarray, np.ndarray]:
-    n_patients = np.asarray(n_patients_by_level)
-    n_dlt = np.asarray(n_dlt_by_level)
-    if n_patients.ndim != 1 or n_patients.size == 0 or n_patients.shape != n_dlt.shape:
-        raise ValueError("n_patients_by_level and n_dlt_by_level must be non-empty 1-D sequences of the same length")
-    for name, counts in (("n_patients_by_level", n_patients), ("n_dlt_by_level", n_dlt)):
-        if counts.dtype == bool or not np.all(np.mod(counts, 1) == 0) or np.any(counts < 0):
-            raise ValueError(f"{name} must hold whole numbers >= 0 (got {counts.tolist()})")
-    n_patients, n_dlt = n_patients.astype(np.int64), n_dlt.astype(np.int64)
-    if np.any(n_dlt > n_patients):
-        raise ValueError(
-            "n_dlt_by_level cannot exceed n_patients_by_level at any level "
-            f"(got {n_dlt.tolist()} DLTs in {n_patients.tolist()} patients)"
-        )
-    return n_patients, n_dlt
 
 
 def _plural(count: int, word: str) -> str:
