@@ -86,10 +86,13 @@ def conversion_notes(cohort: Cohort, reference: LMSWeightReference | None = None
     line and the recorded age, instead of the patient vanishing from tables and a later model
     failing on them.
     """
-    reference = reference or LMSWeightReference.cdc2000()
     patients = cohort.patients
+    flat = patients[patients["dose_cells_per_kg"].isna()]
+    if flat.empty:
+        return ()
+    reference = reference or LMSWeightReference.cdc2000()
     notes = []
-    for patient in patients[patients["dose_cells_per_kg"].isna()].itertuples(index=False):
+    for patient in flat.itertuples(index=False):
         low, high = reference.age_range_years(patient.sex)
         if low <= float(effective_age_years([patient.age_years])[0]) <= high:  # 13 means 13.5 (completed years)
             continue
@@ -169,6 +172,7 @@ def summarise_cohort(cohort: Cohort, *, seed: int = 20251108, weight_reference: 
     )
 
     dose_per_kg = None
+    reference = weight_reference
     unknown_weight = patients["dose_cells_per_kg"].isna()
     if unknown_weight.any():
         reference = weight_reference or LMSWeightReference.cdc2000()
@@ -206,5 +210,5 @@ def summarise_cohort(cohort: Cohort, *, seed: int = 20251108, weight_reference: 
         responses_by_dose=responses_by_dose,
         responses_overall=responses_overall,
         dose_per_kg=dose_per_kg,
-        notes=conversion_notes(cohort, weight_reference),
+        notes=conversion_notes(cohort, reference),
     )

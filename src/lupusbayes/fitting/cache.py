@@ -17,7 +17,7 @@ from typing import Any
 
 from lupusbayes.models.base import BayesianModel
 
-__all__ = ["CompiledDesign", "DesignCache", "DEFAULT_CACHE"]
+__all__ = ["CompiledDesign", "DesignCache", "DEFAULT_CACHE", "compile_nutpie"]
 
 
 class CompiledDesign:
@@ -41,13 +41,8 @@ class CompiledDesign:
 
     def nutpie_model(self, model: BayesianModel):
         """nutpie's compiled model (compiled once per design) holding ``model``'s outcomes."""
-        import nutpie
-
-        from lupusbayes.fitting.quiet import quiet_pymc
-
         if self._nutpie_model is None:
-            with quiet_pymc():
-                self._nutpie_model = nutpie.compile_pymc_model(self.graph, backend="numba", freeze_model=False)
+            self._nutpie_model = compile_nutpie(self.graph)
         return self._nutpie_model.with_data(**model.graph_data())
 
     def prior_function(self) -> tuple[list[str], Any, list[Any]]:
@@ -74,6 +69,21 @@ class CompiledDesign:
             generators = [v for v in function.get_shared() if isinstance(v.type, RandomGeneratorType)]
             self._prior_function = (names, function, generators)
         return self._prior_function
+
+
+def compile_nutpie(graph: Any):
+    """nutpie's Numba model of a PyMC graph, compiled quietly with reproducible numerics.
+
+    Every nutpie compilation of the package goes through here (a fit's design, the simulator's
+    fallback on counts), so a seed gives the same draws whether the compile cache is cold or warm.
+    """
+    import nutpie
+
+    from lupusbayes.fitting.quiet import quiet_pymc
+
+    _reproducible_numerics()
+    with quiet_pymc():
+        return nutpie.compile_pymc_model(graph, backend="numba", freeze_model=False)
 
 
 def _reproducible_numerics() -> None:

@@ -20,7 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from lupusbayes.fitting.cache import compile_nutpie
+from lupusbayes.fitting.diagnostics import convergence_table, gate_checks
 from lupusbayes.fitting.quiet import quiet_pymc
+from lupusbayes.fitting.sample import count_divergences, nutpie_draws
 from lupusbayes.models.summaries import probability_with_mcse
 from lupusbayes.spec import BivariateNormalMixture, BivariateNormalPrior, FitSettings
 
@@ -73,11 +76,8 @@ class CountModelSampler:
         self._compiled = None  # nutpie's compiled model, built on first use
 
     def _build(self):
-        import nutpie
         import pymc as pm
 
-        components = self.prior.components if isinstance(self.prior, BivariateNormalMixture) else (self.prior,)
-        weights = self.prior.weights if isinstance(self.prior, BivariateNormalMixture) else (1.0,)
         log_dose = np.log(self.doses / self.reference_dose)
         zeros = np.zeros(self.doses.size, dtype=np.int64)
         with quiet_pymc(), pm.Model(coords={"dose": self.doses, "parameter": ["log_a", "log_b"]}) as model:
@@ -86,37 +86,32 @@ class CountModelSampler:
             theta = pm.Flat("theta", dims="parameter", initval=np.asarray(self.prior.mean, dtype=float))
             component_log_density = [
                 np.log(weight) + pm.logp(pm.MvNormal.dist(mu=component.mean, cov=component.covariance), theta)
-                for weight, component in zip(weights, components, strict=True)
+                for weight, component in zip(self.prior.weights, self.prior.components, strict=True)
             ]
             pm.Potential("prior", pm.math.logsumexp(pm.math.stack(component_log_density)))
             logit_p = theta[0] + pm.math.exp(theta[1]) * log_dose
             pm.Deterministic("p", pm.math.invlogit(logit_p), dims="dose")
             pm.Binomial("events", n=n_patients, logit_p=logit_p, observed=n_events, dims="dose")
-            self._compiled = nutpie.compile_pymc_model(model, backend="numba", freeze_model=False)
+        self._compiled = compile_nutpie(model)
         return self._compiled
 
     def sample(self, n_patients, n_events, thresholds, *, seed: int) -> CountPosteriorSample:
-        """NUTS on these counts (one retry at the retry target acceptance after divergences)."""
-        compiled = self._compiled or self._build()
-        data = {"n_patients": np.asarray(n_patients, dtype=np.int64), "n_events": np.asarray(n_events, dtype=np.int64)}
+        """NUTS on these counts (one retry at the retry target acceptance after divergences, as a fit)."""
+        compiled = (self._compiled or self._build()).with_data(
+            n_patients=np.asarray(n_patients, dtype=np.int64), n_events=np.asarray(n_events, dtype=np.int64))
         settings = self.settings
         seeds = np.random.SeedSequence(int(seed)).generate_state(2, dtype=np.uint32)
-        target_accepts = (settings.target_accept, settings.retry_target_accept)
-        for attempt, target_accept in enumerate(target_accepts):
-            result = self._sample_once(compiled.with_data(**data), thresholds, int(seeds[attempt]), target_accept)
-            if result.divergences == 0:
+        for attempt, target_accept in enumerate((settings.target_accept, settings.retry_target_accept)):
+            result = self._sample_once(compiled, thresholds, int(seeds[attempt]), target_accept)
+            if result.divergences <= settings.gate.divergences_max:
                 break
         return result
 
     def _sample_once(self, compiled, thresholds, seed: int, target_accept: float) -> CountPosteriorSample:
         import arviz as az
-        import nutpie
 
-        settings = self.settings
         with quiet_pymc():
-            tree = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains,
-                                 cores=settings.cores or min(settings.chains, 2), seed=seed, progress_bar=False,
-                                 target_accept=target_accept, save_warmup=False)
+            tree = nutpie_draws(compiled, self.settings, target_accept, seed)
         posterior = tree["posterior"].to_dataset()
         probability = posterior["p"]
         means = probability.mean(("chain", "draw")).to_numpy()
@@ -125,32 +120,8 @@ class CountModelSampler:
         for threshold in thresholds:
             value, error, _ = probability_with_mcse(probability >= threshold, reference=probability)
             at_least[float(threshold)], at_least_errors[float(threshold)] = value.to_numpy(), error.to_numpy()
-        divergences = int(tree["sample_stats"]["diverging"].sum())
-        problems = _gate_problems(xr.Dataset({"theta": posterior["theta"], "p": probability}), tree, divergences,
-                                  settings)
+        divergences = count_divergences(tree)
+        table = convergence_table(xr.Dataset({"theta": posterior["theta"], "p": probability}))
+        problems = tuple(check.describe() for check in gate_checks(table, tree, divergences, self.settings.gate)
+                         if not check.passed)
         return CountPosteriorSample(means, mean_errors, at_least, at_least_errors, problems, divergences, target_accept)
-
-
-def _gate_problems(draws: xr.Dataset, tree: xr.DataTree, divergences: int, settings: FitSettings) -> tuple[str, ...]:
-    """The spec's convergence gate on ``(log a, log b)`` and the probabilities: what failed, in words."""
-    import arviz as az
-
-    gate = settings.gate
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rhat = max(float(az.rhat(draws)[name].max()) for name in draws.data_vars)
-        ess_bulk = min(float(az.ess(draws, method="bulk")[name].min()) for name in draws.data_vars)
-        ess_tail = min(float(az.ess(draws, method="tail")[name].min()) for name in draws.data_vars)
-        stats = tree["sample_stats"].to_dataset()
-        bfmi = float(np.min(az.bfmi(tree)["energy"])) if "energy" in stats else float("nan")
-    problems = []
-    if not rhat <= gate.rhat_max:  # NaN fails
-        problems.append(f"max R-hat {rhat:.3f} > {gate.rhat_max}")
-    if not ess_bulk >= gate.ess_bulk_min:
-        problems.append(f"min bulk ESS {ess_bulk:.0f} < {gate.ess_bulk_min:g}")
-    if not ess_tail >= gate.ess_tail_min:
-        problems.append(f"min tail ESS {ess_tail:.0f} < {gate.ess_tail_min:g}")
-    if divergences > gate.divergences_max:
-        problems.append(f"{divergences} divergences > {gate.divergences_max}")
-    if not bfmi >= gate.bfmi_min:
-        problems.append(f"min BFMI {bfmi:.2f} < {gate.bfmi_min:g}")
-    return tuple(problems)

@@ -21,9 +21,10 @@ import xarray as xr
 
 from lupusbayes.models.base import SAMPLE_DIMS, BayesianModel, DecisionQuantity
 from lupusbayes.models.summaries import probability_with_mcse
-from lupusbayes.spec import FitSettings
+from lupusbayes.spec import ConvergenceGate, FitSettings
 
-__all__ = ["GateCheck", "SamplingAttempt", "Diagnostics", "diagnose", "parameter_label", "FREE_PARAMETERS_ATTR"]
+__all__ = ["GateCheck", "SamplingAttempt", "Diagnostics", "diagnose", "gate_checks", "convergence_table",
+           "parameter_label", "FREE_PARAMETERS_ATTR"]
 
 #: Attribute of the posterior group listing the sampled (free) parameters, as JSON.
 FREE_PARAMETERS_ATTR = "lupusbayes_free_parameters"
@@ -101,12 +102,8 @@ def parameter_label(name: str, coordinates) -> str:
     return f"{name}[{shown}]"
 
 
-def _convergence_table(model: BayesianModel, tree: xr.DataTree, quantities: list[DecisionQuantity]) -> pd.DataFrame:
-    """R-hat and bulk / tail ESS of every free parameter, reported parameter and decision quantity.
-
-    ``decision`` marks decision quantities; ``constant`` marks elements whose draws all agree
-    (R-hat and ESS are undefined there); ``finite`` is false when any draw is NaN or infinite.
-    """
+def _monitored(model: BayesianModel, tree: xr.DataTree, quantities: list[DecisionQuantity]) -> tuple[xr.Dataset, set]:
+    """Every free parameter, reported parameter and decision quantity of a fit, and the decision names."""
     posterior = tree["posterior"].to_dataset()
     free = json.loads(posterior.attrs.get(FREE_PARAMETERS_ATTR, "[]"))
     names = [n for n in free if n in posterior] + [n for n in model.parameters_of_interest() if n in posterior]
@@ -115,6 +112,16 @@ def _convergence_table(model: BayesianModel, tree: xr.DataTree, quantities: list
     for quantity in quantities:
         monitored[f"decision: {quantity.name}"] = quantity.values
         decision_names.add(f"decision: {quantity.name}")
+    return monitored, decision_names
+
+
+def convergence_table(monitored: xr.Dataset, decision_names: set[str] = frozenset()) -> pd.DataFrame:
+    """R-hat and bulk / tail ESS of every element of every variable of ``monitored`` (chain, draw).
+
+    ``decision`` marks the variables named in ``decision_names``; ``constant`` marks elements whose
+    draws all agree (R-hat and ESS are undefined there); ``finite`` is false when any draw is NaN
+    or infinite.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant quantities give 0/0 in R-hat; reported as constant
         rhat = az.rhat(monitored)
@@ -169,8 +176,14 @@ def diagnose(model: BayesianModel, tree: xr.DataTree, settings: FitSettings,
     interval probability exactly 0 or 1 in every draw), and the check's note counts them.
     """
     quantities = model.decision_quantities(tree["dose_response"].to_dataset())
-    parameters = _convergence_table(model, tree, quantities)
-    gate = settings.gate
+    parameters = convergence_table(*_monitored(model, tree, quantities))
+    checks = gate_checks(parameters, tree, attempts[-1].divergences, settings.gate)
+    return Diagnostics(checks, tuple(attempts), parameters, _decision_mcse(quantities))
+
+
+def gate_checks(parameters: pd.DataFrame, tree: xr.DataTree, divergences: int,
+                gate: ConvergenceGate) -> tuple[GateCheck, ...]:
+    """The gate's checks on a :func:`convergence_table` and the sampler's statistics (see :func:`diagnose`)."""
     left_out = parameters["decision"] & parameters["constant"] & parameters["finite"]
     assessed = parameters[~left_out]
     constant_note = (f"{int(left_out.sum())} decision quantities constant across draws, left out "
@@ -190,7 +203,6 @@ def diagnose(model: BayesianModel, tree: xr.DataTree, settings: FitSettings,
         passed = value <= threshold if largest else value >= threshold
         return GateCheck(name, value, threshold, bool(passed), str(row["parameter"]), note)
 
-    divergences = attempts[-1].divergences
     stats = tree["sample_stats"].to_dataset()
     if "energy" not in stats:
         bfmi = GateCheck("min BFMI", float("nan"), gate.bfmi_min, False, "",
@@ -202,11 +214,10 @@ def diagnose(model: BayesianModel, tree: xr.DataTree, settings: FitSettings,
                              "not assessable: the energy draws are not finite")
         else:
             bfmi = GateCheck("min BFMI", bfmi_min, gate.bfmi_min, bool(bfmi_min >= gate.bfmi_min))
-    checks = (
+    return (
         check("max R-hat", "r_hat", gate.rhat_max, largest=True, note=constant_note),
         check("min bulk ESS", "ess_bulk", gate.ess_bulk_min, largest=False),
         check("min tail ESS", "ess_tail", gate.ess_tail_min, largest=False),
         GateCheck("divergences", float(divergences), float(gate.divergences_max), divergences <= gate.divergences_max),
         bfmi,
     )
-    return Diagnostics(checks, tuple(attempts), parameters, _decision_mcse(quantities))

@@ -115,8 +115,9 @@ class FitResult:
         what, gate = self._headline()
         colour = "#1a7f37" if self.converged else "#cf222e"
         notes = "".join(f"<li>{html.escape(note)}</li>" for note in self.model.notes())
-        table = self.dose_summary().drop(columns=[c for c in self.dose_summary().columns
-                                                  if c.endswith((" sd", "mcse_mean", "is upper bound", "basis"))])
+        table = self.dose_summary()
+        table = table.drop(columns=[c for c in table.columns
+                                    if c.endswith((" sd", "mcse_mean", "is upper bound", "basis"))])
         return (f"<div><p><b>{html.escape(what)}</b></p><p style='color:{colour}'>{html.escape(gate)}</p>"
                 f"{table.to_html(index=False, float_format=lambda v: f'{v:.3f}')}"
                 + (f"<ul>{notes}</ul>" if notes else "") + "</div>")

@@ -28,7 +28,9 @@ from lupusbayes.fitting.result import FitResult, PriorPredictive
 from lupusbayes.models.base import BayesianModel
 from lupusbayes.spec import FitSettings
 
-__all__ = ["fit", "FitProgress", "prior_predictive", "sample_prior", "draw_prior", "run_sampler", "assemble_tree", "seed_streams", "stream_seed", "SEED_STREAMS"]
+__all__ = ["fit", "FitProgress", "prior_predictive", "sample_prior", "draw_prior", "run_sampler", "assemble_tree",
+           "seed_streams", "stream_seed", "SEED_STREAMS", "nutpie_draws", "count_divergences"]
+
 
 class FitProgress(Protocol):
     """Where a fit reports what it is doing (the command line draws it on a terminal)."""
@@ -104,13 +106,19 @@ LOW_RANK_MAX_PARAMETERS = 200
 def _sample_nutpie(model: BayesianModel, design: CompiledDesign, settings: FitSettings, target_accept: float,
                    seed: int, progress: FitProgress | None) -> xr.DataTree:
     """nutpie on the design's compiled model: a refit only swaps the data."""
-    import nutpie
-
     def report(chains) -> None:
         progress.sampling(sum(c.finished_draws for c in chains), sum(c.total_draws for c in chains),
                           sum(c.divergences for c in chains), any(c.tuning for c in chains))
 
-    compiled = design.nutpie_model(model)
+    return nutpie_draws(design.nutpie_model(model), settings, target_accept, seed,
+                        progress_callback=None if progress is None else report)
+
+
+def nutpie_draws(compiled, settings: FitSettings, target_accept: float, seed: int, *,
+                 progress_callback=None) -> xr.DataTree:
+    """One nutpie run of a compiled model (holding its data) with ``settings``: ``posterior`` and ``sample_stats``."""
+    import nutpie
+
     # low-rank mass-matrix adaptation learns the correlations (slope vs dose-group effects: ~1.5x the
     # ESS on the small models) but re-estimates from a window of draws, which is too costly beyond a
     # few hundred parameters (510 parameters of a 500-patient SLEDAI-2K fit: 322 s against 44 s)
@@ -118,14 +126,15 @@ def _sample_nutpie(model: BayesianModel, design: CompiledDesign, settings: FitSe
     tree = nutpie.sample(
         compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains,
         cores=settings.cores or min(settings.chains, 2), seed=seed, progress_bar=False,
-        progress_callback=None if progress is None else report, progress_rate=250,
+        progress_callback=progress_callback, progress_rate=250,
         target_accept=target_accept, save_warmup=False, adaptation=adaptation,
     )
     keep = [g for g in ("posterior", "sample_stats") if g in tree.children]
     return xr.DataTree.from_dict({g: tree[g].to_dataset() for g in keep})
 
 
-def _divergences(tree: xr.DataTree) -> int:
+def count_divergences(tree: xr.DataTree) -> int:
+    """Divergent transitions recorded in a sampled tree's ``sample_stats`` (0 when not recorded)."""
     stats = tree["sample_stats"].to_dataset()
     return int(stats["diverging"].sum()) if "diverging" in stats else 0
 
@@ -193,14 +202,15 @@ def fit(
         f" ({settings.sampler}; compiling on first use)")
     tick = time.perf_counter()
     sampled = run_sampler(model, design, settings, settings.target_accept, stream_seed(streams["sampling"]), progress)
-    attempts.append(SamplingAttempt(settings.target_accept, _divergences(sampled), time.perf_counter() - tick))
+    attempts.append(SamplingAttempt(settings.target_accept, count_divergences(sampled), time.perf_counter() - tick))
     if attempts[-1].divergences > settings.gate.divergences_max:
         say(f"{model.name}: {attempts[-1].divergences} divergences; sampling again at target_accept "
             f"{settings.retry_target_accept:g}")
         tick = time.perf_counter()
         sampled = run_sampler(model, design, settings, settings.retry_target_accept, stream_seed(streams["retry"]),
                               progress)
-        attempts.append(SamplingAttempt(settings.retry_target_accept, _divergences(sampled), time.perf_counter() - tick))
+        attempts.append(SamplingAttempt(settings.retry_target_accept, count_divergences(sampled),
+                                        time.perf_counter() - tick))
     say(f"{model.name}: prior draws, predictive checks, log-likelihood, dose-response, diagnostics")
     tree = assemble_tree(model, design, sampled, streams, prior_draws=prior_draws)
     diagnostics = diagnose(model, tree, settings, attempts)

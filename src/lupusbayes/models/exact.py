@@ -45,10 +45,9 @@ REFINED_GRIDS = ({"points": 61, "span": 14.0}, {"points": 101, "span": 20.0})
 
 def _prior_terms(prior: BivariateNormalPrior | BivariateNormalMixture, theta: np.ndarray):
     """log density, gradient and Hessian of the prior at ``theta`` (..., 2)."""
-    components = prior.components if isinstance(prior, BivariateNormalMixture) else (prior,)
-    log_weights = np.log(prior.weights) if isinstance(prior, BivariateNormalMixture) else np.zeros(1)
+    log_weights = np.log(prior.weights)
     logs, grads, precisions = [], [], []
-    for component in components:
+    for component in prior.components:
         precision = np.linalg.inv(component.covariance)
         delta = theta - component.mean
         quadratic = np.einsum("...i,ij,...j->...", delta, precision, delta)
@@ -90,8 +89,7 @@ def _mode_and_scale(x, n, y, prior):
     """Posterior mode by damped Newton (vectorised over data sets), the Laplace Cholesky factor, and
     whether the mode was found (the gradient vanishes there)."""
     batch = n.shape[:-1]
-    start = (prior.components[int(np.argmax(prior.weights))].mean if isinstance(prior, BivariateNormalMixture)
-             else prior.mean)
+    start = prior.components[int(np.argmax(prior.weights))].mean
     theta = np.broadcast_to(start, batch + (2,)).astype(float).copy()
     value, gradient, hessian = _log_posterior_terms(theta, x, n, y, prior)
     # a data set stops moving once its own step is negligible, so its mode (and every number
@@ -125,8 +123,7 @@ def _mode_and_scale(x, n, y, prior):
             break
     precision = -hessian
     positive = (precision[..., 0, 0] > 0) & (np.linalg.det(precision) > 0)
-    prior_covariance = (prior.components[0].covariance if isinstance(prior, BivariateNormalMixture)
-                        else prior.covariance)
+    prior_covariance = prior.components[0].covariance
     covariance = np.where(positive[..., None, None], np.linalg.inv(np.where(positive[..., None, None], precision,
                                                                              np.eye(2))), prior_covariance)
     # the mode: the gradient vanishes, relative to the curvature (a Newton step of at most 1e-6)

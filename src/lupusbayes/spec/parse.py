@@ -450,7 +450,6 @@ def _parse_efficacy(table: TomlTable) -> EfficacySpec:
     return spec
 
 
-_RULE_KEYS = ("min", "max", "greater_than", "less_than", "equals", "any_of_classes", "any_true")
 
 
 def _parse_eligibility(table: TomlTable) -> tuple[EligibilityCriterion, ...]:

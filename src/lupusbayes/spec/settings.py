@@ -60,6 +60,15 @@ class BivariateNormalPrior:
         return np.array([self.mean_log_a, self.mean_log_b])
 
     @property
+    def components(self) -> tuple[BivariateNormalPrior, ...]:
+        """As a one-component mixture (so code may treat both kinds of prior alike)."""
+        return (self,)
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        return (1.0,)
+
+    @property
     def covariance(self) -> np.ndarray:
         sd = np.array([self.sd_log_a, self.sd_log_b])
         correlation = np.array([[1.0, self.correlation], [self.correlation, 1.0]])
