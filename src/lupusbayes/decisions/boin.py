@@ -26,6 +26,7 @@ Conventions
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
-from lupusbayes.decisions.level_counts import check_level_counts
+from lupusbayes.decisions.level_counts import check_level, check_level_counts, check_positive_int, plural
 
 __all__ = [
     "BoinBoundaries",
@@ -151,6 +152,7 @@ class BoinBoundaries:
             raise ValueError(f"n_dlt must be between 0 and n_patients = {n_patients} (got {n_dlt})")
 
 
+@functools.lru_cache(maxsize=64)  # a pure function of its numbers; simulations ask for the same table per chunk
 def boin_boundaries(
     target: float,
     *,
@@ -387,7 +389,7 @@ def boin_next_dose(
         )
 
     shown = current_level + 1  # levels counted from 1 in sentences
-    observed = f"{_plural(y, 'DLT')} in {_plural(n, 'patient')} at level {shown} (rate {y / n:.2f})"
+    observed = f"{plural(y, 'DLT')} in {plural(n, 'patient')} at level {shown} (rate {y / n:.2f})"
     escalate_at_most = boundaries.escalate_at_most[n - 1]
     deescalate_at_least = boundaries.deescalate_at_least[n - 1]
 
@@ -512,7 +514,7 @@ def boin_select_mtd(
             None,
             nan_estimates,
             eliminated_tuple,
-            f"Level 1 is eliminated ({_plural(int(n_dlt[0]), 'DLT')} in {_plural(int(n_patients[0]), 'patient')}, "
+            f"Level 1 is eliminated ({plural(int(n_dlt[0]), 'DLT')} in {plural(int(n_patients[0]), 'patient')}, "
             f"Pr(p > {target:.2f}) = {posterior:.3f} > {cutoff_eliminate}): no level selected.",
         )
     admissible = (n_patients > 0) & ~eliminated
@@ -598,39 +600,3 @@ def _check_eliminated(eliminated_by_level, n_levels: int) -> np.ndarray:
     if np.any(eliminated[:-1] & ~eliminated[1:]):
         raise ValueError("eliminated_by_level must eliminate every level above an eliminated level")
     return eliminated.copy()
-
-
-def check_level(level, n_levels: int, name: str) -> int:
-    """``level`` as an int, checked to be a 0-based level from 0 to ``n_levels - 1``.
-
-    ``name`` is the argument's name in the ValueError raised otherwise (also for a bool or a
-    non-integer). Shared with the BOIN simulator in :mod:`lupusbayes.simulation.rule_based`.
-
-    Examples
-    --------
-    >>> check_level(2, 5, "start_level")
-    2
-    """
-    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level < n_levels:
-        raise ValueError(f"{name} must be a 0-based level from 0 to {n_levels - 1} (got {level!r})")
-    return int(level)
-
-
-def check_positive_int(value, name: str) -> int:
-    """``value`` as an int, checked to be a positive integer (not a bool).
-
-    ``name`` is the argument's name in the ValueError raised otherwise. Shared with the BOIN
-    simulator in :mod:`lupusbayes.simulation.rule_based`.
-
-    Examples
-    --------
-    >>> check_positive_int(3, "cohort_size")
-    3
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer (got {value!r})")
-    return int(value)
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"

@@ -1,10 +1,10 @@
-"""Validation of per-level patient and DLT counts, shared by the BOIN and 3+3 functions."""
+"""Argument checks and wording shared by the BOIN and 3+3 functions and their simulators."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_level_counts"]
+__all__ = ["check_level_counts", "check_level", "check_positive_int", "plural"]
 
 
 def check_level_counts(n_patients_by_level, n_dlt_by_level) -> tuple[np.ndarray, np.ndarray]:
@@ -27,3 +27,40 @@ def check_level_counts(n_patients_by_level, n_dlt_by_level) -> tuple[np.ndarray,
             f"(got {n_dlt.tolist()} DLTs in {n_patients.tolist()} patients)"
         )
     return n_patients, n_dlt
+
+
+def check_level(level, n_levels: int, name: str) -> int:
+    """``level`` as an int, checked to be a 0-based level from 0 to ``n_levels - 1``.
+
+    ``name`` is the argument's name in the ValueError raised otherwise (also for a bool or a
+    non-integer). Shared by BOIN, the 3+3 and their simulators.
+
+    Examples
+    --------
+    >>> check_level(2, 5, "start_level")
+    2
+    """
+    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level < n_levels:
+        raise ValueError(f"{name} must be a 0-based level from 0 to {n_levels - 1} (got {level!r})")
+    return int(level)
+
+
+def check_positive_int(value, name: str) -> int:
+    """``value`` as an int, checked to be a positive integer (not a bool).
+
+    ``name`` is the argument's name in the ValueError raised otherwise. Shared by BOIN, the 3+3
+    and their simulators.
+
+    Examples
+    --------
+    >>> check_positive_int(3, "cohort_size")
+    3
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer (got {value!r})")
+    return int(value)
+
+
+def plural(count: int, word: str) -> str:
+    """``1 DLT``, ``2 DLTs``."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"

@@ -18,8 +18,13 @@ import numpy as np
 
 from lupusbayes.decisions.boin import boin_select_mtd
 from lupusbayes.decisions.designs import Design, design_for
-from lupusbayes.decisions.posterior import Estimate
-from lupusbayes.decisions.rules import DecisionContext, RuleVerdict
+from lupusbayes.decisions.posterior import PARETO_K_LIMIT, Estimate
+from lupusbayes.decisions.rules import (
+    STOP_BOIN_ELIMINATED_LOWEST,
+    STOP_NO_LEVEL_ADMISSIBLE,
+    DecisionContext,
+    RuleVerdict,
+)
 from lupusbayes.decisions.state import PatientRecord
 from lupusbayes.dosing import dose_label
 
@@ -169,19 +174,19 @@ def decide(context: DecisionContext, design: Design | None = None) -> Recommenda
         (preference,) = preferences  # a design has one proposal rule, and it ranks the levels unless it stops
         next_level = next((level for level in preference if level in allowed), None)
         if next_level is None:
-            stops = ["no level is admissible"]
+            stops = [STOP_NO_LEVEL_ADMISSIBLE]
     warnings = sorted({w for v in verdicts for w in (*v.warnings, *v.close_calls)})
     posteriors = [p for p in (context.toxicity, context.efficacy) if p is not None]
     notes = tuple(dict.fromkeys(note for p in posteriors for note in getattr(p, "notes", ())))
     for posterior in posteriors:
-        if getattr(posterior, "reweighted", False) and posterior.pareto_k > 0.7:
-            warnings.append(f"the reweighted posterior ({posterior.source}) has Pareto k {posterior.pareto_k:.2f} > 0.7: "
-                            "refit with the new data before relying on it")
+        if getattr(posterior, "reweighted", False) and posterior.pareto_k > PARETO_K_LIMIT:
+            warnings.append(f"the reweighted posterior ({posterior.source}) has Pareto k {posterior.pareto_k:.2f} > "
+                            f"{PARETO_K_LIMIT:g}: refit with the new data before relying on it")
     common = dict(design=design.name, current_level=current, verdicts=verdicts, forced=context.forced,
                   trial_id=spec.trial.id, state_source=state.source,
                   posterior_sources=tuple(getattr(p, "source", "") for p in posteriors), notes=notes)
     if stops:
-        safe_end = not any(s in ("no level is admissible", "BOIN eliminated the lowest level") for s in stops)
+        safe_end = not any(s in (STOP_NO_LEVEL_ADMISSIBLE, STOP_BOIN_ELIMINATED_LOWEST) for s in stops)
         selection = _select(context, design, allowed if safe_end or design.selection == "boin" else frozenset(), verdicts)
         return Recommendation(action="stop", next_level=None, next_dose_label="", n_next=0, wait_days=0,
                               earliest_date=None, warnings=tuple(warnings), stop_reasons=tuple(stops),

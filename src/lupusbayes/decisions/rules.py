@@ -36,7 +36,19 @@ __all__ = [
     "Ewoc", "NoSkipping", "Sentinel", "GroupWindow", "SampleSize", "ConvergenceGate", "EndOfDoseRange",
     "LupusbayesEscalation", "HighestAdmissible", "LossBased", "BoinRule", "ThreePlusThreeRule",
     "probability_at_least", "efficacy_insufficient",
+    "STOP_BOIN_ELIMINATED_LOWEST", "STOP_THREE_PLUS_THREE", "STOP_NO_LEVEL_ADMISSIBLE", "sample_size_stop",
 ]
+
+#: Stop reasons that other code recognises (the recommendation's safe-end logic, the simulator's
+#: vectorised path): named once here so a rewording cannot silently break them.
+STOP_BOIN_ELIMINATED_LOWEST = "BOIN eliminated the lowest level"
+STOP_THREE_PLUS_THREE = "the 3+3 stops"
+STOP_NO_LEVEL_ADMISSIBLE = "no level is admissible"
+
+
+def sample_size_stop(enrolled: int, max_patients: int) -> str:
+    """The stop reason of :class:`SampleSize`."""
+    return f"the sample size is reached ({enrolled} of {max_patients} patients)"
 
 ToxicityPosterior = DrawsPosterior | ExactPosterior  # anything with has / mean / probability_at_least / updated
 
@@ -248,7 +260,7 @@ class SampleSize(Rule):
     def evaluate(self, context: DecisionContext) -> RuleVerdict:
         enrolled = context.state.n_patients
         remaining = self.max_patients - enrolled
-        stop = f"the sample size is reached ({enrolled} of {self.max_patients} patients)" if remaining <= 0 else ""
+        stop = sample_size_stop(enrolled, self.max_patients) if remaining <= 0 else ""
         return RuleVerdict(self.name, f"Fewer than {self.max_patients} patients so far?",
                            stop or f"{enrolled} of {self.max_patients} patients enrolled",
                            max_enrol=tuple((level, max(remaining, 0)) for level in range(context.n_levels)),
@@ -446,7 +458,7 @@ class BoinRule(Rule):
         if first is not None and first < current:  # a lower level's data eliminate the current one too
             reason = (f"{int(y[first])} DLTs in {int(n[first])} patients eliminate {context.label(first)} and above")
             if first == 0:
-                return RuleVerdict(self.name, question, reason, allowed=frozenset(), stop="BOIN eliminated the lowest level")
+                return RuleVerdict(self.name, question, reason, allowed=frozenset(), stop=STOP_BOIN_ELIMINATED_LOWEST)
             return RuleVerdict(self.name, question, f"{reason}: de-escalate", allowed=frozenset(range(first)),
                                preference=_descending_from(first - 1))
         eliminated_above = np.zeros(context.n_levels, dtype=bool)
@@ -456,7 +468,7 @@ class BoinRule(Rule):
         allowed = frozenset(level for level, gone in enumerate(decision.eliminated) if not gone)
         if decision.action == "stop":
             return RuleVerdict(self.name, question, decision.reason, allowed=allowed,
-                               stop="BOIN eliminated the lowest level")
+                               stop=STOP_BOIN_ELIMINATED_LOWEST)
         return RuleVerdict(self.name, question, decision.reason, allowed=allowed,
                            preference=_descending_from(decision.next_level))
 
@@ -474,7 +486,7 @@ class ThreePlusThreeRule(Rule):
         decision = three_plus_three_next(n, y, state.current_level if n.any() else None,
                                          allow_deescalate=self.allow_deescalate)
         if decision.action == "stop":
-            return RuleVerdict(self.name, "What does the 3+3 say?", decision.reason, stop="the 3+3 stops",
+            return RuleVerdict(self.name, "What does the 3+3 say?", decision.reason, stop=STOP_THREE_PLUS_THREE,
                                preference=() if decision.selected_level is None else (decision.selected_level,))
         return RuleVerdict(self.name, "What does the 3+3 say?", decision.reason,
                            preference=_descending_from(decision.next_level))

@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 
 from lupusbayes.cohort import Cohort, load_cohort
-from lupusbayes.endpoints import SRI4_MINIMUM_REDUCTION
 from lupusbayes.errors import CohortError
 from lupusbayes.spec import TrialSpec
 
@@ -211,9 +210,9 @@ def _state_from_cohort(cohort: Cohort, spec: TrialSpec, *, as_of: date | None) -
     if not has_dates and not has_days:
         notes.append("no infusion_date or safety_days column: safety follow-up is taken from follow_up_months "
                      f"({DAYS_PER_MONTH:g} days a month)")
-    latest = cohort.visits.groupby(["study_id", "patient_id"])
+    responders = cohort.with_response_flags()["sri4_sledai_component"]  # <NA> without a follow-up visit
     records = []
-    for row in patients.itertuples(index=False):
+    for row, responder in zip(patients.itertuples(index=False), responders, strict=True):
         line = int(row.source_line) if not pd.isna(row.source_line) else None
         dose = row.dose_cells if unit == "cells" else row.dose_cells_per_kg
         if pd.isna(dose):
@@ -232,11 +231,9 @@ def _state_from_cohort(cohort: Cohort, spec: TrialSpec, *, as_of: date | None) -
             safety_days = _whole_days(str(row.safety_days), source=source, line=line, patient=row.patient_id)
         else:
             safety_days = int(row.follow_up_months * DAYS_PER_MONTH)
-        visits = latest.get_group((row.study_id, row.patient_id)).sort_values("visit_month")
-        last = visits.iloc[-1]
-        responder = None if last["visit_month"] == 0 else bool(row.sledai_baseline - last["sledai"] >= SRI4_MINIMUM_REDUCTION)
         records.append(PatientRecord(str(row.patient_id), level, safety_days, _dlt_of(row, spec),
-                                     int(row.crs_grade), responder, day_dosed, line))
+                                     int(row.crs_grade), None if pd.isna(responder) else bool(responder), day_dosed,
+                                     line))
     if has_dates:  # enrolment order: first infusion date; the file's order breaks ties
         records.sort(key=lambda record: record.day_dosed if record.day_dosed is not None else 0)
     return TrialState(spec, tuple(records), source, as_of=as_of, cohort=cohort, notes=tuple(notes))

@@ -30,7 +30,7 @@ from typing import Literal
 
 import numpy as np
 
-from lupusbayes.decisions.level_counts import check_level_counts
+from lupusbayes.decisions.level_counts import check_level_counts, check_positive_int, plural
 
 __all__ = [
     "CohortOutcome",
@@ -201,7 +201,7 @@ def three_plus_three_next(
         raise ValueError(f"the 3+3 treats at most 6 patients per level (got {n_patients.tolist()})")
 
     shown = level + 1  # levels counted from 1 in sentences
-    observed = f"{_plural(t, 'DLT')} in {_plural(n, 'patient')} at level {shown}"
+    observed = f"{plural(t, 'DLT')} in {plural(n, 'patient')} at level {shown}"
 
     decide = ThreePlusThreeDecision  # (action, next_level, selected_level, reason)
 
@@ -215,7 +215,7 @@ def three_plus_three_next(
             return decide("stop", None, level, f"{highest}: stop and select level {shown}.")
         if n_patients[level + 1] >= 6 or n_dlt[level + 1] >= 2:
             n_above, t_above = int(n_patients[level + 1]), int(n_dlt[level + 1])
-            above = f"level {shown + 1} has {_plural(t_above, 'DLT')} in {_plural(n_above, 'patient')}"
+            above = f"level {shown + 1} has {plural(t_above, 'DLT')} in {plural(n_above, 'patient')}"
             return decide("stop", None, level, f"{observed}, and {above}: stop and select level {shown}.")
         return decide("escalate", level + 1, None, f"{observed}: escalate to level {shown + 1}.")
 
@@ -269,8 +269,7 @@ def three_plus_three_from_outcomes(
     >>> decision.action, decision.selected_level  # 0-based: level 2 in the string's numbering
     ('stop', 1)
     """
-    if isinstance(n_levels, bool) or not isinstance(n_levels, (int, np.integer)) or n_levels < 1:
-        raise ValueError(f"n_levels must be a positive integer (got {n_levels!r})")
+    n_levels = check_positive_int(n_levels, "n_levels")
     cohorts = parse_outcomes(outcome_string)
     n_patients = np.zeros(n_levels, dtype=np.int64)
     n_dlt = np.zeros(n_levels, dtype=np.int64)
@@ -302,7 +301,3 @@ def _enforce_three_plus_three(n_patients, n_dlt, last_level: int, allow_deescala
         problem = "a cohort at a level other than the last one given is incomplete"
     if problem:
         raise ValueError(f"'{outcome_string}' is not a 3+3 path: {problem} (pass strict=False to get advice anyway)")
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"

@@ -34,7 +34,14 @@ import numpy as np
 import pandas as pd
 
 from lupusbayes.decisions import DecisionContext, Design, Recommendation, decide
-from lupusbayes.decisions.rules import BoinRule, GroupWindow, Sentinel
+from lupusbayes.decisions.rules import (
+    STOP_BOIN_ELIMINATED_LOWEST,
+    STOP_THREE_PLUS_THREE,
+    BoinRule,
+    GroupWindow,
+    Sentinel,
+    sample_size_stop,
+)
 from lupusbayes.decisions.state import DAYS_PER_MONTH, PatientRecord, TrialState
 from lupusbayes.decisions.three_plus_three import COHORT_SIZE, three_plus_three_next
 from lupusbayes.errors import SimulationError
@@ -67,14 +74,6 @@ class PosteriorBank:
         return cls(FastPosteriors(spec, spec.models.blrm.prior, "p_dlt", toxicity_thresholds, **options),
                    FastPosteriors(spec, spec.models.response.prior, "p_response",
                                   (decision.efficacy.insufficient_rate,), **options))
-
-    @property
-    def computed(self) -> int:
-        return self.toxicity.computed + self.efficacy.computed
-
-    @property
-    def refined(self) -> int:
-        return self.toxicity.refined + self.efficacy.refined
 
     @property
     def mcmc_fallbacks(self) -> int:
@@ -372,12 +371,12 @@ def _cohort_timeline(patient_level: np.ndarray, arrivals: np.ndarray, group: int
 def _stop_reasons(design: str, simulation: RuleBasedSimulation, max_patients: int) -> np.ndarray:
     """The first (sorted) stop reason the engine's final decision gives, trial by trial."""
     full = simulation.n_patients.sum(axis=1) >= max_patients
-    size = f"the sample size is reached ({max_patients} of {max_patients} patients)"
+    size = sample_size_stop(max_patients, max_patients)
     reasons = np.empty(full.size, dtype=object)
     if design == "boin":  # at the end, BOIN stops itself exactly when the lowest level is eliminated
-        reasons[:] = np.where(simulation.selected_level < 0, "BOIN eliminated the lowest level", size)
+        reasons[:] = np.where(simulation.selected_level < 0, STOP_BOIN_ELIMINATED_LOWEST, size)
         return reasons
-    reasons[:] = "the 3+3 stops"
+    reasons[:] = STOP_THREE_PLUS_THREE
     for trial in np.flatnonzero(full):  # the cap reached: did the 3+3 stop there on its own?
         last = int(simulation.patient_level[trial, max_patients - 1])
         decision = three_plus_three_next(simulation.n_patients[trial], simulation.n_dlt[trial], last)

@@ -12,8 +12,7 @@ What the rules ask of a posterior is precomputed into a :class:`SummaryPosterior
 per dose and P(quantity >= t) for the thresholds the design reads (the toxicity intervals'
 edges, the loss intervals' edges, the efficacy rule's rate). The quadrature checks itself (the
 mode search converged, little mass on the grid's outer ring); a posterior that fails is computed
-again on wider, finer grids (:data:`lupusbayes.models.exact.REFINED_GRIDS`), and the number of
-refinements is counted. One that fails on the widest grid falls back to MCMC: NUTS on the same
+again on wider, finer grids (:data:`lupusbayes.models.exact.REFINED_GRIDS`). One that fails on the widest grid falls back to MCMC: NUTS on the same
 model and prior (:class:`lupusbayes.fitting.counts.CountModelSampler`, compiled once per model,
 the spec's ``[fitting]`` draws and convergence gate, a seed derived from the simulation's seed
 and the counts, so the result does not depend on which trial or worker reached the counts
@@ -108,8 +107,6 @@ class FastPosteriors:
         self.quantity = quantity
         self.thresholds = tuple(sorted({float(t) for t in thresholds if 0.0 < t < 1.0}))
         self.cache: dict[tuple, SummaryPosterior] = {}
-        self.refined = 0
-        self.computed = 0
         self.mcmc_fallbacks = 0
         self.dlt_basis = "P(DLT) from simulated DLT counts" if quantity == "p_dlt" else ""
         self.mcmc_fallback = bool(mcmc_fallback)
@@ -138,10 +135,8 @@ class FastPosteriors:
             still_bad = ~wider.pop("resolved")
             for name, values in wider.items():
                 summaries[name][rows] = values
-            self.refined += rows.size
             bad[rows] = still_bad
         sampled = {int(row): self._sample(n[row], y[row]) for row in np.flatnonzero(bad)}
-        self.computed += len(missing)
         for row, key in enumerate(missing):
             self.cache[key] = sampled[row] if row in sampled else SummaryPosterior(
                 self.quantity, summaries["mean"][row],

@@ -32,12 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lupusbayes.decisions.boin import (
-    TIE_BREAK_STEP,
-    BoinBoundaries,
-    check_level,
-    check_positive_int,
-)
+from lupusbayes.decisions.boin import TIE_BREAK_STEP, BoinBoundaries
+from lupusbayes.decisions.level_counts import check_level, check_positive_int
 from lupusbayes.decisions.three_plus_three import COHORT_SIZE, MAX_PATIENTS_PER_LEVEL
 
 __all__ = [

@@ -188,7 +188,7 @@ class _Checkpoint:
             frame = pd.read_csv(path, keep_default_na=False)
         except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as error:
             raise CheckpointError(f"{path}: cannot read the chunk ({error}); remove the file to recompute it") from None
-        expected = pd.concat([_expected_index(self.plan, chunk, name) for name in self.plan.designs], ignore_index=True)
+        expected = pd.concat([_expected_index(chunk, name) for name in self.plan.designs], ignore_index=True)
         n_levels = len(self.plan.spec.dosing.levels)
         columns = set(_frame_columns(n_levels))
         if set(frame.columns) != columns or len(frame) != len(expected):
@@ -242,7 +242,7 @@ def _frame_columns(n_levels: int) -> tuple[str, ...]:
                         for level in range(n_levels))
 
 
-def _expected_index(plan: SimulationPlan, chunk: Chunk, design: str) -> pd.DataFrame:
+def _expected_index(chunk: Chunk, design: str) -> pd.DataFrame:
     return pd.DataFrame({"design": design, "trial": np.arange(chunk.first, chunk.stop)})
 
 

@@ -450,8 +450,6 @@ def _parse_efficacy(table: TomlTable) -> EfficacySpec:
     return spec
 
 
-
-
 def _parse_eligibility(table: TomlTable) -> tuple[EligibilityCriterion, ...]:
     criteria = []
     seen: set[str] = set()
