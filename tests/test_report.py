@@ -87,3 +87,18 @@ def test_the_report_renders_in_a_real_browser_with_every_image_and_no_network(kn
 
 def test_src_report_html_is_deterministic_for_its_inputs(kn5601_report):
     assert src_report_html(kn5601_report) == src_report_html(kn5601_report)
+
+
+def test_a_forced_report_still_shows_the_action_and_says_forced_once(kn5601_report):
+    """The headline is the action line, never the FORCED line that precedes it in the text rendering."""
+    import dataclasses
+
+    from lupusbayes.report.text import action_line
+
+    forced = dataclasses.replace(kn5601_report, recommendation=dataclasses.replace(kn5601_report.recommendation,
+                                                                                   forced=True))
+    page = src_report_html(forced)
+    headline = re.search(r'<div class="action">(.*?)</div>', page).group(1)
+    assert headline and headline.split(":")[0] in {"START", "ESCALATE", "HOLD", "DE-ESCALATE", "STOP"}
+    assert headline == action_line(forced.recommendation, forced.spec).replace("&", "&amp;")
+    assert page.count("FORCED: a fit behind this recommendation FAILED") == 1

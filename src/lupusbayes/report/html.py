@@ -131,8 +131,7 @@ def _data_hash(state: TrialState) -> str:
 
 def _recommendation_section(inputs: ReportInputs) -> str:
     r, spec = inputs.recommendation, inputs.spec
-    headline = text.recommendation_text(r, spec).splitlines()
-    action = html.escape(headline[1].strip()) if len(headline) > 1 else ""
+    action = html.escape(text.action_line(r, spec))
     parts = [f'<div class="verdict"><div class="action">{action}</div>']
     if r.forced:
         parts.append('<p class="fail">FORCED: a fit behind this recommendation FAILED its convergence gate.</p>')

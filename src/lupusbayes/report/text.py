@@ -19,8 +19,8 @@ from lupusbayes.spec import TrialSpec
 from lupusbayes.summary import CohortSummary
 
 __all__ = ["cohort_summary_text", "spec_text", "screening_text", "diagnostics_lines", "fit_text", "prior_predictive_text",
-           "notes_lines", "recommendation_text", "transitions_text", "boin_table_text",
-           "compact_table"]
+           "notes_lines", "recommendation_text", "action_line", "level_text", "transitions_text",
+           "boin_table_text", "compact_table"]
 
 _WIDTH = 100
 
@@ -217,12 +217,24 @@ def compact_table(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
 # ---- decisions -------------------------------------------------------------------------------
 
 
-def _level_text(spec: TrialSpec, level: int | None) -> str:
+def level_text(spec: TrialSpec, level: int | None) -> str:
+    """``'level 2 (7.5e7 cells/kg)'`` (levels count from 1, as protocols do)."""
     if level is None:
         return "-"
     from lupusbayes.dosing import dose_label
 
     return f"level {level + 1} ({dose_label(spec.dosing.levels[level], spec.dosing.unit.value)})"
+
+
+def action_line(recommendation: Recommendation, spec: TrialSpec) -> str:
+    """``'ESCALATE: next cohort of 3 at level 2 (7.5e7 cells/kg), first dose now'``, or ``'STOP: reasons'``."""
+    r = recommendation
+    if r.action == "stop":
+        return f"STOP: {'; '.join(r.stop_reasons)}"
+    when = "now" if r.wait_days == 0 else f"in {r.wait_days} days"
+    if r.earliest_date is not None:
+        when += f" ({r.earliest_date.isoformat()})"
+    return f"{r.action.upper()}: next cohort of {r.n_next} at {level_text(spec, r.next_level)}, first dose {when}"
 
 
 def recommendation_text(recommendation: Recommendation, spec: TrialSpec) -> str:
@@ -231,21 +243,14 @@ def recommendation_text(recommendation: Recommendation, spec: TrialSpec) -> str:
     lines = [f"Recommendation for {r.trial_id} (design {r.design}; state: {r.state_source})"]
     if r.forced:
         lines.append("  FORCED: a fit behind this recommendation FAILED its convergence gate")
-    if r.action == "stop":
-        lines.append(f"  STOP: {'; '.join(r.stop_reasons)}")
-        if r.selection is not None:
-            chosen = r.selection.dose_label or "no dose"
-            lines.append(f"  selected: {chosen}: {r.selection.reason}")
-            for row in r.selection.rows:
-                shown = ", ".join(f"{k} {v.text() if hasattr(v, 'text') else (f'{v:.3f}' if isinstance(v, float) else v)}"
-                                  for k, v in row.items() if k != "level")
-                lines.append(f"    {shown}")
-    else:
-        when = ("now" if r.wait_days == 0 else f"in {r.wait_days} days")
-        if r.earliest_date is not None:
-            when += f" ({r.earliest_date.isoformat()})"
-        lines.append(f"  {r.action.upper()}: next cohort of {r.n_next} at {_level_text(spec, r.next_level)}, "
-                     f"first dose {when}")
+    lines.append(f"  {action_line(r, spec)}")
+    if r.action == "stop" and r.selection is not None:
+        chosen = r.selection.dose_label or "no dose"
+        lines.append(f"  selected: {chosen}: {r.selection.reason}")
+        for row in r.selection.rows:
+            shown = ", ".join(f"{k} {v.text() if hasattr(v, 'text') else (f'{v:.3f}' if isinstance(v, float) else v)}"
+                              for k, v in row.items() if k != "level")
+            lines.append(f"    {shown}")
     lines += ["", "Rules:"]
     for verdict in r.verdicts:
         lines.append(f"  [{verdict.rule}] {verdict.question}")
@@ -253,7 +258,7 @@ def recommendation_text(recommendation: Recommendation, spec: TrialSpec) -> str:
         for check in verdict.checks:
             value = check.estimate.text() if check.estimate is not None else "-"
             limit = "" if check.threshold is None else f" (limit {check.threshold:g})"
-            lines.append(f"      {_level_text(spec, check.level)}: {check.quantity} {value}{limit} "
+            lines.append(f"      {level_text(spec, check.level)}: {check.quantity} {value}{limit} "
                          f"{'ok' if check.passed else 'NOT ok'}")
     if r.warnings:
         lines += ["", "Warnings:", *(f"  - {w}" for w in r.warnings)]
@@ -268,7 +273,7 @@ def transitions_text(transitions, spec: TrialSpec) -> str:
     if not transitions:
         return "No next cohort: the trial stops."
     level = transitions[0].recommendation.current_level
-    lines = [f"After the next cohort at {_level_text(spec, level)} (n = the cohort's size):"]
+    lines = [f"After the next cohort at {level_text(spec, level)} (n = the cohort's size):"]
     for row in transitions:
         outcome = f"{row.n_dlt} DLT(s)" + ("" if row.n_responders is None else f", {row.n_responders} responder(s)")
         r = row.recommendation
@@ -276,7 +281,7 @@ def transitions_text(transitions, spec: TrialSpec) -> str:
             then = f"STOP ({'; '.join(r.stop_reasons)})" + (f", select {r.selection.dose_label}"
                                                            if r.selection and r.selection.dose_label else "")
         else:
-            then = f"{r.action} {'at' if r.action == 'hold' else 'to'} {_level_text(spec, r.next_level)}"
+            then = f"{r.action} {'at' if r.action == 'hold' else 'to'} {level_text(spec, r.next_level)}"
         flag = "  [" + "; ".join(w for w in r.warnings if "Pareto" in w or "close call" in w) + "]" if any(
             "Pareto" in w or "close call" in w for w in r.warnings) else ""
         lines.append(f"  {outcome:28s} -> {then}{flag}")

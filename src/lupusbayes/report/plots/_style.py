@@ -25,7 +25,7 @@ __all__ = [
     "DomainLabeller", "VARIABLE_LABELS", "PARAMETER_MEANINGS", "ACTION_COLOURS", "PRIOR_COLOUR",
     "POSTERIOR_COLOUR", "OBSERVED_COLOUR", "plot_style", "new_figure", "add_notes", "legend_entries", "figure_of",
     "dose_axis_label", "dose_tick_label", "set_dose_ticks", "crs_event", "month_label", "interval_colours",
-    "text_colour", "level_text",
+    "text_colour",
 ]
 
 #: What each variable of a fit is, in words (with its unit where it has one).
@@ -186,11 +186,6 @@ def set_dose_ticks(axis, levels, unit: str) -> None:
     axis.minorticks_off()
 
 
-def level_text(spec: TrialSpec, level: int | None) -> str:
-    """``'level 2 (7.5e7 cells/kg)'`` (levels count from 1, as protocols do)."""
-    if level is None:
-        return "-"
-    return f"level {level + 1} ({dose_label(spec.dosing.levels[level], spec.dosing.unit.value)})"
 
 
 def crs_event(grade) -> str:

@@ -19,11 +19,11 @@ from lupusbayes.report.plots._style import (
     dose_axis_label,
     dose_tick_label,
     legend_entries,
-    level_text,
     new_figure,
     plot_style,
     text_colour,
 )
+from lupusbayes.report.text import action_line, level_text
 from lupusbayes.spec import TrialSpec
 
 __all__ = ["plot_recommendation", "plot_transitions", "recommendation_headline"]
@@ -34,13 +34,9 @@ _PASSED, _FAILED = "#2e7d32", "#c62828"
 def recommendation_headline(recommendation: Recommendation, spec: TrialSpec) -> str:
     """``'ESCALATE: next cohort of 3 at level 2 (7.5e7 cells/kg), first dose now'`` (or the stop)."""
     r = recommendation
-    if r.action == "stop":
-        chosen = f"; selected: {r.selection.dose_label}" if r.selection is not None and r.selection.dose_label else ""
-        return f"STOP: {'; '.join(r.stop_reasons)}{chosen}"
-    when = "now" if r.wait_days == 0 else f"in {r.wait_days} days"
-    if r.earliest_date is not None:
-        when += f" ({r.earliest_date.isoformat()})"
-    return f"{r.action.upper()}: next cohort of {r.n_next} at {level_text(spec, r.next_level)}, first dose {when}"
+    chosen = (f"; selected: {r.selection.dose_label}"
+              if r.action == "stop" and r.selection is not None and r.selection.dose_label else "")
+    return action_line(r, spec) + chosen
 
 
 def _panels(recommendation: Recommendation) -> list[tuple[RuleVerdict, str, list]]:
