@@ -90,19 +90,12 @@ def _stamp() -> str:
 
 def _run(arguments: list[str]) -> None:
     """Run one ``lupusbayes`` command (its report to a buffer); stop on bad input."""
-    from lupusbayes.cli import main, plot
-    from lupusbayes.cli.output import Parser
+    from lupusbayes.cli import main
 
     started = time.perf_counter()
     report, errors = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(report), contextlib.redirect_stderr(errors):
-        if arguments[0] == "plot":  # the plot command, also before it is registered in lupusbayes.cli
-            parser = Parser(prog="lupusbayes")
-            plot.add_commands(parser.add_subparsers(dest="command", parser_class=Parser))
-            parsed = parser.parse_args(arguments)
-            code = parsed.handler(parsed)
-        else:
-            code = main(arguments)
+        code = main(arguments)
     print(f"  [{time.perf_counter() - started:5.1f} s] lupusbayes {' '.join(arguments)}", flush=True)
     if code == 3:
         print(f"    warning: the fit FAILED its convergence gate: {errors.getvalue().strip()}", flush=True)

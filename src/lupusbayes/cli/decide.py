@@ -28,36 +28,57 @@ from lupusbayes.decisions.state import cohort_with
 from lupusbayes.errors import LupusBayesError
 from lupusbayes.spec import DESIGNS, TrialSpec, load_spec
 
-__all__ = ["add_commands", "add_decision_arguments", "prepare", "gate_exit", "Prepared"]
+__all__ = ["add_commands", "add_decision_arguments", "prepare", "gate_exit", "Prepared", "as_of_date",
+           "check_fit_matches_state", "toxicity_draws", "efficacy_draws"]
 
 
-def _as_of(text: str) -> date:
+def as_of_date(text: str) -> date:
+    """``--as-of``'s type: a date YYYY-MM-DD."""
     try:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a date YYYY-MM-DD (got {text!r})") from None
 
 
-def _check_fit_matches_state(result, state, path: str) -> None:
-    """A fit given with --fit must be of the state's data: same patients, same outcomes."""
+def check_fit_matches_state(result, state, path: str, *, error: type[LupusBayesError] = LupusBayesError,
+                            hint: str = "refit, or leave out --fit and let decide fit the models") -> None:
+    """A fit given with a state must be of the state's data: same patients, same outcomes."""
     cohort = result.model.cohort
     ids_in_fit = set() if cohort is None else set(cohort.patients.loc[cohort.patients["study_id"] == state.spec.trial.id,
                                                                       "patient_id"])
     ids_in_state = {p.patient_id for p in state.patients}
     if not state.counts_only and ids_in_fit != ids_in_state:
         missing = sorted(ids_in_state - ids_in_fit) or sorted(ids_in_fit - ids_in_state)
-        raise LupusBayesError(f"{path}: the fit was made on other patients than the state's (e.g. {missing[0]}); "
-                              "refit, or leave out --fit and let decide fit the models")
+        raise error(f"{path}: the fit was made on other patients than the state's (e.g. {missing[0]}); {hint}")
 
 
-def _toxicity(spec, design, state, args, codata, failed, progress, fits):
+def toxicity_draws(result):
+    """The decision posterior of a toxicity fit (its dose-response draws)."""
+    return draws_from_dose_response(result.dose_response, source=f"{result.model.name} (seed {result.seed})",
+                                    notes=tuple(result.model.notes()))
+
+
+def efficacy_draws(result, spec: TrialSpec, seed: int):
+    """The decision posterior of a SLEDAI-2K fit at the spec's decision months (derived, seeded, when the
+    fit's dose-response does not hold them)."""
+    settings = spec.decision.efficacy
+    dose_response = result.dose_response
+    wanted = sorted({settings.month, settings.final_month})
+    if not all(np.any(np.isclose(dose_response["month"].to_numpy(), month)) for month in wanted):
+        dose_response = result.model.dose_response(result.posterior, np.random.default_rng(seed), months=wanted)
+    return draws_from_dose_response(dose_response, response=settings.response, month=settings.month,
+                                    final_month=settings.final_month, source=f"{result.model.name} (seed {result.seed})",
+                                    notes=tuple(result.model.notes()))
+
+
+def _toxicity(spec, state, args, codata, progress, fits):
     """The toxicity posterior: a given fit, the exact BLRM (one study, counts), or an MCMC fit."""
     from lupusbayes.fitting import fit, load_fit
     from lupusbayes.models.toxicity import BLRM, CRSModel
 
     if args.fit:
         result = load_fit(args.fit, spec=spec)
-        _check_fit_matches_state(result, state, args.fit)
+        check_fit_matches_state(result, state, args.fit)
     else:
         use_blrm = spec.decision.toxicity_model == "blrm" or state.counts_only
         if use_blrm and not codata and spec.models.blrm.hierarchy in ("auto", "none"):
@@ -72,13 +93,10 @@ def _toxicity(spec, design, state, args, codata, failed, progress, fits):
         model = (BLRM if use_blrm else CRSModel)(cohort, spec)
         result = fit(model, seed=args.seed, progress=progress)
     fits["toxicity"] = result
-    if not result.converged:
-        failed.append(result.model.name)
-    return draws_from_dose_response(result.dose_response, source=f"{result.model.name} (seed {result.seed})",
-                                    notes=tuple(result.model.notes()))
+    return toxicity_draws(result)
 
 
-def _efficacy(spec, state, args, codata, failed, progress, fits):
+def _efficacy(spec, state, args, codata, progress, fits):
     from lupusbayes.errors import ModelSetupError
     from lupusbayes.fitting import fit, load_fit
     from lupusbayes.models.sledai import SledaiModel
@@ -86,7 +104,7 @@ def _efficacy(spec, state, args, codata, failed, progress, fits):
     settings = spec.decision.efficacy
     if args.efficacy_fit:
         result = load_fit(args.efficacy_fit, spec=spec)
-        _check_fit_matches_state(result, state, args.efficacy_fit)
+        check_fit_matches_state(result, state, args.efficacy_fit)
     else:
         cohort = cohort_with(state, codata)
         if cohort is None:
@@ -97,16 +115,7 @@ def _efficacy(spec, state, args, codata, failed, progress, fits):
             return None  # no follow-up visit yet: efficacy is not assessable (the rules say so)
         result = fit(model, seed=args.seed, progress=progress)
     fits["efficacy"] = result
-    if not result.converged:
-        failed.append(result.model.name)
-    dose_response = result.dose_response
-    wanted = sorted({settings.month, settings.final_month})
-    if not all(np.any(np.isclose(dose_response["month"].to_numpy(), month)) for month in wanted):
-        # the decision's months are not among the spec's [efficacy] months: derive them (seeded)
-        dose_response = result.model.dose_response(result.posterior, np.random.default_rng(args.seed), months=wanted)
-    return draws_from_dose_response(dose_response, response=settings.response, month=settings.month,
-                                    final_month=settings.final_month, source=f"{result.model.name} (seed {result.seed})",
-                                    notes=tuple(result.model.notes()))
+    return efficacy_draws(result, spec, args.seed)
 
 
 @dataclass(frozen=True)
@@ -117,7 +126,6 @@ class Prepared:
     design: Design
     context: DecisionContext
     fits: dict  # label ("toxicity", "efficacy") -> FitResult, for the fits behind the posteriors
-    codata: tuple
 
 
 def prepare(args: argparse.Namespace) -> Prepared:
@@ -130,14 +138,13 @@ def prepare(args: argparse.Namespace) -> Prepared:
         state = load_state(args.state, spec, as_of=args.as_of)
     codata = [load_cohort(path) for path in args.codata or []]
     progress = progress_for(args)
-    failed: list[str] = []
     fits: dict = {}
-    toxicity = (_toxicity(spec, design, state, args, codata, failed, progress, fits)
-                if design.needs_toxicity_model else None)
-    efficacy = (_efficacy(spec, state, args, codata, failed, progress, fits)
+    toxicity = _toxicity(spec, state, args, codata, progress, fits) if design.needs_toxicity_model else None
+    efficacy = (_efficacy(spec, state, args, codata, progress, fits)
                 if design.needs_efficacy_model and not state.counts_only else None)
-    context = DecisionContext(spec, state, toxicity, efficacy, tuple(failed), forced=args.force)
-    return Prepared(spec, design, context, fits, tuple(codata))
+    failed = tuple(result.model.name for result in fits.values() if not result.converged)
+    context = DecisionContext(spec, state, toxicity, efficacy, failed, forced=args.force)
+    return Prepared(spec, design, context, fits)
 
 
 def gate_exit(prepared: Prepared, args: argparse.Namespace) -> int:
@@ -186,7 +193,7 @@ def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--state", help="the trial's patients (cohort file, with infusion_date or safety_days), "
                         "a counts file (dose,n_patients,n_dlt) or 'kn5601'")
     source.add_argument("--outcomes", help="R-style outcome strings instead of a state, e.g. '1NNN 2NNT'")
-    parser.add_argument("--as-of", type=_as_of, dest="as_of", help="data cut-off date (YYYY-MM-DD), for infusion_date")
+    parser.add_argument("--as-of", type=as_of_date, dest="as_of", help="data cut-off date (YYYY-MM-DD), for infusion_date")
     parser.add_argument("--design", choices=DESIGNS, help="override the spec's [decision] design")
     parser.add_argument("--fit", help="a saved toxicity fit (.nc) of the state's data")
     parser.add_argument("--efficacy-fit", dest="efficacy_fit", help="a saved SLEDAI-2K fit (.nc) of the state's data")

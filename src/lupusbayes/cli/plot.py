@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 import argparse
-from datetime import date
 from pathlib import Path
 
-import numpy as np
-
 from lupusbayes._io import check_output_path, staged_directory
+from lupusbayes.cli.decide import as_of_date, check_fit_matches_state, efficacy_draws, toxicity_draws
 from lupusbayes.cli.output import EXIT_OK, add_output_options
 
 __all__ = ["add_commands"]
 
 _DECISION_KINDS = ("recommendation", "transitions")
-
-
-def _as_of(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a date YYYY-MM-DD (got {text!r})") from None
+_REFIT = "refit on the state's data"
 
 
 def _decision(fit, args: argparse.Namespace):
     """The recommendation and transition table from the fit (toxicity), the state and an
     optional SLEDAI-2K fit, as ``lupusbayes decide --fit`` makes them."""
-    from lupusbayes.decisions import DecisionContext, decide, draws_from_dose_response, load_state, transition_table
+    from lupusbayes.decisions import DecisionContext, decide, load_state, transition_table
     from lupusbayes.fitting import load_fit
     from lupusbayes.report.plots import PlotError
 
@@ -35,43 +27,20 @@ def _decision(fit, args: argparse.Namespace):
         raise PlotError(f"{args.fit}: a recommendation is drawn from a toxicity fit; give the toxicity fit as FIT "
                         "and the SLEDAI-2K fit as --efficacy-fit")
     state = load_state(args.state, spec, as_of=args.as_of)
-    _check_same_patients(fit, state, args.fit)
+    check_fit_matches_state(fit, state, args.fit, error=PlotError, hint=_REFIT)
     failed = [] if fit.converged else [fit.model.name]
-    toxicity = draws_from_dose_response(fit.dose_response, source=f"{fit.model.name} (seed {fit.seed})",
-                                        notes=tuple(fit.model.notes()))
+    toxicity = toxicity_draws(fit)
     efficacy = None
     if args.efficacy_fit:
         sledai = load_fit(args.efficacy_fit, spec=spec)
         if sledai.model.kind != "sledai":
             raise PlotError(f"{args.efficacy_fit}: --efficacy-fit takes a SLEDAI-2K fit (this is {sledai.model.name})")
-        _check_same_patients(sledai, state, args.efficacy_fit)
+        check_fit_matches_state(sledai, state, args.efficacy_fit, error=PlotError, hint=_REFIT)
         failed += [] if sledai.converged else [sledai.model.name]
-        settings = spec.decision.efficacy
-        dose_response = sledai.dose_response
-        wanted = sorted({settings.month, settings.final_month})
-        if not all(np.any(np.isclose(dose_response["month"].to_numpy(), month)) for month in wanted):
-            dose_response = sledai.model.dose_response(sledai.posterior, np.random.default_rng(sledai.seed),
-                                                       months=wanted)
-        efficacy = draws_from_dose_response(dose_response, response=settings.response, month=settings.month,
-                                            final_month=settings.final_month,
-                                            source=f"{sledai.model.name} (seed {sledai.seed})",
-                                            notes=tuple(sledai.model.notes()))
+        efficacy = efficacy_draws(sledai, spec, sledai.seed)
     context = DecisionContext(spec, state, toxicity, efficacy, tuple(failed))
     recommendation = decide(context)
     return recommendation, transition_table(context, recommendation=recommendation)
-
-
-def _check_same_patients(fit, state, path: str) -> None:
-    """A fit drawn with a state must be of the state's patients (as ``decide --fit`` requires)."""
-    from lupusbayes.report.plots import PlotError
-
-    cohort, trial = fit.model.cohort, fit.model.spec.trial.id
-    in_fit = set() if cohort is None else set(cohort.patients.loc[cohort.patients["study_id"] == trial, "patient_id"])
-    in_state = {p.patient_id for p in state.patients}
-    if not state.counts_only and in_fit != in_state:
-        example = sorted(in_state - in_fit) or sorted(in_fit - in_state)
-        raise PlotError(f"{path}: the fit was made on other patients than the state's (e.g. {example[0]}); refit "
-                        "on the state's data")
 
 
 def _sources(fit, kinds: list[str], args: argparse.Namespace) -> dict[str, object]:
@@ -157,7 +126,7 @@ def add_commands(commands) -> None:
     parser.add_argument("--format", choices=PLOT_FORMATS, default="png", help="file format with --kind all")
     parser.add_argument("--list", action="store_true", help="list the kinds this fit can draw, and exit")
     parser.add_argument("--state", help="the trial's state (as for 'decide --state'), for the decision kinds")
-    parser.add_argument("--as-of", type=_as_of, dest="as_of", help="data cut-off date (YYYY-MM-DD), for the state")
+    parser.add_argument("--as-of", type=as_of_date, dest="as_of", help="data cut-off date (YYYY-MM-DD), for the state")
     parser.add_argument("--efficacy-fit", dest="efficacy_fit", help="a saved SLEDAI-2K fit of the state's data")
     add_output_options(parser, progress=False)
     parser.set_defaults(handler=_plot)

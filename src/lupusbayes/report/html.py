@@ -33,7 +33,7 @@ from lupusbayes.report import text
 from lupusbayes.spec import TrialSpec
 from lupusbayes.summary import CohortSummary
 
-__all__ = ["ReportInputs", "src_report_html", "write_src_report", "report_figures", "figure_png", "matplotlib_figure", "LIBRARIES"]
+__all__ = ["ReportInputs", "src_report_html", "write_src_report", "report_figures", "figure_png", "LIBRARIES"]
 
 #: Libraries whose versions the reproducibility block lists.
 LIBRARIES = ("numpy", "scipy", "pandas", "xarray", "pymc", "pytensor", "nutpie", "arviz", "arviz-base",
@@ -79,18 +79,13 @@ class ReportInputs:
     made_on: date | None = None
 
 
-def matplotlib_figure(figure: Any):
-    """The matplotlib figure of a figure or of an ArviZ ``PlotCollection`` (``pc.viz["figure"]``)."""
-    if hasattr(figure, "viz"):
-        return figure.viz["figure"].item()
-    return figure
-
-
 def figure_png(figure: Any, *, dpi: int = 110) -> bytes:
     """PNG bytes of a matplotlib figure or an ArviZ ``PlotCollection``; the figure is closed."""
     import matplotlib.pyplot as plt
 
-    target = matplotlib_figure(figure)
+    from lupusbayes.report.plots import figure_of
+
+    target = figure_of(figure)
     buffer = io.BytesIO()
     target.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(target)
