@@ -424,7 +424,7 @@ def cohort_from_frame(frame: pd.DataFrame, *, study_id: str = "study", source: s
 
 
 def combine_cohorts(cohorts: list[Cohort]) -> Cohort:
-    """Stack cohorts from several studies (e.g. KN5601 as co-data for AXA-NK02).
+    """Stack cohorts from several studies (e.g. KN5601 as co-data for AXA-NK02); one cohort is returned as is.
 
     Raises
     ------
@@ -433,6 +433,8 @@ def combine_cohorts(cohorts: list[Cohort]) -> Cohort:
     """
     if not cohorts:
         raise CohortError("no cohorts to combine")
+    if len(cohorts) == 1:
+        return cohorts[0]
     seen: dict[tuple[str, str], str] = {}
     for cohort in cohorts:
         for key in zip(cohort.patients["study_id"], cohort.patients["patient_id"], strict=True):

@@ -6,8 +6,7 @@ import argparse
 
 import pandas as pd
 
-from lupusbayes.cli.output import EXIT_OK, Parser, add_output_options, print_json, records, seed_value
-from lupusbayes._io import check_output_path, write_text_atomic
+from lupusbayes.cli.output import EXIT_OK, Parser, add_output_options, emit_text, print_json, records, seed_value
 from lupusbayes.cohort import EXAMPLE_COHORTS, example_cohort_text, load_cohort
 from lupusbayes.eligibility import screen
 from lupusbayes.report import text
@@ -75,13 +74,7 @@ def _example(args: argparse.Namespace) -> int:
         for name, description in EXAMPLE_COHORTS.items():
             print(f"{name:14s} {description}")
         return EXIT_OK
-    text_ = example_cohort_text(args.name)
-    if args.out is None:
-        print(text_, end="")
-    else:
-        out = check_output_path(args.out, overwrite=args.overwrite, mkdir=args.mkdir)
-        write_text_atomic(out, text_, overwrite=args.overwrite)
-        print(f"written: {out}")
+    emit_text(example_cohort_text(args.name), args)
     return EXIT_OK
 
 

@@ -43,7 +43,7 @@ def _cohort_for(spec, data: list[str] | None, kind: str):
     """
     if data:
         cohorts = [load_cohort(name) for name in data]
-        return cohorts[0] if len(cohorts) == 1 else combine_cohorts(cohorts)
+        return combine_cohorts(cohorts)
     if kind == "blrm" and spec.observations:
         return None
     where = " or add [[observations]] (DLT counts per dose) to the spec" if kind == "blrm" else ""

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["EXIT_OK", "EXIT_BAD_INPUT", "EXIT_GATE_FAILED", "Parser", "print_json", "records", "seed_value",
-           "bounded_int", "bounded_float", "TerminalProgress", "progress_for", "add_output_options"]
+           "bounded_int", "bounded_float", "TerminalProgress", "progress_for", "add_output_options", "emit_text"]
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -132,3 +132,15 @@ def add_output_options(parser: argparse.ArgumentParser, *, progress: bool = True
         parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                             help="show what is running and the sampler's progress on stderr "
                             "(default: on when stderr is a terminal)")
+
+
+def emit_text(text: str, args: argparse.Namespace) -> None:
+    """Print ``text``, or write it atomically to ``args.out`` (checked; ``--overwrite``, ``--mkdir``)."""
+    from lupusbayes._io import check_output_path, write_text_atomic
+
+    if args.out is None:
+        print(text, end="")
+        return
+    out = check_output_path(args.out, overwrite=args.overwrite, mkdir=args.mkdir)
+    write_text_atomic(out, text, overwrite=args.overwrite)
+    print(f"written: {out}")

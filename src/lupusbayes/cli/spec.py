@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lupusbayes._io import check_output_path, write_text_atomic
-from lupusbayes.cli.output import EXIT_OK, Parser, add_output_options, print_json
+from lupusbayes.cli.output import EXIT_OK, Parser, add_output_options, emit_text, print_json
 from lupusbayes.report import text
 from lupusbayes.spec import SHIPPED_SPECS, load_spec, shipped_spec_path
 
@@ -23,13 +22,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    spec_text = shipped_spec_path(args.name).read_text(encoding="utf-8")
-    if args.out is None:
-        print(spec_text, end="")
-    else:
-        out = check_output_path(args.out, overwrite=args.overwrite, mkdir=args.mkdir)
-        write_text_atomic(out, spec_text, overwrite=args.overwrite)
-        print(f"written: {out}")
+    emit_text(shipped_spec_path(args.name).read_text(encoding="utf-8"), args)
     return EXIT_OK
 
 

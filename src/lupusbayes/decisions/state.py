@@ -329,5 +329,5 @@ def cohort_with(state: TrialState, codata: list[Cohort]) -> Cohort | None:
     cohorts = ([state.cohort] if state.cohort is not None else []) + list(codata)
     if not cohorts:
         return None
-    return cohorts[0] if len(cohorts) == 1 else combine_cohorts(cohorts)
+    return combine_cohorts(cohorts)
 
