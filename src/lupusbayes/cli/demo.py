@@ -23,14 +23,17 @@ import pandas as pd
 from lupusbayes._io import staged_directory
 from lupusbayes.cli.output import EXIT_GATE_FAILED, EXIT_OK, add_output_options, progress_for, seed_value
 from lupusbayes.cohort import load_kn5601
-from lupusbayes.decisions import DecisionContext, decide, draws_from_dose_response, load_state, transition_table
+from lupusbayes.cli.decide import Prepared
+from lupusbayes.cli.report import build_report_inputs
+from lupusbayes.cli.simulate import DEFAULT_DESIGNS
+from lupusbayes.decisions import DecisionContext, design_for, draws_from_dose_response, load_state
 from lupusbayes.eligibility import screen
-from lupusbayes.fitting import FitResult, compare_models, fit, prior_predictive
+from lupusbayes.fitting import FitResult, compare_models, fit
 from lupusbayes.fitting.sample import FitProgress
 from lupusbayes.models.sledai import SledaiModel
 from lupusbayes.models.toxicity import BLRM, CRSModel
 from lupusbayes.report import text
-from lupusbayes.report.html import ReportInputs, report_figures, write_src_report
+from lupusbayes.report.html import write_src_report
 from lupusbayes.report.simulation_plots import save_operating_characteristics
 from lupusbayes.simulation import SimulationPlan, comparison_table, load_scenarios, simulate
 from lupusbayes.spec import load_spec
@@ -129,19 +132,15 @@ def run_demo(
             draws_from_dose_response(fits["sledai"].dose_response, response=efficacy.response, month=efficacy.month,
                                      final_month=efficacy.final_month, source=f"sledai (seed {fits['sledai'].seed})"),
             failed_gates=tuple(name for name in ("crs", "sledai") if not fits[name].converged))
-        recommendation = decide(context)
-        transitions = transition_table(context, recommendation=recommendation)
-        report_fits = {"toxicity": fits["crs"], "efficacy": fits["sledai"]}
-        write_src_report(staging / "src_report_kn5601.html", ReportInputs(
-            spec=kn5601, state=state, recommendation=recommendation, command=f"lupusbayes demo --seed {seed}",
-            seed=seed, cohort_summary=summary, screening=screen(cohort.patients, kn5601), fits=report_fits,
-            priors={label: prior_predictive(result.model, seed=seed, draws=2000) for label, result in report_fits.items()},
-            transitions=transitions, figures=report_figures(kn5601, report_fits, recommendation, transitions)))
+        prepared = Prepared(kn5601, design_for(kn5601), context, {"toxicity": fits["crs"], "efficacy": fits["sledai"]})
+        inputs = build_report_inputs(prepared, seed=seed, command=f"lupusbayes demo --seed {seed}")
+        write_src_report(staging / "src_report_kn5601.html", inputs)
+        recommendation = inputs.recommendation
         report += ["== The next KN5601 dose group ==", text.recommendation_text(recommendation, kn5601), ""]
 
         progress(f"6/7 operating characteristics of AXA-NK02's designs ({DEMO_SIMULATED_TRIALS} trials per scenario)")
         scenarios = load_scenarios("axa_nk02", axa)
-        simulation = simulate(SimulationPlan(axa, scenarios, ("lupusbayes", "blrm_ewoc", "boin", "3+3"),
+        simulation = simulate(SimulationPlan(axa, scenarios, DEFAULT_DESIGNS,
                                              n_trials=DEMO_SIMULATED_TRIALS, seed=seed))
         simulation.summary.to_csv(staging / "operating_characteristics_axa_nk02.csv", index=False)
         save_operating_characteristics(staging / "operating_characteristics_axa_nk02.png", simulation.summary,
