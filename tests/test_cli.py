@@ -25,6 +25,28 @@ def test_every_command_has_help(command, capsys):
     assert "usage: lupusbayes" in capsys.readouterr().out
 
 
+HEAVY = ("lupusbayes.fitting", "lupusbayes.decisions", "lupusbayes.simulation", "lupusbayes.report.plots",
+         "matplotlib", "arviz", "pymc")
+
+
+@pytest.mark.parametrize("arguments", [["--help"], ["data", "check", "kn5601"], ["spec", "check", "axa_nk02", "--json"],
+                                       ["fit", "--help"]], ids=" ".join)
+def test_a_command_imports_only_what_it_needs(arguments):
+    """``lupusbayes --help`` or a data check does not pay seconds of model, plot and simulator imports."""
+    script = ("import sys\nfrom lupusbayes.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+              f"print([m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr)")
+    run = subprocess.run([sys.executable, "-c", script, *arguments], capture_output=True, text=True)
+    assert run.stderr.strip().splitlines()[-1] == "[]", run.stderr
+
+
+def test_the_full_parser_has_every_command_with_its_help_line():
+    from lupusbayes.cli import build_parser
+    from lupusbayes.cli.commands import COMMANDS
+
+    full, light = build_parser().format_help(), build_parser("data").format_help()
+    assert full == light and all(name in full for name in COMMANDS)
+
+
 def test_console_script_runs_without_a_traceback(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("patient_id\nP1\n")

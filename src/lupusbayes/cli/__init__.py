@@ -12,12 +12,13 @@ output written); 3 a fit that failed its convergence gate; 1 an internal error (
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import warnings
 from collections.abc import Sequence
 
 from lupusbayes._version import __version__
-from lupusbayes.cli import data, decide, demo, fitting, plot, report, simulate, spec
+from lupusbayes.cli.commands import COMMANDS
 from lupusbayes.cli.output import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_OK, Parser
 from lupusbayes.errors import LupusBayesError, LupusBayesWarning
 
@@ -43,7 +44,13 @@ exit codes: 0 ok, 2 bad input, 3 convergence gate failed, 1 internal error
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``lupusbayes`` parser: every command in full, or only ``command`` in full.
+
+    Given a command, the others are registered by name and help line only (:data:`COMMANDS`),
+    so running one command, or ``lupusbayes --help``, does not import the modules of the others
+    (the models, plots and simulator: seconds of imports).
+    """
     parser = Parser(
         prog="lupusbayes",
         description="Bayesian dose-toxicity (CRS) and dose-efficacy (SLEDAI-2K) models for NK / CAR-NK "
@@ -54,14 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lupusbayes {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
-    for group in (data, spec, fitting, decide, report, plot, simulate, demo):
-        group.add_commands(commands)
+    wanted = None if command is None else COMMANDS.get(command, ("", ""))[0]
+    registered = set()
+    for name, (module, help_line) in COMMANDS.items():
+        if wanted is not None and module != wanted:
+            commands.add_parser(name, help=help_line)
+        elif module not in registered:  # a module registers all of its commands at once
+            importlib.import_module(f"lupusbayes.cli.{module}").add_commands(commands)
+            registered.add(module)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    command = next((argument for argument in arguments if not argument.startswith("-")), "")
+    args = build_parser(command).parse_args(arguments)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("ignore")

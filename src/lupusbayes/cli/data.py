@@ -6,10 +6,10 @@ import argparse
 
 import pandas as pd
 
+from lupusbayes.cli.commands import COMMANDS
 from lupusbayes.cli.output import EXIT_OK, Parser, add_output_options, emit_text, print_json, records, seed_value
 from lupusbayes.cohort import EXAMPLE_COHORTS, example_cohort_text, load_cohort
 from lupusbayes.eligibility import screen
-from lupusbayes.report import text
 from lupusbayes.spec import load_spec
 from lupusbayes.summary import conversion_notes, summarise_cohort
 
@@ -27,6 +27,8 @@ def _show(args: argparse.Namespace) -> int:
         print(f"{cohort!r}\n")
         print(cohort.to_frame(layout="wide").to_string(index=False))
         print()
+        from lupusbayes.report import text  # the text renderer imports the fitting layer: only when printing
+
         print(text.cohort_summary_text(summary))
     return EXIT_OK
 
@@ -65,6 +67,8 @@ def _screen(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.to_dict())
     else:
+        from lupusbayes.report import text
+
         print(text.screening_text(report, n_patients=cohort.n_patients, n_criteria=len(spec.eligibility)))
     return EXIT_OK
 
@@ -79,7 +83,7 @@ def _example(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands) -> None:
-    data = commands.add_parser("data", help="show, check or screen a cohort table",
+    data = commands.add_parser("data", help=COMMANDS["data"][1],
                                description="Work with cohort tables (the shipped KN5601 cohort or your own CSV).")
     data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=Parser)
     data_commands.required = True

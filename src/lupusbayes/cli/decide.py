@@ -9,6 +9,7 @@ from datetime import date
 
 import numpy as np
 
+from lupusbayes.cli.commands import COMMANDS
 from lupusbayes.cli.output import EXIT_GATE_FAILED, EXIT_OK, print_json, progress_for, seed_value
 from lupusbayes.cohort import load_cohort
 from lupusbayes.decisions import (
@@ -205,7 +206,7 @@ def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_commands(commands) -> None:
     parser = commands.add_parser(
-        "decide", help="recommend the next dose group: escalate / hold / de-escalate / stop, with every rule",
+        "decide", help=COMMANDS["decide"][1],
         description="The recommendation for the next cohort under the spec's design ([decision], or --design): "
         "the action, the level, how many patients, the earliest day, each rule's question, verdict and numbers, "
         "and the warnings (failed gate, close calls, DLT components not recorded). Fits the models the design "

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from lupusbayes._io import staged_directory
+from lupusbayes.cli.commands import COMMANDS
 from lupusbayes.cli.output import EXIT_GATE_FAILED, EXIT_OK, add_output_options, progress_for, seed_value
 from lupusbayes.cohort import load_kn5601
 from lupusbayes.cli.decide import Prepared
@@ -169,7 +170,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def add_commands(commands) -> None:
     demo = commands.add_parser(
-        "demo", help="run the whole pipeline on the shipped KN5601 data",
+        "demo", help=COMMANDS["demo"][1],
         description="Load and summarise KN5601, screen it against AXA-NK02, fit the CRS, BLRM and SLEDAI-2K "
         "models and their comparison variants, decide the next KN5601 dose group and write the SRC report (HTML), "
         "simulate AXA-NK02's designs briefly, and write every table, fit and a report to one folder.",

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from lupusbayes.cli.commands import COMMANDS
 from lupusbayes.cli.output import (
     EXIT_GATE_FAILED,
     EXIT_OK,
@@ -137,7 +138,7 @@ def _prior(args: argparse.Namespace) -> int:
 
 def add_commands(commands) -> None:
     fit_parser = commands.add_parser(
-        "fit", help="fit a model and write one netCDF file",
+        "fit", help=COMMANDS["fit"][1],
         description="Fit the CRS (ordinal), BLRM (binary DLT) or SLEDAI-2K model for a trial spec and write the "
         "fit (posterior, predictive checks, diagnostics, spec, data, version) to one netCDF file. "
         "Exit 3 if the convergence gate fails (the file is still written, marked as failed).",
@@ -160,7 +161,7 @@ def add_commands(commands) -> None:
     fit_parser.set_defaults(handler=_fit)
 
     prior = commands.add_parser(
-        "prior", help="what a model's prior implies, per dose and for the data (no MCMC)",
+        "prior", help=COMMANDS["prior"][1],
         description="Draw from a model's prior and print, per dose, the prior mean, median and 90% range of "
         "P(DLT) and P(CRS >= g) (or the SLEDAI-2K response), and the prior predictive distribution of the "
         "data's statistics next to the observed values: the check a prior is chosen and documented with.",
@@ -175,7 +176,7 @@ def add_commands(commands) -> None:
     prior.set_defaults(handler=_prior)
 
     check = commands.add_parser(
-        "check", help="diagnostics and predictive checks of a saved fit",
+        "check", help=COMMANDS["check"][1],
         description="Print the convergence gate, dose-response, posterior and prior predictive checks and "
         "PSIS-LOO of a saved fit. Exit 3 if the gate failed.",
     )

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from lupusbayes._io import check_output_path, staged_directory
+from lupusbayes.cli.commands import COMMANDS
 from lupusbayes.cli.decide import as_of_date, check_fit_matches_state, efficacy_draws, toxicity_draws
 from lupusbayes.cli.output import EXIT_OK, add_output_options
 
@@ -114,7 +115,7 @@ def add_commands(commands) -> None:
     from lupusbayes.report.plots import KINDS, PLOT_FORMATS
 
     parser = commands.add_parser(
-        "plot", help="draw a saved fit: diagnostics, dose-response, SLEDAI-2K, the recommendation",
+        "plot", help=COMMANDS["plot"][1],
         description="Draw a saved fit (from 'lupusbayes fit'): one kind into a file (.png, .svg or "
         ".pdf by its extension), or every kind that applies with --kind all into a folder. The recommendation and "
         "the transition grid need the trial's state (--state, --as-of) and use FIT as the toxicity posterior "

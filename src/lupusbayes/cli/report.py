@@ -7,6 +7,7 @@ import shlex
 import sys
 
 from lupusbayes._io import check_output_path
+from lupusbayes.cli.commands import COMMANDS
 from lupusbayes.cli.decide import add_decision_arguments, gate_exit, prepare
 from lupusbayes.cli.output import add_output_options
 from lupusbayes.decisions import decide, transition_table
@@ -47,7 +48,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def add_commands(commands) -> None:
     parser = commands.add_parser(
-        "report", help="the SRC report: one self-contained HTML file (recommendation, data, models, checks, figures)",
+        "report", help=COMMANDS["report"][1],
         description="Write the Safety Review Committee report for a trial state: the recommendation with every "
         "rule's numbers and warnings, the transition table, the data and eligibility screen, the models and "
         "priors with the prior predictive, each fit's convergence gate, predictive checks and dose-response, "

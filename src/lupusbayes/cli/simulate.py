@@ -9,6 +9,7 @@ import time
 
 from lupusbayes._io import check_output_path, staged_directory
 from lupusbayes._version import __version__
+from lupusbayes.cli.commands import COMMANDS
 from lupusbayes.cli.output import add_output_options, bounded_int, print_json, records, seed_value
 from lupusbayes.errors import LupusBayesError
 from lupusbayes.simulation import (
@@ -133,7 +134,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def add_commands(commands) -> None:
     parser = commands.add_parser(
-        "simulate", help="operating characteristics: simulate thousands of trials of each design under scenarios",
+        "simulate", help=COMMANDS["simulate"][1],
         description="Simulate trials of each design under each scenario (true dose-toxicity and dose-response) "
         "and compare their operating characteristics: how often each dose is selected, patients and DLTs per "
         "dose, patients overdosed, trial duration, each with its Monte Carlo standard error. Every design decides "

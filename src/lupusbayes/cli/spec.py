@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from lupusbayes.cli.commands import COMMANDS
 from lupusbayes.cli.output import EXIT_OK, Parser, add_output_options, emit_text, print_json
-from lupusbayes.report import text
 from lupusbayes.spec import SHIPPED_SPECS, load_spec, shipped_spec_path
 
 __all__ = ["add_commands"]
@@ -17,6 +17,8 @@ def _check(args: argparse.Namespace) -> int:
         print_json({"ok": True, **spec.to_dict()})
     else:
         print(f"ok: {spec.source}")
+        from lupusbayes.report import text  # the text renderer imports the fitting layer: only when printing
+
         print(text.spec_text(spec))
     return EXIT_OK
 
@@ -27,7 +29,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands) -> None:
-    spec = commands.add_parser("spec", help="validate a trial spec", description="Work with trial specs (TOML).")
+    spec = commands.add_parser("spec", help=COMMANDS["spec"][1], description="Work with trial specs (TOML).")
     spec_commands = spec.add_subparsers(dest="spec_command", metavar="SUBCOMMAND", parser_class=Parser)
     spec_commands.required = True
     check = spec_commands.add_parser("check", help="validate a spec and print its summary",

@@ -1,0 +1,20 @@
+"""Every command, the module that defines it and its one-line help: what ``lupusbayes --help``
+lists, known without importing the commands (which import the models, plots and simulator)."""
+
+from __future__ import annotations
+
+__all__ = ["COMMANDS"]
+
+#: command -> (module of :mod:`lupusbayes.cli` defining it, one-line help), in the order ``--help`` lists them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("data", "show, check or screen a cohort table"),
+    "spec": ("spec", "validate a trial spec"),
+    "fit": ("fitting", "fit a model and write one netCDF file"),
+    "prior": ("fitting", "what a model's prior implies, per dose and for the data (no MCMC)"),
+    "check": ("fitting", "diagnostics and predictive checks of a saved fit"),
+    "decide": ("decide", "recommend the next dose group: escalate / hold / de-escalate / stop, with every rule"),
+    "report": ("report", "the SRC report: one self-contained HTML file (recommendation, data, models, checks, figures)"),
+    "plot": ("plot", "draw a saved fit: diagnostics, dose-response, SLEDAI-2K, the recommendation"),
+    "simulate": ("simulate", "operating characteristics: simulate thousands of trials of each design under scenarios"),
+    "demo": ("demo", "run the whole pipeline on the shipped KN5601 data"),
+}
