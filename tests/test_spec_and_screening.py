@@ -100,3 +100,17 @@ def test_shipped_specs_are_package_data_and_match_the_models_folder():
         )
         assert lb.load_spec(name).trial.id
     assert not [p for p in (ROOT / "src").rglob("*") if p.is_symlink()]
+
+
+def test_the_dlt_definition_derives_a_dlt_only_where_none_is_recorded():
+    import numpy as np
+
+    from lupusbayes.spec import DLTDefinition
+
+    definition = DLTDefinition(28, ("CRS >= 3", "ICANS >= 2"), crs_grade_at_least=3, icans_grade_at_least=2)
+    crs, icans = [0, 3, 1, 1, 4], [np.nan, 0, 2, np.nan, 0]
+    recorded = [np.nan, np.nan, np.nan, 1, 0]  # the last two: the recorded status wins over the grades
+    assert definition.dlt_status(crs, icans, recorded).tolist() == [False, True, True, True, False]
+    assert definition.dlt_status(crs).tolist() == [False, True, False, False, True]  # no ICANS column
+    crs_only = DLTDefinition(28, ("CRS >= 3",), crs_grade_at_least=3, icans_grade_at_least=None)
+    assert crs_only.dlt_status(crs, icans).tolist() == [False, True, False, False, True]

@@ -161,18 +161,6 @@ def _level_of(spec: TrialSpec, dose: float, *, source: str, line: int | None, pa
     return level
 
 
-def _dlt_of(row, spec: TrialSpec) -> bool:
-    recorded = row.dlt
-    if recorded is not None and not pd.isna(recorded):
-        return bool(recorded)
-    dlt = spec.dlt
-    derived = dlt.crs_grade_at_least is not None and int(row.crs_grade) >= dlt.crs_grade_at_least
-    icans = getattr(row, "icans_grade", None)
-    if dlt.icans_grade_at_least is not None and icans is not None and not pd.isna(icans):
-        derived = derived or int(icans) >= dlt.icans_grade_at_least
-    return bool(derived)
-
-
 def _whole_days(text: str, *, source: str, line: int, patient: str) -> int:
     try:
         value = float(text)
@@ -211,8 +199,10 @@ def _state_from_cohort(cohort: Cohort, spec: TrialSpec, *, as_of: date | None) -
         notes.append("no infusion_date or safety_days column: safety follow-up is taken from follow_up_months "
                      f"({DAYS_PER_MONTH:g} days a month)")
     responders = cohort.with_response_flags()["sri4_sledai_component"]  # <NA> without a follow-up visit
+    icans = patients["icans_grade"].to_numpy(dtype=float, na_value=np.nan) if "icans_grade" in patients else None
+    dlts = spec.dlt.dlt_status(patients["crs_grade"], icans, patients["dlt"].to_numpy(dtype=float, na_value=np.nan))
     records = []
-    for row, responder in zip(patients.itertuples(index=False), responders, strict=True):
+    for row, responder, dlt in zip(patients.itertuples(index=False), responders, dlts, strict=True):
         line = int(row.source_line) if not pd.isna(row.source_line) else None
         dose = row.dose_cells if unit == "cells" else row.dose_cells_per_kg
         if pd.isna(dose):
@@ -231,7 +221,7 @@ def _state_from_cohort(cohort: Cohort, spec: TrialSpec, *, as_of: date | None) -
             safety_days = _whole_days(str(row.safety_days), source=source, line=line, patient=row.patient_id)
         else:
             safety_days = int(row.follow_up_months * DAYS_PER_MONTH)
-        records.append(PatientRecord(str(row.patient_id), level, safety_days, _dlt_of(row, spec),
+        records.append(PatientRecord(str(row.patient_id), level, safety_days, bool(dlt),
                                      int(row.crs_grade), None if pd.isna(responder) else bool(responder), day_dosed,
                                      line))
     if has_dates:  # enrolment order: first infusion date; the file's order breaks ties

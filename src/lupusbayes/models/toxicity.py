@@ -219,15 +219,11 @@ class ToxicityModel(BayesianModel):
         if s.outcome == "crs_any":
             return (grades >= 1).astype(int)
         recorded = patients["dlt"]
-        derived = np.zeros(len(patients), dtype=bool)
-        if dlt.crs_grade_at_least is not None:
-            derived |= grades >= dlt.crs_grade_at_least
-        if dlt.icans_grade_at_least is not None and "icans_grade" in patients:
-            # a missing ICANS grade adds nothing here; dlt_basis says the component is not recorded
-            derived |= patients["icans_grade"].fillna(0).to_numpy(dtype=int) >= dlt.icans_grade_at_least
         if dlt.crs_grade_at_least is None and dlt.icans_grade_at_least is None and recorded.isna().any():
             raise ModelSetupError("DLT status is missing and the spec's DLT definition has no CRS/ICANS threshold")
-        return np.where(recorded.isna(), derived, recorded.fillna(False).to_numpy(dtype=bool)).astype(int)
+        # a missing ICANS grade adds nothing; dlt_basis says the component is not recorded
+        icans = patients["icans_grade"].to_numpy(dtype=float, na_value=np.nan) if "icans_grade" in patients else None
+        return dlt.dlt_status(grades, icans, recorded.to_numpy(dtype=float, na_value=np.nan)).astype(int)
 
     def _observation_rows(self) -> pd.DataFrame:
         rows = []

@@ -177,6 +177,24 @@ class DLTDefinition:
     icans_grade_at_least: int | None = None
     intervals: ToxicityIntervals = field(default_factory=ToxicityIntervals.oncology)
 
+    def dlt_status(self, crs_grade, icans_grade=None, recorded=None) -> np.ndarray:
+        """Each patient's DLT (bool array): the recorded status where given, otherwise derived.
+
+        Derived: CRS grade >= ``crs_grade_at_least`` or ICANS grade >= ``icans_grade_at_least``
+        (thresholds that are None count for nothing; a missing ICANS grade, NaN, adds nothing).
+        ``recorded`` holds 1 / 0, or NaN where the DLT status was not recorded.
+        """
+        grades = np.asarray(crs_grade, dtype=int)
+        derived = np.zeros(grades.shape, dtype=bool)
+        if self.crs_grade_at_least is not None:
+            derived |= grades >= self.crs_grade_at_least
+        if self.icans_grade_at_least is not None and icans_grade is not None:
+            derived |= np.nan_to_num(np.asarray(icans_grade, dtype=float), nan=0.0) >= self.icans_grade_at_least
+        if recorded is None:
+            return derived
+        recorded = np.asarray(recorded, dtype=float)
+        return np.where(np.isnan(recorded), derived, recorded > 0)
+
 
 @dataclass(frozen=True)
 class EscalationRules:
