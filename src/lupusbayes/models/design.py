@@ -20,7 +20,7 @@ from lupusbayes.dosing import DoseUnit, LMSWeightReference, dose_label, effectiv
 from lupusbayes.errors import DosingError, ModelSetupError
 from lupusbayes.spec import DosingSpec
 
-__all__ = ["DoseCovariate", "dose_covariate", "infusion_counts", "study_index", "dose_groups"]
+__all__ = ["DoseCovariate", "dose_covariate", "infusion_counts", "study_index", "dose_groups", "dose_group_label"]
 
 
 @dataclass(frozen=True)
@@ -159,11 +159,16 @@ def study_index(study_ids: pd.Series, target_study: str) -> tuple[np.ndarray, tu
     return codes, tuple(order)
 
 
+def dose_group_label(study_id: str, dose: float, unit: str) -> str:
+    """``'KN5601: 3e9 cells'``: the label of a dose group (a study's patients at one nominal dose)."""
+    return f"{study_id}: {dose_label(dose, unit)}"
+
+
 def dose_groups(patients: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
     """Dose groups = (study, nominal dose in the patient's own unit); codes and labels."""
     labels = []
     for patient in patients.itertuples(index=False):
         value = patient.dose_cells if patient.dose_unit == DoseUnit.CELLS.value else patient.dose_cells_per_kg
-        labels.append(f"{patient.study_id}: {dose_label(value, patient.dose_unit)}")
+        labels.append(dose_group_label(patient.study_id, value, patient.dose_unit))
     order = list(dict.fromkeys(labels))
     return np.array([order.index(label) for label in labels], dtype=int), tuple(order)

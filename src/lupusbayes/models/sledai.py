@@ -91,7 +91,7 @@ from lupusbayes.endpoints import LLDAS_MAXIMUM_SLEDAI, SLEDAI_MAXIMUM, SRI4_MINI
 from lupusbayes.errors import ModelSetupError
 from lupusbayes.models._math import NUMPY_OPS, Ops, sigmoid, rounded_normal_log_prob, tensor_ops
 from lupusbayes.models.base import BayesianModel, DecisionQuantity, as_draws, draws_array
-from lupusbayes.models.design import DoseCovariate, dose_covariate, dose_groups, study_index
+from lupusbayes.models.design import DoseCovariate, dose_covariate, dose_group_label, dose_groups, study_index
 from lupusbayes.models.summaries import summarise_draws
 from lupusbayes.spec import SledaiModelSettings, TrialSpec
 
@@ -595,7 +595,7 @@ class SledaiModel(BayesianModel):
             group_effects = self._dose_group_effects(draws)
             deviation = group_sd * rng.standard_normal(shape + (levels.size,))
             for position, level in enumerate(levels):
-                label = f"{self.spec.trial.id}: {dose_label(level, self.spec.dosing.unit.value)}"
+                label = dose_group_label(self.spec.trial.id, level, self.spec.dosing.unit.value)
                 if label in self.group_labels:
                     deviation[..., position] = group_effects[..., self.group_labels.index(label)]
             eta = eta + deviation
@@ -659,7 +659,7 @@ class SledaiModel(BayesianModel):
         longest = pd.Series(self.month).groupby(self.group_codes[self.patient_position]).max()
         out = np.full(len(doses), np.nan)
         for position, level in enumerate(doses):
-            label = f"{self.spec.trial.id}: {dose_label(level, unit)}"
+            label = dose_group_label(self.spec.trial.id, level, unit)
             if label in self.group_labels and self.group_labels.index(label) in longest.index:
                 out[position] = longest[self.group_labels.index(label)]
         return out

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from lupusbayes.dosing import dose_label
 from lupusbayes.errors import LupusBayesError
 from lupusbayes.fitting import FitResult
 from lupusbayes.models.base import SAMPLE_DIMS
+from lupusbayes.models.design import dose_group_label
 
 __all__ = ["PlotError", "fit_title", "thinned", "group_label", "patients_per_level", "observed_toxicity_groups",
            "require_variables"]
@@ -50,7 +50,7 @@ def thinned(draws: xr.Dataset, max_draws: int = 1000) -> xr.Dataset:
 def group_label(fit: FitResult, level: float) -> str:
     """The dose-group label of the target trial at ``level`` (as the models write it)."""
     spec = fit.model.spec
-    return f"{spec.trial.id}: {dose_label(level, spec.dosing.unit.value)}"
+    return dose_group_label(spec.trial.id, level, spec.dosing.unit.value)
 
 
 def patients_per_level(fit: FitResult, levels) -> np.ndarray:
