@@ -10,7 +10,7 @@ from datetime import date
 import numpy as np
 
 from lupusbayes.cli.commands import COMMANDS
-from lupusbayes.cli.output import EXIT_GATE_FAILED, EXIT_OK, print_json, progress_for, seed_value
+from lupusbayes.cli.output import EXIT_GATE_FAILED, EXIT_OK, add_progress_option, print_json, progress_for, seed_value
 from lupusbayes.cohort import load_cohort
 from lupusbayes.decisions import (
     DecisionContext,
@@ -216,8 +216,7 @@ def add_commands(commands) -> None:
     add_decision_arguments(parser)
     parser.add_argument("--transitions", action="store_true",
                         help="also tabulate the recommendation after every outcome of the next cohort")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="show fitting progress on stderr (default: on a terminal)")
+    add_progress_option(parser, help="show fitting progress on stderr (default: on a terminal)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=_decide)
 

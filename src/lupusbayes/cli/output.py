@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["EXIT_OK", "EXIT_BAD_INPUT", "EXIT_GATE_FAILED", "Parser", "print_json", "records", "seed_value",
-           "bounded_int", "bounded_float", "TerminalProgress", "progress_for", "add_output_options", "emit_text"]
+           "bounded_int", "bounded_float", "TerminalProgress", "progress_for", "progress_wanted", "add_progress_option",
+           "add_output_options", "emit_text"]
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -116,12 +117,22 @@ class TerminalProgress:
             self._clear_bar()
 
 
+def progress_wanted(args: argparse.Namespace) -> bool:
+    """``--progress`` / ``--no-progress`` as given, else on when stderr is a terminal."""
+    wanted = getattr(args, "progress", None)
+    return sys.stderr.isatty() if wanted is None else bool(wanted)
+
+
 def progress_for(args: argparse.Namespace) -> TerminalProgress | None:
     """A progress display when asked (``--progress``) or by default on a terminal; else None."""
-    wanted = getattr(args, "progress", None)
-    if wanted is None:
-        wanted = sys.stderr.isatty()
-    return TerminalProgress() if wanted else None
+    return TerminalProgress() if progress_wanted(args) else None
+
+
+def add_progress_option(parser: argparse.ArgumentParser, *,
+                        help: str = "show what is running and the sampler's progress on stderr "
+                                    "(default: on when stderr is a terminal)") -> None:
+    """``--progress / --no-progress`` (default: on when stderr is a terminal)."""
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help=help)
 
 
 def add_output_options(parser: argparse.ArgumentParser, *, progress: bool = True) -> None:
@@ -129,9 +140,7 @@ def add_output_options(parser: argparse.ArgumentParser, *, progress: bool = True
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--mkdir", action="store_true", help="create the output's folder if it does not exist")
     if progress:
-        parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                            help="show what is running and the sampler's progress on stderr "
-                            "(default: on when stderr is a terminal)")
+        add_progress_option(parser)
 
 
 def emit_text(text: str, args: argparse.Namespace) -> None:

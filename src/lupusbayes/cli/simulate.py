@@ -10,7 +10,7 @@ import time
 from lupusbayes._io import check_output_path, staged_directory
 from lupusbayes._version import __version__
 from lupusbayes.cli.commands import COMMANDS
-from lupusbayes.cli.output import add_output_options, bounded_int, print_json, records, seed_value
+from lupusbayes.cli.output import add_output_options, bounded_int, print_json, progress_wanted, records, seed_value
 from lupusbayes.errors import LupusBayesError
 from lupusbayes.simulation import (
     DEFAULT_CHUNK_SIZE,
@@ -93,7 +93,7 @@ def _simulate(args: argparse.Namespace) -> int:
                               chunk_size=args.chunk_size)
     except ValueError as error:
         raise LupusBayesError(str(error)) from None
-    wanted = args.progress if args.progress is not None else sys.stderr.isatty()
+    wanted = progress_wanted(args)
     client = _dask_client(args.dask) if args.dask else None
     try:
         result = simulate(plan, workers=args.workers, dask_client=client, checkpoint=args.checkpoint,
