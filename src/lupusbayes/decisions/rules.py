@@ -140,14 +140,8 @@ class Ewoc(Rule):
 
     def evaluate(self, context: DecisionContext) -> RuleVerdict:
         intervals = context.spec.dlt.intervals
-        low, high = intervals.bounds[intervals.overdose_index]
-        at_low = probability_at_least(context.toxicity, low)
-        if high < 1.0:
-            at_high = probability_at_least(context.toxicity, high)
-            overdose = [Estimate(a.value - b.value, float(np.hypot(a.error, b.error)), a.error_kind)
-                        for a, b in zip(at_low, at_high, strict=True)]
-        else:
-            overdose = at_low
+        overdose = [row[0] for row in interval_probabilities(context.toxicity,
+                                                             intervals.edges[intervals.overdose_index:])]
         what = f"P({intervals.overdose})"
         checks, allowed, close = [], set(), []
         for level, estimate in enumerate(overdose):
