@@ -51,7 +51,7 @@ from lupusbayes.simulation.rule_based import RuleBasedSimulation, simulate_boin,
 from lupusbayes.simulation.scenarios import Scenario
 from lupusbayes.spec import TrialSpec
 
-__all__ = ["TrialResults", "PosteriorBank", "simulate_trials", "max_patients_of"]
+__all__ = ["TrialResults", "PosteriorBank", "simulate_trials", "max_patients_of", "level_columns"]
 
 
 @dataclass
@@ -79,6 +79,11 @@ class PosteriorBank:
     def mcmc_fallbacks(self) -> int:
         """Posteriors the quadrature could not resolve, sampled by NUTS instead."""
         return self.toxicity.mcmc_fallbacks + self.efficacy.mcmc_fallbacks
+
+
+def level_columns(name: str, n_levels: int) -> list[str]:
+    """The per-level columns of a trials table: ``n_patients_level_1`` ... (levels counted from 1)."""
+    return [f"{name}_level_{level + 1}" for level in range(n_levels)]
 
 
 def max_patients_of(spec: TrialSpec) -> int:
@@ -124,15 +129,14 @@ class TrialResults:
                    "n_mcmc_decisions": self.n_mcmc_decisions}
         for name in ("n_patients", "n_dlt", "n_responders"):
             values = getattr(self, name)
-            for level in range(values.shape[1]):
-                columns[f"{name}_level_{level + 1}"] = values[:, level]
+            columns.update(zip(level_columns(name, values.shape[1]), values.T, strict=True))
         return pd.DataFrame(columns)
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, n_levels: int) -> TrialResults:
         """The inverse of :meth:`to_frame` for one scenario and design (levels counted from 1 there)."""
         def per_level(name):
-            return frame[[f"{name}_level_{level + 1}" for level in range(n_levels)]].to_numpy(dtype=np.int64)
+            return frame[level_columns(name, n_levels)].to_numpy(dtype=np.int64)
 
         return cls(str(frame["design"].iloc[0]), str(frame["scenario"].iloc[0]), frame["trial"].to_numpy(np.int64),
                    frame["selected_level"].to_numpy(np.int64) - 1, frame["stop_reason"].astype(str).to_numpy(object),

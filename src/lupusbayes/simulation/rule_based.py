@@ -364,21 +364,14 @@ def simulate_three_plus_three(
     >>> bool(simulation.n_patients.sum(axis=1).max() <= 30)
     True
     """
-    p_true = np.asarray(p_true, dtype=float)
-    if p_true.ndim != 1 or p_true.size == 0 or np.any((p_true < 0) | (p_true > 1)):
-        raise ValueError("p_true must be a non-empty 1-D sequence of probabilities between 0 and 1")
+    p_true = _check_p_true(p_true)
     n_levels = p_true.size
     if max_patients is None:
         max_patients = MAX_PATIENTS_PER_LEVEL * n_levels
     whole = isinstance(max_patients, (int, np.integer)) and not isinstance(max_patients, bool)
     if not whole or max_patients < 3 or max_patients % 3:
         raise ValueError(f"max_patients must be a positive multiple of 3 (got {max_patients!r})")
-    uniforms = np.asarray(uniforms, dtype=float)
-    if uniforms.ndim != 2 or uniforms.shape[1] < max_patients:
-        raise ValueError(
-            f"uniforms must be a 2-D array (n_trials, n_patients) with at least {max_patients} columns "
-            f"(got shape {uniforms.shape})"
-        )
+    uniforms = _check_uniforms(uniforms, max_patients)
 
     n_trials = uniforms.shape[0]
     level = np.zeros(n_trials, dtype=np.int64)
@@ -456,16 +449,25 @@ def _read_only_simulation(selected_level, n_patients, n_dlt, stopped_early, pati
 
 
 def _check_simulation_inputs(uniforms, p_true, planned: int) -> tuple[np.ndarray, np.ndarray]:
+    uniforms = _check_uniforms(uniforms, planned)
+    return uniforms, _check_p_true(p_true)
+
+
+def _check_uniforms(uniforms, planned: int) -> np.ndarray:
     uniforms = np.asarray(uniforms, dtype=float)
     if uniforms.ndim != 2 or uniforms.shape[1] < planned:
         raise ValueError(
             f"uniforms must be a 2-D array (n_trials, n_patients) with at least {planned} columns "
             f"(got shape {uniforms.shape})"
         )
+    return uniforms
+
+
+def _check_p_true(p_true) -> np.ndarray:
     p_true = np.asarray(p_true, dtype=float)
     if p_true.ndim != 1 or p_true.size == 0 or np.any((p_true < 0) | (p_true > 1)):
         raise ValueError("p_true must be a non-empty 1-D sequence of probabilities between 0 and 1")
-    return uniforms, p_true
+    return p_true
 
 
 

@@ -29,7 +29,7 @@ from lupusbayes._io import write_text_atomic
 from lupusbayes._version import __version__
 from lupusbayes.decisions import design_for
 from lupusbayes.errors import LupusBayesError, SimulationError
-from lupusbayes.simulation.engine import PosteriorBank, TrialResults, max_patients_of, simulate_trials
+from lupusbayes.simulation.engine import PosteriorBank, TrialResults, level_columns, max_patients_of, simulate_trials
 from lupusbayes.simulation.metrics import operating_characteristics
 from lupusbayes.simulation.patients import draw_latent_patients
 from lupusbayes.simulation.scenarios import ScenarioSet
@@ -218,7 +218,7 @@ class _Checkpoint:
 def _implausible(frame: pd.DataFrame, n_levels: int, max_patients: int) -> str:
     """What in a chunk read back cannot come from a simulation of this plan ('' if nothing)."""
     def per_level(name):
-        return frame[[f"{name}_level_{level + 1}" for level in range(n_levels)]].to_numpy()
+        return frame[level_columns(name, n_levels)].to_numpy()
 
     patients, dlts, responders = per_level("n_patients"), per_level("n_dlt"), per_level("n_responders")
     if (patients < 0).any() or (patients.sum(axis=1) > max_patients).any():
@@ -238,8 +238,8 @@ def _implausible(frame: pd.DataFrame, n_levels: int, max_patients: int) -> str:
 def _frame_columns(n_levels: int) -> tuple[str, ...]:
     base = ("scenario", "design", "trial", "selected_level", "stop_reason", "duration_days", "n_decisions",
             "final_analysis_changed", "n_mcmc_decisions")
-    return base + tuple(f"{name}_level_{level + 1}" for name in ("n_patients", "n_dlt", "n_responders")
-                        for level in range(n_levels))
+    return base + tuple(column for name in ("n_patients", "n_dlt", "n_responders")
+                        for column in level_columns(name, n_levels))
 
 
 def _expected_index(chunk: Chunk, design: str) -> pd.DataFrame:
