@@ -16,6 +16,7 @@ see :mod:`lupusbayes.models._math`), so the planned trial simulator can reuse it
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from abc import ABC, abstractmethod
@@ -126,6 +127,19 @@ class BayesianModel(ABC):
     @abstractmethod
     def with_outcomes(self, outcomes: xr.Dataset | np.ndarray) -> BayesianModel:
         """The same design with other outcomes (simulation, calibration): same ``design_key``."""
+
+    def _replacing(self, attribute: str, variable: str, outcomes: xr.Dataset | np.ndarray, maximum: int,
+                   what: str) -> BayesianModel:
+        """A shallow copy with ``attribute`` replaced by ``outcomes`` (the dataset's ``variable``, or an
+        array), checked to be whole numbers from 0 to ``maximum`` in the current shape."""
+        values = np.asarray(outcomes[variable].to_numpy() if isinstance(outcomes, xr.Dataset) else outcomes)
+        current = getattr(self, attribute)
+        if (values.shape != current.shape or not np.all(values == np.round(values))
+                or values.min(initial=0) < 0 or values.max(initial=0) > maximum):
+            raise ModelSetupError(f"replacement {what} do not fit the model's design")
+        model = copy.copy(self)
+        setattr(model, attribute, values.astype(int))
+        return model
 
     # ---- PyMC ------------------------------------------------------------------------
 

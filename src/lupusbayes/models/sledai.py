@@ -74,7 +74,6 @@ The NumPy side (log-likelihood, predictions, dose-response) reads either paramet
 
 from __future__ import annotations
 
-import copy
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -256,13 +255,7 @@ class SledaiModel(BayesianModel):
         return len(self.studies)
 
     def with_outcomes(self, outcomes: xr.Dataset | np.ndarray) -> SledaiModel:
-        values = np.asarray(outcomes["sledai"].to_numpy() if isinstance(outcomes, xr.Dataset) else outcomes)
-        if (values.shape != self.score.shape or not np.all(values == np.round(values))
-                or values.min(initial=0) < 0 or values.max(initial=0) > SLEDAI_MAXIMUM):
-            raise ModelSetupError("replacement SLEDAI-2K scores do not fit the model's design")
-        model = copy.copy(self)
-        model.score = values.astype(int)
-        return model
+        return self._replacing("score", "sledai", outcomes, SLEDAI_MAXIMUM, "SLEDAI-2K scores")
 
     def observed_data(self) -> xr.Dataset:
         return xr.Dataset({"sledai": ("observation", self.score)}, coords={"observation": list(self.labels)})

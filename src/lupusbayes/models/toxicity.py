@@ -29,7 +29,6 @@ LMS weight-for-age prior (see :mod:`lupusbayes.models.design`).
 
 from __future__ import annotations
 
-import copy
 import warnings
 
 import numpy as np
@@ -249,14 +248,7 @@ class ToxicityModel(BayesianModel):
         return int(self.outcome.size)
 
     def with_outcomes(self, outcomes: xr.Dataset | np.ndarray) -> ToxicityModel:
-        values = outcomes["toxicity_outcome"].to_numpy() if isinstance(outcomes, xr.Dataset) else outcomes
-        values = np.asarray(values)
-        if (values.shape != self.outcome.shape or not np.all(values == np.round(values))
-                or values.min(initial=0) < 0 or values.max(initial=0) > self.n_categories - 1):
-            raise ModelSetupError("replacement outcomes do not fit the model's design")
-        model = copy.copy(self)
-        model.outcome = values.astype(int)
-        return model
+        return self._replacing("outcome", "toxicity_outcome", outcomes, self.n_categories - 1, "outcomes")
 
     def observed_data(self) -> xr.Dataset:
         return xr.Dataset(
