@@ -186,3 +186,18 @@ def test_prior_predictive_is_plausible(crs_fit, sledai_fit):
     reduction = sledai_prior["expected_reduction"]
     assert float(reduction.min()) >= -1.0 and float(reduction.max()) <= 12.0
     assert 0.02 < float(sledai_prior["p_doris_sledai_proxy"].sel(month=6).mean()) < 0.3
+
+
+@pytest.mark.parametrize("kind", ["crs", "sledai"])
+def test_replacement_outcomes_are_checked_against_the_design(kind, kn5601, kn5601_spec):
+    model = lb.CRSModel(kn5601, kn5601_spec) if kind == "crs" else lb.SledaiModel(kn5601, kn5601_spec)
+    current = model.observed_data()
+    name = next(iter(current.data_vars))
+    values = current[name].to_numpy()
+    replaced = model.with_outcomes(np.zeros_like(values))
+    assert replaced is not model and np.all(replaced.observed_data()[name].to_numpy() == 0)
+    assert np.array_equal(model.observed_data()[name].to_numpy(), values)  # the original is unchanged
+    maximum = 4 if kind == "crs" else 105
+    for bad in (values[:-1], np.full_like(values, -1), np.full_like(values, maximum + 1), values + 0.5):
+        with pytest.raises(lb.ModelSetupError, match="do not fit the model's design"):
+            model.with_outcomes(bad)
