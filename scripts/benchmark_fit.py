@@ -62,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samplers", nargs="+", default=["nutpie", "pymc"], choices=["nutpie", "pymc"])
     args = parser.parse_args(argv)
 
-    print(f"KN5601, default spec settings (4 chains x 1000 draws, 1000 tune), {'cold' if args.cold else 'warm'} caches, "
+    from lupusbayes.spec import load_spec
+
+    fitting = load_spec("kn5601").fitting
+    print(f"KN5601, the spec's settings ({fitting.chains} chains x {fitting.draws} draws, {fitting.tune} tune), "
+          f"{'cold' if args.cold else 'warm'} caches, "
           f"{os.cpu_count()} cores\n")
     header = f"{'sampler':8} {'import':>7} {'first CRS':>10} {'first SLEDAI':>13} {'first both':>11} {'repeat CRS':>11} " \
              f"{'repeat SLEDAI':>14} {'repeat both':>12}  gate"

@@ -399,7 +399,7 @@ def test_progress_is_shown_when_asked_and_silent_otherwise(tmp_path, capsys, moc
     stderr = capsys.readouterr().err
     assert "building the model graph" in stderr or "reusing the model graph" in stderr
     assert "sampling 2 chains x 300 draws" not in stderr  # the spec's settings, not the mock's
-    assert "sampling 4 chains x 1000 draws" in stderr and "predictive checks" in stderr
+    assert "sampling 4 chains x 2000 draws" in stderr and "predictive checks" in stderr
     assert main(["fit", "kn5601", "--data", "kn5601", "--model", "blrm", "--out", str(tmp_path / "b.nc"), "--seed", "1",
                  "--no-progress"]) == 0
     assert capsys.readouterr().err == ""
