@@ -4,8 +4,8 @@
 
 The patients are invented (outcomes chosen to show the rules at work, not a prediction), and
 each step doses what the previous recommendation allowed; at each data cut-off the script writes the state file (the cohort format with infusion_date) and
-runs the decision the SRC would see: the lupusbayes design of models/axa_nk02.toml, the CRS
-and SLEDAI-2K models fitted by MCMC with KN5601 as co-data (EXNEX). Prints each step's
+runs the decision the SRC would see: the lupusbayes design of models/axa_nk02.toml, the BLRM on the protocol DLT
+and the SLEDAI-2K model fitted by MCMC with KN5601 as co-data (EXNEX). Prints each step's
 recommendation line, the rule verdicts that drove it, and the command to reproduce it.
 """
 
@@ -31,13 +31,14 @@ PATIENTS = [
     ("S2-01", 24, "F", 7.5e7, 58, 1, "2026-06-22", {0: 12, 1: 10, 2: 8}),
     ("S2-02", 33, "F", 7.5e7, 66, 0, "2026-07-27", {0: 14, 1: 11, 2: 9}),
     ("S2-03", 20, "M", 7.5e7, 70, 1, "2026-07-29", {0: 10, 1: 8, 2: 6}),
-    ("S3-01", 31, "F", 2.5e8, 62, 1, "2026-09-02", {0: 14, 1: 8, 2: 6}),
-    ("S3-02", 19, "F", 2.5e8, 51, 2, "2026-10-05", {0: 12, 1: 7}),
-    ("S3-03", 26, "M", 2.5e8, 77, 1, "2026-10-07", {0: 10, 1: 5}),
+    # step 5 keeps the top dose closed (EWOC): a second group of 3 at 7.5e7, no sentinel at a dose already given
+    ("S2-04", 31, "F", 7.5e7, 62, 1, "2026-09-02", {0: 14, 1: 9, 2: 7}),
+    ("S2-05", 19, "F", 7.5e7, 51, 2, "2026-09-04", {0: 12, 1: 8}),
+    ("S2-06", 26, "M", 7.5e7, 77, 1, "2026-09-07", {0: 10, 1: 6}),
 ]
 # (cut-off date, patients dosed by then): each step doses what the previous recommendation allowed
 STEPS = [("2026-04-16", 1), ("2026-05-05", 1), ("2026-06-20", 3), ("2026-07-24", 4), ("2026-08-31", 6),
-         ("2026-10-02", 7), ("2026-11-10", 9)]
+         ("2026-10-02", 9), ("2026-11-10", 9)]
 
 
 def _state_text(cut_off: date, n: int) -> str:

@@ -4,8 +4,8 @@
 
 1. One BLRM decision (design blrm_ewoc, exact posterior by quadrature) from a state of DLT
    counts: the median time over 200 decisions, each from new counts.
-2. `lupusbayes decide kn5601 --state kn5601` (design lupusbayes: the CRS and SLEDAI-2K models
-   fitted by MCMC) in a fresh process with an empty PyTensor compile cache (cold), wall time;
+2. `lupusbayes decide kn5601 --state kn5601` (design lupusbayes: P(DLT) from the exact BLRM on the
+   protocol DLT, the SLEDAI-2K model fitted by MCMC) in a fresh process with an empty PyTensor compile cache (cold), wall time;
    then the same with a warm cache; then AXA-NK02 with KN5601 as co-data (EXNEX), cold.
 Targets (issue 9): <= 10 ms for 1; <= 30 s for the cold KN5601 decide.
 """
@@ -61,12 +61,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as cache:
         cold = cli_wall_time(kn5601, cache)
         warm = cli_wall_time(kn5601, cache)
-    print(f"lupusbayes decide kn5601 (CRS + SLEDAI-2K fitted by MCMC): {cold:.1f} s cold, {warm:.1f} s warm cache")
+    print(f"lupusbayes decide kn5601 (exact BLRM + SLEDAI-2K fitted by MCMC): {cold:.1f} s cold, {warm:.1f} s warm cache")
     axa = ["decide", "axa_nk02", "--state", str(Path(lb.__file__).parent / "data" / "examples" / "axa_patients.csv"),
            "--as-of", "2026-06-20", "--codata", "kn5601", "--json"]
     with tempfile.TemporaryDirectory() as cache:
         cold = cli_wall_time(axa, cache)
-    print(f"lupusbayes decide axa_nk02 with KN5601 co-data (EXNEX CRS + SLEDAI-2K): {cold:.1f} s cold")
+    print(f"lupusbayes decide axa_nk02 with KN5601 co-data (EXNEX BLRM + SLEDAI-2K, MCMC): {cold:.1f} s cold")
     return 0
 
 

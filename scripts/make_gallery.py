@@ -38,11 +38,14 @@ FITS = [
     ["data", "example", "axa_patients", "--out", "axa_patients.csv"],
     ["fit", "axa_nk02", "--data", "axa_patients.csv", "--data", "kn5601", "--model", "crs", "--out", "axa_crs.nc",
      "--seed", SEED],
+    ["fit", "axa_nk02", "--data", "axa_patients.csv", "--data", "kn5601", "--model", "blrm", "--out", "axa_blrm.nc",
+     "--seed", SEED],
     ["fit", "axa_nk02", "--data", "axa_patients.csv", "--data", "kn5601", "--model", "sledai", "--out",
      "axa_sledai.nc", "--seed", SEED],
 ]
 _KN5601_STATE = ["--state", "kn5601", "--efficacy-fit", "kn5601_sledai.nc"]
-_AXA_STATE = ["--state", "axa_patients.csv", "--as-of", AXA_CUT_OFF, "--efficacy-fit", "axa_sledai.nc"]
+_AXA_STATE = ["--state", "axa_patients.csv", "--as-of", AXA_CUT_OFF, "--efficacy-fit", "axa_sledai.nc", "--codata",
+              "kn5601"]
 
 #: Each picture: its file, and the arguments of ``lupusbayes plot`` before ``--out FILE``.
 PLOTS = [
@@ -51,12 +54,12 @@ PLOTS = [
     ("kn5601_prior_posterior.png", ["kn5601_crs.nc", "--kind", "prior_posterior"]),
     ("kn5601_sledai_months.png", ["kn5601_sledai.nc", "--kind", "sledai_months"]),
     ("kn5601_sledai_response.png", ["kn5601_sledai.nc", "--kind", "sledai_response"]),
-    ("kn5601_recommendation.png", ["kn5601_crs.nc", "--kind", "recommendation", *_KN5601_STATE]),
+    ("kn5601_recommendation.png", ["kn5601_blrm.nc", "--kind", "recommendation", *_KN5601_STATE]),
     ("axa_dose_crs.png", ["axa_crs.nc", "--kind", "dose_crs"]),
     ("axa_dlt_intervals.png", ["axa_crs.nc", "--kind", "dlt_intervals"]),
     ("axa_sledai_months.png", ["axa_sledai.nc", "--kind", "sledai_months"]),
-    ("axa_recommendation.png", ["axa_crs.nc", "--kind", "recommendation", *_AXA_STATE]),
-    ("axa_transitions.png", ["axa_crs.nc", "--kind", "transitions", *_AXA_STATE]),
+    ("axa_recommendation.png", ["axa_blrm.nc", "--kind", "recommendation", *_AXA_STATE]),
+    ("axa_transitions.png", ["axa_blrm.nc", "--kind", "transitions", *_AXA_STATE]),
     ("axa_forest_groups.png", ["axa_crs.nc", "--kind", "forest_groups"]),
     ("kn5601_trace.png", ["kn5601_crs.nc", "--kind", "trace"]),
     ("kn5601_rank.png", ["kn5601_sledai.nc", "--kind", "rank"]),

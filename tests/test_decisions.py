@@ -144,7 +144,8 @@ def test_a_new_dose_opens_with_one_sentinel_after_the_group_window():
     group = [_patient(0, 40), _patient(0, 30), _patient(0, 20)]
     context = DecisionContext(AXA_SPEC, _state(*group), toxicity=_axa_toxicity((3, 0, 0)))
     recommendation = decide(context)
-    assert recommendation.action == "hold" and recommendation.next_level == 0  # patient 3 is inside the DLT window
+    # patient 3 is inside the DLT window: nobody is dosed for 8 days, then the design decides again
+    assert recommendation.paused and recommendation.wait_days == 8 and recommendation.next_level is None
     group[-1] = _patient(0, 25)
     later = decide(DecisionContext(AXA_SPEC, _state(_patient(0, 40), _patient(0, 30), _patient(0, 28)),
                                    toxicity=_axa_toxicity((3, 0, 0))))
@@ -276,6 +277,9 @@ def test_sentinel_and_group_windows_are_respected(days, level):
         assert recommendation.wait_days >= max(0, 28 - sentinel)
     if recommendation.next_level != level or len(days) == 3:  # a new group
         assert recommendation.wait_days >= max(0, 28 - min(days))
+    if recommendation.paused:  # nobody dosed until every patient has completed the DLT window
+        assert recommendation.wait_days == max(0, 28 - min(days))
+        return
     if recommendation.next_level > level:  # a new dose opens with its sentinel
         assert recommendation.n_next == 1
 

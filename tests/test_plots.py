@@ -360,7 +360,7 @@ def test_cli_draws_every_kind_of_a_fit_into_a_folder(saved_fits, tmp_path, capsy
 
 def test_cli_draws_the_recommendation_from_a_fit_and_the_state(saved_fits, tmp_path, capsys):
     out = tmp_path / "recommendation.pdf"
-    assert cli.main(["plot", str(saved_fits["kn5601 crs"]), "--kind", "recommendation", "--out", str(out),
+    assert cli.main(["plot", str(saved_fits["kn5601 blrm"]), "--kind", "recommendation", "--out", str(out),
                      "--state", "kn5601", "--efficacy-fit", str(saved_fits["kn5601 sledai"])]) == 0
     assert out.read_bytes()[:4] == b"%PDF"
     assert cli.main(["plot", str(saved_fits["kn5601 crs"]), "--list"]) == 0

@@ -194,7 +194,8 @@ def test_batched_posteriors_do_not_depend_on_the_batch():
 def test_operating_characteristics_by_hand():
     scenario = Scenario("s", "", np.zeros((3, 1)), np.array([0.05, 0.1, 0.4]), np.array([0.2, 0.6, 0.7]), 14.0, None)
     results = TrialResults(
-        "d", "s", np.arange(4), np.array([1, 1, 2, -1]), np.array(["x"] * 4, dtype=object),
+        "d", "s", np.arange(4), np.array([1, 1, 2, -1]),
+        np.array(["x", "x", "x", "no level is admissible"], dtype=object),
         np.array([[3, 6, 0], [3, 3, 3], [3, 3, 3], [3, 0, 0]]), np.array([[0, 1, 0], [0, 0, 1], [0, 0, 2], [2, 0, 0]]),
         np.zeros((4, 3), dtype=int), np.full(4, 30.4375 * 6), np.full(4, 5), np.zeros(4, dtype=bool))
     table = operating_characteristics(results, scenario, AXA, efficacious_response=0.5).set_index(["quantity", "level"])
@@ -202,7 +203,7 @@ def test_operating_characteristics_by_hand():
     assert table.loc[("selected a safe, efficacious dose", 0), "value"] == 0.5  # level 2: DLT 0.1 < 0.2, response 0.6
     assert table.loc[("selected above the true MTD", 0), "value"] == 0.25  # level 3: DLT 0.4 >= 0.2; the MTD is 2
     assert table.loc[("patients above the true MTD", 0), "value"] == 1.5
-    assert table.loc[("stopped early", 0), "value"] == 0.25  # the last trial: 3 of AXA-NK02's 9 patients
+    assert table.loc[("stopped for toxicity", 0), "value"] == 0.25  # the last trial: no level admissible
     assert table.loc[("DLTs", 0), "value"] == 1.5 and table.loc[("duration (months)", 0), "value"] == 6.0
     np.testing.assert_allclose(table.loc[("selected", 2), "mcse"], np.sqrt(0.25 / 4))
     np.testing.assert_allclose(table.loc[("patients", 0), "mcse"], np.std([9, 9, 9, 3], ddof=1) / 2)

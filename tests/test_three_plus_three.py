@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from lupusbayes.decisions import three_plus_three
 from lupusbayes.decisions.three_plus_three import (
     CohortOutcome,
+    classical_three_plus_three_mtd,
     format_outcomes,
     parse_outcomes,
     three_plus_three_from_outcomes,
@@ -257,7 +258,7 @@ def test_never_skips_and_one_more_dlt_is_never_more_aggressive(path):
 
 
 def simulate_one_trial_at_a_time(uniforms, p_true, max_patients, allow_deescalate):
-    """The 3+3 written plainly with three_plus_three_next, one trial at a time."""
+    """The 3+3 written plainly with three_plus_three_next, one trial at a time (the classical rule at the cap)."""
     n_levels = len(p_true)
     results = {"selected_level": [], "n_patients": [], "n_dlt": [], "stopped_early": [], "patient_level": []}
     for trial_uniforms in uniforms:
@@ -274,8 +275,8 @@ def simulate_one_trial_at_a_time(uniforms, p_true, max_patients, allow_deescalat
             if decision.action == "stop":
                 selected, stopped_early = decision.selected_level, decision.selected_level is None
                 break
-            if enrolled >= max_patients:
-                selected = decision.next_level
+            if enrolled >= max_patients:  # stopped by the sample size: the classical rule, never an untreated level
+                selected, _ = classical_three_plus_three_mtd(n_patients, n_dlt)
                 break
             level = decision.next_level
         results["selected_level"].append(-1 if selected is None else selected)

@@ -70,6 +70,10 @@ class ConvergenceGateError(LupusBayesError):
     """A result was requested from a fit that failed its convergence gate (use ``force``)."""
 
 
+class DecisionError(LupusBayesError, ValueError):
+    """A trial state a design cannot decide from (e.g. more patients at a level than the 3+3 allows)."""
+
+
 class QuadratureError(LupusBayesError, ArithmeticError):
     """An exact (quadrature) posterior that its own checks reject on every grid tried: its mode was not
     found, or its grid is truncated. Nothing is decided from it."""

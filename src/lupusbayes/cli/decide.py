@@ -4,33 +4,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from datetime import date
-
-import numpy as np
 
 from lupusbayes.cli.commands import COMMANDS
 from lupusbayes.cli.output import EXIT_GATE_FAILED, EXIT_OK, add_progress_option, print_json, progress_for, seed_value
 from lupusbayes.cohort import load_cohort
-from lupusbayes.decisions import (
-    DecisionContext,
-    Design,
-    decide,
-    design_for,
-    draws_from_dose_response,
-    exact_blrm,
-    load_state,
-    state_from_outcomes,
-    transition_table,
-)
+from lupusbayes.decisions import decide, design_for, load_state, state_from_outcomes, transition_table
 from lupusbayes.decisions.boin import boin_decision_table
 from lupusbayes.decisions.rules import BoinRule
-from lupusbayes.decisions.state import cohort_with
-from lupusbayes.errors import LupusBayesError
-from lupusbayes.spec import DESIGNS, TrialSpec, load_spec
+from lupusbayes.spec import DESIGNS, load_spec
+from lupusbayes.workflow import DecisionInputs, decision_inputs
 
-__all__ = ["add_commands", "add_decision_arguments", "prepare", "gate_exit", "Prepared", "as_of_date",
-           "check_fit_matches_state", "toxicity_draws", "efficacy_draws"]
+__all__ = ["add_commands", "add_decision_arguments", "prepare", "gate_exit", "Prepared", "as_of_date"]
+
+Prepared = DecisionInputs  # what ``report`` builds its report from
 
 
 def as_of_date(text: str) -> date:
@@ -41,96 +28,11 @@ def as_of_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"must be a date YYYY-MM-DD (got {text!r})") from None
 
 
-def check_fit_matches_state(result, state, path: str, *, error: type[LupusBayesError] = LupusBayesError,
-                            hint: str = "refit, or leave out --fit and let decide fit the models") -> None:
-    """A fit given with a state must be of the state's data: same patients, same outcomes."""
-    cohort = result.model.cohort
-    ids_in_fit = set() if cohort is None else set(cohort.patients.loc[cohort.patients["study_id"] == state.spec.trial.id,
-                                                                      "patient_id"])
-    ids_in_state = {p.patient_id for p in state.patients}
-    if not state.counts_only and ids_in_fit != ids_in_state:
-        missing = sorted(ids_in_state - ids_in_fit) or sorted(ids_in_fit - ids_in_state)
-        raise error(f"{path}: the fit was made on other patients than the state's (e.g. {missing[0]}); {hint}")
+def prepare(args: argparse.Namespace) -> DecisionInputs:
+    """Spec, design, state, co-data, and the posteriors (fitting what is not given): the workflow's
+    :func:`~lupusbayes.workflow.decision_inputs` with the command line's arguments."""
+    from lupusbayes.fitting import load_fit
 
-
-def toxicity_draws(result):
-    """The decision posterior of a toxicity fit (its dose-response draws)."""
-    return draws_from_dose_response(result.dose_response, source=f"{result.model.name} (seed {result.seed})",
-                                    notes=tuple(result.model.notes()))
-
-
-def efficacy_draws(result, spec: TrialSpec, seed: int):
-    """The decision posterior of a SLEDAI-2K fit at the spec's decision months (derived, seeded, when the
-    fit's dose-response does not hold them)."""
-    settings = spec.decision.efficacy
-    dose_response = result.dose_response
-    wanted = sorted({settings.month, settings.final_month})
-    if not all(np.any(np.isclose(dose_response["month"].to_numpy(), month)) for month in wanted):
-        dose_response = result.model.dose_response(result.posterior, np.random.default_rng(seed), months=wanted)
-    return draws_from_dose_response(dose_response, response=settings.response, month=settings.month,
-                                    final_month=settings.final_month, source=f"{result.model.name} (seed {result.seed})",
-                                    notes=tuple(result.model.notes()))
-
-
-def _toxicity(spec, state, args, codata, progress, fits):
-    """The toxicity posterior: a given fit, the exact BLRM (one study, counts), or an MCMC fit."""
-    from lupusbayes.fitting import fit, load_fit
-    from lupusbayes.models.toxicity import BLRM, CRSModel
-
-    if args.fit:
-        result = load_fit(args.fit, spec=spec)
-        check_fit_matches_state(result, state, args.fit)
-    else:
-        use_blrm = spec.decision.toxicity_model == "blrm" or state.counts_only
-        if use_blrm and not codata and spec.models.blrm.hierarchy in ("auto", "none"):
-            n, y = state.evaluable_counts()
-            return exact_blrm(spec.dosing.levels, n, y, prior=spec.models.blrm.prior,
-                              reference_dose=spec.dosing.reference_dose, source="exact BLRM (quadrature)",
-                              dlt_basis="P(DLT) from the DLT counts of the state")
-        cohort = cohort_with(state, codata)
-        if cohort is None:
-            raise LupusBayesError(f"{state.source}: a counts-only state cannot feed the {spec.decision.toxicity_model} "
-                                  "model with co-data; give the patients' file")
-        model = (BLRM if use_blrm else CRSModel)(cohort, spec)
-        result = fit(model, seed=args.seed, progress=progress)
-    fits["toxicity"] = result
-    return toxicity_draws(result)
-
-
-def _efficacy(spec, state, args, codata, progress, fits):
-    from lupusbayes.errors import ModelSetupError
-    from lupusbayes.fitting import fit, load_fit
-    from lupusbayes.models.sledai import SledaiModel
-
-    settings = spec.decision.efficacy
-    if args.efficacy_fit:
-        result = load_fit(args.efficacy_fit, spec=spec)
-        check_fit_matches_state(result, state, args.efficacy_fit)
-    else:
-        cohort = cohort_with(state, codata)
-        if cohort is None:
-            return None
-        try:
-            model = SledaiModel(cohort, spec)
-        except ModelSetupError:
-            return None  # no follow-up visit yet: efficacy is not assessable (the rules say so)
-        result = fit(model, seed=args.seed, progress=progress)
-    fits["efficacy"] = result
-    return efficacy_draws(result, spec, args.seed)
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """What a decision needs, read and fitted from the command line's arguments."""
-
-    spec: TrialSpec
-    design: Design
-    context: DecisionContext
-    fits: dict  # label ("toxicity", "efficacy") -> FitResult, for the fits behind the posteriors
-
-
-def prepare(args: argparse.Namespace) -> Prepared:
-    """Spec, design, state, co-data, and the posteriors (fitting what is not given)."""
     spec = load_spec(args.spec)
     design = design_for(spec, args.design)
     if args.outcomes is not None:
@@ -138,14 +40,12 @@ def prepare(args: argparse.Namespace) -> Prepared:
     else:
         state = load_state(args.state, spec, as_of=args.as_of)
     codata = [load_cohort(path) for path in args.codata or []]
-    progress = progress_for(args)
-    fits: dict = {}
-    toxicity = _toxicity(spec, state, args, codata, progress, fits) if design.needs_toxicity_model else None
-    efficacy = (_efficacy(spec, state, args, codata, progress, fits)
-                if design.needs_efficacy_model and not state.counts_only else None)
-    failed = tuple(result.model.name for result in fits.values() if not result.converged)
-    context = DecisionContext(spec, state, toxicity, efficacy, failed, forced=args.force)
-    return Prepared(spec, design, context, fits)
+    toxicity_fit = load_fit(args.fit, spec=spec) if args.fit else None
+    efficacy_fit = load_fit(args.efficacy_fit, spec=spec) if args.efficacy_fit else None
+    return decision_inputs(spec, state, design=design, codata=codata, toxicity_fit=toxicity_fit,
+                           efficacy_fit=efficacy_fit, seed=args.seed, force=args.force, progress=progress_for(args),
+                           allow_unmodelled_dlt=args.allow_unmodelled_dlt, toxicity_fit_source=str(args.fit),
+                           efficacy_fit_source=str(args.efficacy_fit))
 
 
 def gate_exit(prepared: Prepared, args: argparse.Namespace) -> int:
@@ -169,7 +69,7 @@ def _decide(args: argparse.Namespace) -> int:
     if args.json:
         payload = recommendation.to_dict()
         if args.transitions:
-            payload["transitions"] = [{"n_dlt": t.n_dlt, "n_responders": t.n_responders,
+            payload["transitions"] = [{"n_dlt": t.n_dlt, "n_responders": t.n_responders, "pending": t.pending,
                                        "recommendation": t.recommendation.to_dict()} for t in transitions]
             if boin_rule is not None:
                 payload["boin_decision_table"] = list(boin_decision_table(boin_rule.boundaries,
@@ -202,6 +102,9 @@ def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
                         help="co-data cohort for the models (repeatable; 'kn5601' is the shipped cohort)")
     parser.add_argument("--seed", type=seed_value, default=20251108, help="seed for the fits and draws made here")
     parser.add_argument("--force", action="store_true", help="use fits that failed their convergence gate (said in the output)")
+    parser.add_argument("--allow-unmodelled-dlt", dest="allow_unmodelled_dlt", action="store_true",
+                        help="with toxicity_model = 'crs': decide although a recorded DLT is not explained by CRS "
+                        "(the headline says which DLTs the model cannot see); refused otherwise")
 
 
 def add_commands(commands) -> None:

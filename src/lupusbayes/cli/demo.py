@@ -24,10 +24,9 @@ from lupusbayes._io import staged_directory
 from lupusbayes.cli.commands import COMMANDS
 from lupusbayes.cli.output import EXIT_GATE_FAILED, EXIT_OK, add_output_options, progress_for, seed_value
 from lupusbayes.cohort import load_kn5601
-from lupusbayes.cli.decide import Prepared
 from lupusbayes.cli.report import build_report_inputs
 from lupusbayes.cli.simulate import DEFAULT_DESIGNS
-from lupusbayes.decisions import DecisionContext, design_for, draws_from_dose_response, load_state
+from lupusbayes.decisions import load_state
 from lupusbayes.eligibility import screen
 from lupusbayes.fitting import FitResult, compare_models, fit
 from lupusbayes.fitting.sample import FitProgress
@@ -39,6 +38,7 @@ from lupusbayes.report.simulation_plots import save_operating_characteristics
 from lupusbayes.simulation import SimulationPlan, comparison_table, load_scenarios, simulate
 from lupusbayes.spec import load_spec
 from lupusbayes.summary import summarise_cohort
+from lupusbayes.workflow import decision_inputs
 
 __all__ = ["run_demo", "DemoResult", "add_commands", "DEMO_SIMULATED_TRIALS"]
 
@@ -127,13 +127,8 @@ def run_demo(
 
         progress("5/7 the next KN5601 dose group and the SRC report")
         state = load_state("kn5601", kn5601)
-        efficacy = kn5601.decision.efficacy
-        context = DecisionContext(
-            kn5601, state, draws_from_dose_response(fits["crs"].dose_response, source=f"crs (seed {fits['crs'].seed})"),
-            draws_from_dose_response(fits["sledai"].dose_response, response=efficacy.response, month=efficacy.month,
-                                     final_month=efficacy.final_month, source=f"sledai (seed {fits['sledai'].seed})"),
-            failed_gates=tuple(name for name in ("crs", "sledai") if not fits[name].converged))
-        prepared = Prepared(kn5601, design_for(kn5601), context, {"toxicity": fits["crs"], "efficacy": fits["sledai"]})
+        prepared = decision_inputs(kn5601, state, toxicity_fit=fits["blrm"], efficacy_fit=fits["sledai"], seed=seed,
+                                   toxicity_fit_source="the demo's BLRM fit", efficacy_fit_source="the demo's SLEDAI-2K fit")
         inputs = build_report_inputs(prepared, seed=seed, command=f"lupusbayes demo --seed {seed}")
         write_src_report(staging / "src_report_kn5601.html", inputs)
         recommendation = inputs.recommendation

@@ -7,41 +7,34 @@ from pathlib import Path
 
 from lupusbayes._io import check_output_path, staged_directory
 from lupusbayes.cli.commands import COMMANDS
-from lupusbayes.cli.decide import as_of_date, check_fit_matches_state, efficacy_draws, toxicity_draws
+from lupusbayes.cli.decide import as_of_date
 from lupusbayes.cli.output import EXIT_OK, add_output_options
 
 __all__ = ["add_commands"]
 
 _DECISION_KINDS = ("recommendation", "transitions")
-_REFIT = "refit on the state's data"
 
 
 def _decision(fit, args: argparse.Namespace):
     """The recommendation and transition table from the fit (toxicity), the state and an
-    optional SLEDAI-2K fit, as ``lupusbayes decide --fit`` makes them."""
-    from lupusbayes.decisions import DecisionContext, decide, load_state, transition_table
+    optional SLEDAI-2K fit, as ``lupusbayes decide --fit`` makes them (the same checks)."""
+    from lupusbayes.cohort import load_cohort
+    from lupusbayes.decisions import decide, load_state, transition_table
     from lupusbayes.fitting import load_fit
     from lupusbayes.report.plots import PlotError
+    from lupusbayes.workflow import decision_inputs
 
     spec = fit.model.spec
     if fit.model.kind == "sledai":
         raise PlotError(f"{args.fit}: a recommendation is drawn from a toxicity fit; give the toxicity fit as FIT "
                         "and the SLEDAI-2K fit as --efficacy-fit")
     state = load_state(args.state, spec, as_of=args.as_of)
-    check_fit_matches_state(fit, state, args.fit, error=PlotError, hint=_REFIT)
-    failed = [] if fit.converged else [fit.model.name]
-    toxicity = toxicity_draws(fit)
-    efficacy = None
-    if args.efficacy_fit:
-        sledai = load_fit(args.efficacy_fit, spec=spec)
-        if sledai.model.kind != "sledai":
-            raise PlotError(f"{args.efficacy_fit}: --efficacy-fit takes a SLEDAI-2K fit (this is {sledai.model.name})")
-        check_fit_matches_state(sledai, state, args.efficacy_fit, error=PlotError, hint=_REFIT)
-        failed += [] if sledai.converged else [sledai.model.name]
-        efficacy = efficacy_draws(sledai, spec, sledai.seed)
-    context = DecisionContext(spec, state, toxicity, efficacy, tuple(failed))
-    recommendation = decide(context)
-    return recommendation, transition_table(context, recommendation=recommendation)
+    sledai = load_fit(args.efficacy_fit, spec=spec) if args.efficacy_fit else None
+    inputs = decision_inputs(spec, state, codata=[load_cohort(path) for path in args.codata or []], toxicity_fit=fit,
+                             efficacy_fit=sledai, toxicity_fit_source=str(args.fit),
+                             efficacy_fit_source=str(args.efficacy_fit), error=PlotError)
+    recommendation = decide(inputs.context, inputs.design)
+    return recommendation, transition_table(inputs.context, inputs.design, recommendation=recommendation)
 
 
 def _sources(fit, kinds: list[str], args: argparse.Namespace) -> dict[str, object]:
@@ -129,5 +122,7 @@ def add_commands(commands) -> None:
     parser.add_argument("--state", help="the trial's state (as for 'decide --state'), for the decision kinds")
     parser.add_argument("--as-of", type=as_of_date, dest="as_of", help="data cut-off date (YYYY-MM-DD), for the state")
     parser.add_argument("--efficacy-fit", dest="efficacy_fit", help="a saved SLEDAI-2K fit of the state's data")
+    parser.add_argument("--codata", action="append", metavar="FILE",
+                        help="the co-data cohort(s) the fits borrowed from (repeatable; 'kn5601' is the shipped cohort)")
     add_output_options(parser, progress=False)
     parser.set_defaults(handler=_plot)

@@ -15,8 +15,12 @@ design          rules                                                           
 ``blrm_loss``   no skipping, convergence gate, sample size; crmPack's loss-based      least expected loss
                 choice with its own overdose limit
 ``boin``        BOIN boundaries and elimination, no skipping, sample size             ``select.mtd``
-``3+3``         the 3+3                                                               the 3+3's MTD
+``3+3``         the 3+3 (sample size: then the classical rule)                        the 3+3's MTD
 ==============  ====================================================================  ==================
+
+Every design also has the DLT window rule (no new cohort while a patient is inside the DLT
+window) and selects only a level given to at least ``[decision] min_patients_at_selection``
+patients (default: the group size); a selection made with patients pending is provisional.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from lupusbayes.decisions.boin import boin_boundaries
 from lupusbayes.decisions.rules import (
     BoinRule,
     ConvergenceGate,
+    DltWindow,
     EndOfDoseRange,
     Ewoc,
     GroupWindow,
@@ -78,7 +83,7 @@ def design_for(spec: TrialSpec, name: str | None = None) -> Design:
     decision = spec.decision
     max_step = len(spec.dosing.levels) if rules_of_trial.allow_skipping else 1
     max_patients = rules_of_trial.max_patients
-    common: list[Rule] = [NoSkipping(max_step)]
+    common: list[Rule] = [DltWindow(), NoSkipping(max_step)]
     if max_patients is not None:
         common.append(SampleSize(max_patients))
     if name == "lupusbayes":
@@ -101,4 +106,4 @@ def design_for(spec: TrialSpec, name: str | None = None) -> Design:
         boundaries = boin_boundaries(s.target, max_patients=max(max_patients or 0, BOIN_TABLE_PATIENTS), p_saf=s.p_saf,
                                      p_tox=s.p_tox, cutoff_eliminate=s.cutoff_eliminate)
         return Design(name, (*common, BoinRule(boundaries)), "boin", False, False)
-    return Design(name, (*common[1:], ThreePlusThreeRule()), "three_plus_three", False, False)
+    return Design(name, (DltWindow(), *common[2:], ThreePlusThreeRule()), "three_plus_three", False, False)

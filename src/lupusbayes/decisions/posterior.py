@@ -12,7 +12,8 @@ a rate. Two kinds of posterior answer them:
   (:mod:`lupusbayes.models.exact`), whose error is numerical, not Monte Carlo.
 
 Every answer is an :class:`Estimate`: the value, its error, and what kind of error it is. A
-probability on which every draw agrees gets a bound (``3 / ESS``), never an error of 0.
+probability on which every draw agrees gets a bound (``3 / ESS``, the bulk ESS of the quantity it
+is read from; Kish's ESS of the weights for reweighted draws), never an error of 0.
 
 Plain NumPy (and xarray for reading a fit's ``dose_response``): no PyMC, no fitting layer.
 """
@@ -97,25 +98,38 @@ class DrawsPosterior:
     def has(self, name: str) -> bool:
         return name in self.values
 
-    def _estimate(self, draws: np.ndarray) -> Estimate:
+    def _ess(self, reference: np.ndarray | None) -> float:
+        """The effective sample size behind a bound: the bulk ESS of ``reference`` (the continuous quantity
+        an indicator is read from) for MCMC draws, Kish's ESS of the weights for reweighted ones."""
+        if self.reweighted or reference is None or np.all(reference == reference[0]):
+            return self.effective_draws
+        from arviz_stats.base import array_stats
+
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ess = float(array_stats.ess(reference.reshape(self.chains, -1), method="bulk", chain_axis=0, draw_axis=1))
+        return ess if np.isfinite(ess) and ess > 0 else self.effective_draws
+
+    def _estimate(self, draws: np.ndarray, reference: np.ndarray | None = None) -> Estimate:
         value = float(self.weights @ draws)
-        if np.all(draws == draws[0]):
-            return Estimate(value, min(1.0, 3.0 / self.effective_draws), "mcse bound")
+        if np.all(draws == draws[0]):  # every draw agrees: the rule of three, 3 / ESS
+            return Estimate(value, min(1.0, 3.0 / self._ess(reference if reference is not None else draws)),
+                            "mcse bound")
         if self.reweighted:
             error = float(np.sqrt(np.sum(self.weights**2 * (draws - value) ** 2)))
             return Estimate(value, error, "importance")
         error = _mcse_of_mean(draws, self.chains)
         if not np.isfinite(error):
-            return Estimate(value, min(1.0, 3.0 / self.effective_draws), "mcse bound")
+            return Estimate(value, min(1.0, 3.0 / self._ess(reference)), "mcse bound")
         return Estimate(value, error, "mcse")
 
     def mean(self, name: str) -> list[Estimate]:
         """Posterior mean of ``name`` at each dose."""
-        return [self._estimate(column) for column in self.values[name].T]
+        return [self._estimate(column, column) for column in self.values[name].T]
 
     def probability(self, name: str, event: Callable[[np.ndarray], np.ndarray]) -> list[Estimate]:
-        """Posterior probability of ``event(values[name])`` at each dose."""
-        return [self._estimate(event(column).astype(float)) for column in self.values[name].T]
+        """Posterior probability of ``event(values[name])`` at each dose (a bound of 3 / ESS when every draw
+        agrees, the ESS being the bulk ESS of ``values[name]`` at that dose)."""
+        return [self._estimate(event(column).astype(float), column) for column in self.values[name].T]
 
     def probability_at_least(self, name: str, threshold: float) -> list[Estimate]:
         """Posterior probability that ``name`` (a probability per dose) is at least ``threshold``."""

@@ -22,23 +22,31 @@ from lupusbayes.decisions.posterior import PARETO_K_LIMIT, Estimate
 from lupusbayes.decisions.rules import (
     STOP_BOIN_ELIMINATED_LOWEST,
     STOP_NO_LEVEL_ADMISSIBLE,
+    STOP_THREE_PLUS_THREE,
     DecisionContext,
     RuleVerdict,
 )
 from lupusbayes.decisions.state import PatientRecord
+from lupusbayes.decisions.three_plus_three import classical_three_plus_three_mtd
 from lupusbayes.dosing import dose_label
 
-__all__ = ["Recommendation", "Selection", "decide", "transition_table", "Transition"]
+__all__ = ["Recommendation", "Selection", "decide", "transition_table", "Transition", "min_patients_at_selection"]
 
 
 @dataclass(frozen=True)
 class Selection:
-    """The dose selected when the trial ends, with the numbers behind it."""
+    """The dose selected when the trial ends, with the numbers behind it.
+
+    ``provisional`` is True when patients were still inside the DLT window without a DLT
+    (``n_pending`` of them): the selection must be confirmed once they have completed it.
+    """
 
     level: int | None
     dose_label: str
     reason: str
     rows: tuple[dict[str, Any], ...] = ()
+    provisional: bool = False
+    n_pending: int = 0
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,9 @@ class Recommendation:
 
     ``action`` is ``"start"``, ``"escalate"``, ``"hold"``, ``"de-escalate"`` or ``"stop"``;
     levels are 0-based. ``wait_days`` counts from the data cut-off (``earliest_date`` when the
-    state has one).
+    state has one). A hold for patients inside the DLT window doses nobody: ``n_next`` is 0,
+    ``next_level`` None, and the trial decides again after ``wait_days`` with their outcomes
+    (:attr:`paused`).
     """
 
     design: str
@@ -67,6 +77,12 @@ class Recommendation:
     state_source: str = ""
     posterior_sources: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=(), repr=False)
+    alerts: tuple[str, ...] = ()
+
+    @property
+    def paused(self) -> bool:
+        """True when nobody is dosed now: the trial waits for patients inside the DLT window."""
+        return self.action == "hold" and self.n_next == 0
 
     @property
     def allowed_levels(self) -> frozenset[int]:
@@ -97,34 +113,67 @@ class Recommendation:
         payload = {name: convert(getattr(self, name)) for name in
                    ("design", "action", "current_level", "next_level", "next_dose_label", "n_next", "wait_days",
                     "earliest_date", "warnings", "stop_reasons", "forced", "trial_id", "state_source",
-                    "posterior_sources", "notes")}
+                    "posterior_sources", "notes", "alerts")}
         payload["verdicts"] = [convert(asdict(verdict)) for verdict in self.verdicts]
         payload["selection"] = convert(asdict(self.selection)) if self.selection is not None else None
         payload["levels_count_from"] = 0
         return payload
 
 
-def _select(context: DecisionContext, design: Design, allowed: frozenset[int], verdicts) -> Selection:
+def min_patients_at_selection(spec) -> int:
+    """``[decision] min_patients_at_selection``, by default the group size."""
+    return spec.decision.min_patients_at_selection or spec.escalation.group_size
+
+
+def _select(context: DecisionContext, design: Design, allowed: frozenset[int], verdicts, *,
+            stopped_by_design: bool) -> Selection:
+    """The selected dose: only a level given to at least ``min_patients_at_selection`` patients.
+
+    ``stopped_by_design`` says whether the design's own proposal rule stopped the trial (the
+    3+3's own end) rather than another rule (the sample size).
+    """
     spec, state = context.spec, context.state
     unit = spec.dosing.unit.value
     n, y = state.evaluable_counts()
-    tried = sorted(level for level in state.tried_levels() if level in allowed)
+    treated = state.treated_counts()
+    minimum = min_patients_at_selection(spec)
+    eligible = treated >= minimum
+    too_few = f"levels given to fewer than {minimum} patients are not selected"
+    tried = sorted(level for level in state.tried_levels() if level in allowed and eligible[level])
+    pending = len(state.pending)
 
     def chosen(level, reason, rows=()):
+        if level is not None and not eligible[level]:  # never: every branch below selects from eligible levels
+            raise AssertionError(f"selection of level {level + 1}, given to {treated[level]} patients")
+        if pending:
+            reason = (f"PROVISIONAL ({pending} patient(s) still inside the DLT window without a DLT): "
+                      f"{reason}")
         if level is None:
-            return Selection(None, "", reason, tuple(rows))
-        return Selection(level, dose_label(spec.dosing.levels[level], unit), reason, tuple(rows))
+            return Selection(None, "", reason, tuple(rows), bool(pending), pending)
+        return Selection(level, dose_label(spec.dosing.levels[level], unit), reason, tuple(rows), bool(pending), pending)
 
     if design.selection == "boin":
-        selection = boin_select_mtd(n, y, target=spec.decision.boin.target,
-                                    cutoff_eliminate=spec.decision.boin.cutoff_eliminate)
-        return chosen(selection.selected_level, selection.reason)
+        boin = spec.decision.boin
+        selection = boin_select_mtd(n, y, target=boin.target, cutoff_eliminate=boin.cutoff_eliminate)
+        if selection.selected_level is None or eligible[selection.selected_level]:
+            return chosen(selection.selected_level, selection.reason)
+        keep = eligible & ~np.asarray(selection.eliminated)
+        masked = boin_select_mtd(np.where(keep, n, 0), np.where(keep, y, 0), target=boin.target,
+                                 cutoff_eliminate=boin.cutoff_eliminate)
+        return chosen(masked.selected_level, f"{masked.reason} ({too_few})")
     if design.selection == "three_plus_three":
         verdict = next(v for v in verdicts if v.rule == "3+3")
-        level = verdict.preference[0] if verdict.preference else None
-        return chosen(level, verdict.verdict)
+        if stopped_by_design:
+            level = verdict.preference[0] if verdict.preference else None
+            if level is None or eligible[level]:
+                return chosen(level, verdict.verdict)
+        level, reason = classical_three_plus_three_mtd(n, y, minimum)
+        why = ("the 3+3 stopped before its own end" if not stopped_by_design
+               else f"the 3+3's own choice was given to fewer than {minimum} patients")
+        return chosen(level, f"{why}: {reason}")
     if not tried:
-        return chosen(None, "no dose that was given is admissible: no dose is selected")
+        return chosen(None, "no dose that was given (to at least "
+                      f"{minimum} patients) is admissible: no dose is selected")
     if design.selection == "least_loss":
         losses = {c.level: c.estimate.value for v in verdicts for c in v.checks if c.quantity == "expected loss"}
         level = min(tried, key=lambda lv: (losses[lv], lv))
@@ -183,14 +232,25 @@ def decide(context: DecisionContext, design: Design | None = None) -> Recommenda
             warnings.append(f"the reweighted posterior ({posterior.source}) has Pareto k {posterior.pareto_k:.2f} > "
                             f"{PARETO_K_LIMIT:g}: refit with the new data before relying on it")
     common = dict(design=design.name, current_level=current, verdicts=verdicts, forced=context.forced,
+                  alerts=context.alerts,
                   trial_id=spec.trial.id, state_source=state.source,
                   posterior_sources=tuple(getattr(p, "source", "") for p in posteriors), notes=notes)
     if stops:
         safe_end = not any(s in (STOP_NO_LEVEL_ADMISSIBLE, STOP_BOIN_ELIMINATED_LOWEST) for s in stops)
-        selection = _select(context, design, allowed if safe_end or design.selection == "boin" else frozenset(), verdicts)
+        selection = _select(context, design, allowed if safe_end or design.selection == "boin" else frozenset(), verdicts,
+                            stopped_by_design=STOP_THREE_PLUS_THREE in stops)
+        if selection.provisional:
+            warnings.append(f"the selection is PROVISIONAL: {selection.n_pending} patient(s) are still inside the DLT "
+                            "window; confirm it when they have completed it")
         return Recommendation(action="stop", next_level=None, next_dose_label="", n_next=0, wait_days=0,
-                              earliest_date=None, warnings=tuple(warnings), stop_reasons=tuple(stops),
+                              earliest_date=None, warnings=tuple(sorted(set(warnings))), stop_reasons=tuple(stops),
                               selection=selection, **common)
+    holds = [verdict for verdict in verdicts if verdict.hold_days > 0]
+    if any(verdict.hold_exempt_level != next_level for verdict in holds):  # nobody is dosed until they are known
+        hold = max(verdict.hold_days for verdict in holds)
+        earliest = state.as_of + timedelta(days=hold) if state.as_of is not None else None
+        return Recommendation(action="hold", next_level=None, next_dose_label="", n_next=0, wait_days=hold,
+                              earliest_date=earliest, warnings=tuple(warnings), **common)
     action = ("start" if current is None else "escalate" if next_level > current else "hold" if next_level == current
               else "de-escalate")
     wait = max((days for v in verdicts for level, days in v.wait_days if level == next_level), default=0)
@@ -206,39 +266,59 @@ def decide(context: DecisionContext, design: Design | None = None) -> Recommenda
 
 @dataclass(frozen=True)
 class Transition:
-    """The recommendation after one possible outcome of the next cohort."""
+    """The recommendation after one possible outcome of the next cohort (or, with ``pending``, of the
+    patients a paused trial waits for)."""
 
     n_dlt: int
     n_responders: int | None
     recommendation: Recommendation
+    pending: bool = False
+
+
+def _advanced(state, days: int):
+    """The state ``days`` later: every patient has that much more follow-up (outcomes unchanged)."""
+    if state.counts_only or days <= 0:
+        return state
+    patients = tuple(p if p.safety_days is None else
+                     replace(p, safety_days=p.safety_days + days,
+                             day_dosed=None if p.day_dosed is None else p.day_dosed - days)
+                     for p in state.patients)
+    return replace(state, patients=patients, as_of=None if state.as_of is None else state.as_of + timedelta(days=days))
 
 
 def transition_table(context: DecisionContext, design: Design | None = None, *,
                      recommendation: Recommendation | None = None) -> tuple[Transition, ...]:
     """What comes after each outcome of the next cohort: DLTs (0..n) x responders (0..n, with efficacy).
 
-    The hypothetical patients complete their DLT window (timing rules are then satisfied);
-    the posteriors are updated exactly (quadrature) or by importance reweighting of the
-    draws, whose Pareto k is checked (a warning in the row when above 0.7).
+    The hypothetical patients complete their DLT window, and so does everyone dosed before them
+    (the clock moves on by the wait and the window). While the trial is paused for patients inside
+    the DLT window, the rows are the outcomes of those patients instead (0..k DLTs among the k
+    pending patients, when they are at one level), at the end of the pause. The posteriors are
+    updated exactly (quadrature) or by importance reweighting of the draws, whose Pareto k is
+    checked (a warning in the row when above 0.7).
     """
     design = design or design_for(context.spec)
     recommendation = recommendation or decide(context, design)
     if recommendation.action == "stop":
         return ()
+    if recommendation.paused:
+        return _pending_outcomes(context, design, recommendation)
     level, size = recommendation.next_level, recommendation.n_next
     window = context.spec.dlt.window_days
     responder_counts = [None]
     if context.efficacy is not None and context.efficacy.has("p_response"):
         responder_counts = list(range(size + 1))
+    later = _advanced(context.state, recommendation.wait_days + window)
     rows = []
     for n_dlt in range(size + 1):
         for responders in responder_counts:
             patients = tuple(
                 PatientRecord(f"next-{i + 1}", level, window, i < n_dlt,
-                              responder=None if responders is None else i < responders)
+                              responder=None if responders is None else i < responders,
+                              day_dosed=None if later.as_of is None else -window)
                 for i in range(size)
             )
-            state = replace(context.state, patients=context.state.patients + patients)
+            state = replace(later, patients=later.patients + patients)
             if context.state.counts_only:
                 counts = [list(c) for c in context.state.counts]
                 counts[level][0] += size
@@ -251,3 +331,24 @@ def transition_table(context: DecisionContext, design: Design | None = None, *,
             rows.append(Transition(n_dlt, responders, decide(updated, design)))
     return tuple(rows)
 
+
+def _pending_outcomes(context: DecisionContext, design: Design, recommendation: Recommendation):
+    """The transitions of a paused trial: each number of DLTs among the patients it waits for."""
+    state = context.state
+    pending = state.pending
+    levels = {p.level for p in pending}
+    if len(levels) != 1:
+        return ()
+    (level,) = levels
+    later = _advanced(state, recommendation.wait_days)
+    waiting = {p.patient_id for p in pending}
+    rows = []
+    for n_dlt in range(len(pending) + 1):
+        flagged = {p.patient_id for p in pending[:n_dlt]}
+        patients = tuple(replace(p, dlt=p.patient_id in flagged) if p.patient_id in waiting else p
+                         for p in later.patients)
+        toxicity = (context.toxicity.updated(level, len(pending), n_dlt=n_dlt) if context.toxicity is not None
+                    else None)
+        updated = replace(context, state=replace(later, patients=patients), toxicity=toxicity)
+        rows.append(Transition(n_dlt, None, decide(updated, design), pending=True))
+    return tuple(rows)

@@ -7,12 +7,15 @@ returns a :class:`RuleVerdict`. A verdict can
   elimination, a failed convergence gate);
 * ask to wait before dosing at some levels (``wait_days``: sentinel, group window) or limit
   how many patients are enrolled next (``max_enrol``: sentinel);
+* hold all dosing for some days and decide again then (``hold_days``: the DLT window, while
+  patients are inside it; ``hold_exempt_level`` is the one level whose open cohort may still be
+  filled meanwhile);
 * stop the trial (``stop``: sample size reached, the dose range done, the 3+3's stop);
 * rank the levels in order of preference (``preference``): the one *proposal* rule of a design.
 
 :func:`~lupusbayes.decisions.recommend.decide` combines verdicts only with operations that do
 not depend on order (intersection of allowed sets, the longest wait, the smallest enrolment,
-any stop), then gives the next cohort the most preferred allowed level. So no list of rules,
+any stop, the longest hold), then gives the next cohort the most preferred allowed level. So no list of rules,
 in any order, can recommend a level a rule forbids, and shuffling the list changes nothing.
 
 Levels are 0-based in the code; sentences count them from 1, as protocols do.
@@ -27,13 +30,14 @@ import numpy as np
 from lupusbayes.decisions.boin import BoinBoundaries, boin_next_dose
 from lupusbayes.decisions.posterior import DrawsPosterior, Estimate, ExactPosterior
 from lupusbayes.decisions.state import TrialState
-from lupusbayes.decisions.three_plus_three import three_plus_three_next
+from lupusbayes.decisions.three_plus_three import MAX_PATIENTS_PER_LEVEL, three_plus_three_next
 from lupusbayes.dosing import dose_label
+from lupusbayes.errors import DecisionError
 from lupusbayes.spec import LossSettings, TrialSpec
 
 __all__ = [
     "DecisionContext", "RuleVerdict", "DoseCheck", "Rule",
-    "Ewoc", "NoSkipping", "Sentinel", "GroupWindow", "SampleSize", "ConvergenceGate", "EndOfDoseRange",
+    "Ewoc", "NoSkipping", "Sentinel", "GroupWindow", "DltWindow", "SampleSize", "ConvergenceGate", "EndOfDoseRange",
     "LupusbayesEscalation", "HighestAdmissible", "LossBased", "BoinRule", "ThreePlusThreeRule",
     "probability_at_least", "efficacy_insufficient",
     "STOP_BOIN_ELIMINATED_LOWEST", "STOP_THREE_PLUS_THREE", "STOP_NO_LEVEL_ADMISSIBLE", "sample_size_stop",
@@ -55,7 +59,8 @@ ToxicityPosterior = DrawsPosterior | ExactPosterior  # anything with has / mean 
 
 @dataclass(frozen=True)
 class DecisionContext:
-    """Everything a rule may read. ``failed_gates`` names fits that failed their convergence gate."""
+    """Everything a rule may read. ``failed_gates`` names fits that failed their convergence gate;
+    ``alerts`` are said in the recommendation's headline (e.g. DLTs the toxicity model cannot see)."""
 
     spec: TrialSpec
     state: TrialState
@@ -63,6 +68,7 @@ class DecisionContext:
     efficacy: DrawsPosterior | ExactPosterior | None = None
     failed_gates: tuple[str, ...] = ()
     forced: bool = False
+    alerts: tuple[str, ...] = ()
 
     @property
     def n_levels(self) -> int:
@@ -99,6 +105,8 @@ class RuleVerdict:
     checks: tuple[DoseCheck, ...] = ()
     close_calls: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    hold_days: int = 0
+    hold_exempt_level: int | None = None
 
 
 class Rule:
@@ -184,7 +192,11 @@ class NoSkipping(Rule):
 
 @dataclass(frozen=True)
 class Sentinel(Rule):
-    """A new dose opens with ``n_sentinels`` patient(s); nobody else there until they have ``days`` of safety data."""
+    """A new dose opens with ``n_sentinels`` patient(s); nobody else there until they have ``days`` of safety data.
+
+    The wait is the same with or without a DLT: a DLT in the sentinel is the case the wait exists
+    for, and it is reviewed (by the SRC) at the end of the sentinel's window, never sooner.
+    """
 
     n_sentinels: int = 1
     days: int = 28
@@ -198,21 +210,74 @@ class Sentinel(Rule):
                                warnings=("sentinel rule not assessable from counts; check it by hand",))
         at_level = {level: [p for p in state.patients if p.level == level] for level in range(context.n_levels)}
         enrol = tuple((level, self.n_sentinels) for level, patients in at_level.items() if not patients)
-        waits, sentences = [], []
+        waits, sentences, warnings = [], [], []
         for level, patients in at_level.items():
-            if 0 < len(patients) <= self.n_sentinels:
-                followed = [p.safety_days for p in patients if p.safety_days is not None]
-                shortest = min(followed) if followed else self.days
-                if shortest < self.days and not any(p.dlt for p in patients):
-                    waits.append((level, self.days - shortest))
-                    sentences.append(f"the sentinel at {context.label(level)} has {shortest} days: the rest of its "
-                                     f"group waits {self.days - shortest} more days")
-                elif len(patients) == self.n_sentinels:
-                    sentences.append(f"the sentinel at {context.label(level)} has {shortest} days of safety data")
+            if not 0 < len(patients) <= self.n_sentinels:
+                continue
+            followed = [p.safety_days for p in patients if p.safety_days is not None]
+            shortest = min(followed) if followed else self.days
+            rules = context.spec.escalation
+            with_dlt = [p.patient_id for p in patients if rules.pausing(p.dlt, p.crs_grade, p.icans_grade)]
+            dlt_text = f" and a DLT or pausing event ({', '.join(with_dlt)})" if with_dlt else ""
+            if shortest < self.days:
+                waits.append((level, self.days - shortest))
+                sentences.append(f"the sentinel at {context.label(level)} has {shortest} days{dlt_text}: the rest of "
+                                 f"its group waits {self.days - shortest} more days")
+            elif len(patients) == self.n_sentinels:
+                sentences.append(f"the sentinel at {context.label(level)} has {shortest} days of safety data{dlt_text}")
+            if with_dlt:
+                warnings.append(f"the sentinel at {context.label(level)} had a DLT or pausing event "
+                                f"({', '.join(with_dlt)}): the SRC reviews it at the end of its window before anyone "
+                                "else is dosed there")
         verdict = "; ".join(sentences) or "no dose is at its sentinel stage"
         if enrol:
             verdict += f"; a new dose opens with {self.n_sentinels} patient(s)"
-        return RuleVerdict(self.name, question, verdict, wait_days=tuple(waits), max_enrol=enrol)
+        return RuleVerdict(self.name, question, verdict, wait_days=tuple(waits), max_enrol=enrol,
+                           warnings=tuple(warnings))
+
+
+@dataclass(frozen=True)
+class DltWindow(Rule):
+    """No new cohort, at any level, while a patient is inside the DLT window (with or without a DLT).
+
+    The one exception is the cohort being dosed: while every patient inside the window belongs to
+    the open group at the current level and none of them had a DLT (or an event the spec names as
+    pausing, ``[escalation] pause_*``), that group's remaining places may be filled (the sentinel
+    rule still governs the sentinel's own group). Time-to-event
+    designs, which model pending patients, would be the explicit exception; none is implemented.
+    """
+
+    name: str = "DLT window"
+
+    def evaluate(self, context: DecisionContext) -> RuleVerdict:
+        state, window = context.state, context.state.window_days
+        question = f"Has every patient completed the {window}-day DLT window?"
+        if state.counts_only or not state.patients:
+            return RuleVerdict(self.name, question, "yes (counts and outcome strings hold DLT-evaluable patients)"
+                               if state.counts_only else "no patient yet")
+        inside = state.inside_window()
+        unknown = sum(p.safety_days is None for p in state.patients)
+        if not inside:
+            verdict = "yes: every patient has completed the DLT window"
+            if unknown:
+                verdict += f" ({unknown} without follow-up dates, taken as complete)"
+            return RuleVerdict(self.name, question, verdict)
+        hold = max(p.days_to_window_end(window) for p in inside)
+        group = state.current_group()
+        open_group = 0 < len(group) < context.spec.escalation.group_size
+        ids = {p.patient_id for p in group}
+        rules = context.spec.escalation
+        with_dlt = [p for p in inside if rules.pausing(p.dlt, p.crs_grade, p.icans_grade)]
+        fill = open_group and all(p.patient_id in ids for p in inside) and not with_dlt
+        who = ", ".join(f"{p.patient_id} ({context.label(p.level)}, day {p.safety_days}"
+                        + (", DLT" if p.dlt else ", pausing event" if p in with_dlt else "") + ")" for p in inside)
+        verdict = (f"no: {len(inside)} patient(s) inside the window: {who}; no new cohort for {hold} days, "
+                   "then decide again with their outcomes")
+        if fill:
+            verdict += (f"; the open group at {context.label(state.current_level)} may take its remaining "
+                        f"{context.spec.escalation.group_size - len(group)} place(s) meanwhile")
+        return RuleVerdict(self.name, question, verdict, hold_days=hold,
+                           hold_exempt_level=state.current_level if fill else None)
 
 
 @dataclass(frozen=True)
@@ -337,7 +402,7 @@ class LupusbayesEscalation(Rule):
         size, window = spec.escalation.group_size, state.window_days
         evaluable = [p for p in group if p.evaluable(window)]
         complete = len(group) >= size and len(evaluable) == len(group)
-        insufficient, estimate = efficacy_insufficient(context, current)
+        insufficient, estimate = efficacy_insufficient(context, current) if self.efficacy_driven else (None, None)
         checks = ()
         if estimate is not None:
             settings = spec.decision.efficacy
@@ -476,11 +541,22 @@ class ThreePlusThreeRule(Rule):
 
     def evaluate(self, context: DecisionContext) -> RuleVerdict:
         state = context.state
+        question = "What does the 3+3 say?"
+        current = state.current_level
+        pending_here = [p for p in state.pending if p.level == current]
+        if pending_here:  # the 3+3 reads complete cohorts: wait for them (the DLT window rule says how long)
+            return RuleVerdict(self.name, question, f"{len(pending_here)} patient(s) at {context.label(current)} are "
+                               "still inside the DLT window: the 3+3 decides when they have completed it",
+                               preference=_descending_from(current))
         n, y = state.evaluable_counts()
-        decision = three_plus_three_next(n, y, state.current_level if n.any() else None,
-                                         allow_deescalate=self.allow_deescalate)
+        crowded = [level for level in range(context.n_levels) if n[level] > MAX_PATIENTS_PER_LEVEL]
+        if crowded:
+            raise DecisionError(f"{state.source}: the 3+3 treats at most {MAX_PATIENTS_PER_LEVEL} patients at a level; "
+                                f"the state has {int(n[crowded[0]])} at {context.label(crowded[0])}: choose another design")
+        evaluable_levels = [p.level for p in state.patients if p.evaluable(state.window_days)]
+        last = (evaluable_levels[-1] if evaluable_levels else None) if not state.counts_only else current
+        decision = three_plus_three_next(n, y, last if n.any() else None, allow_deescalate=self.allow_deescalate)
         if decision.action == "stop":
-            return RuleVerdict(self.name, "What does the 3+3 say?", decision.reason, stop=STOP_THREE_PLUS_THREE,
+            return RuleVerdict(self.name, question, decision.reason, stop=STOP_THREE_PLUS_THREE,
                                preference=() if decision.selected_level is None else (decision.selected_level,))
-        return RuleVerdict(self.name, "What does the 3+3 say?", decision.reason,
-                           preference=_descending_from(decision.next_level))
+        return RuleVerdict(self.name, question, decision.reason, preference=_descending_from(decision.next_level))

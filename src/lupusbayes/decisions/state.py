@@ -14,7 +14,10 @@ cohort it came from. Three ways in:
 * :func:`state_from_outcomes`: the outcome strings of the R packages, ``"1NNN 2NNT"``.
 
 A patient is *DLT-evaluable* once they had a DLT or completed the DLT window; the counts the
-designs read are over evaluable patients, and the others are *pending*.
+designs read are over evaluable patients, and the others are *pending*. A patient is *inside
+the window* until they completed it, with or without a DLT: the timing rules
+(:class:`~lupusbayes.decisions.rules.DltWindow`, the sentinel) wait for them, so that a DLT
+never shortens a wait.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -45,16 +48,25 @@ class PatientRecord:
 
     patient_id: str
     level: int  # 0-based dose level of the spec
-    safety_days: int | None  # days of safety data at the cut-off (None: unknown)
+    safety_days: int | None  # days of safety data at the cut-off (None: unknown, taken as complete)
     dlt: bool  # DLT so far (recorded status, else derived from CRS / ICANS grades)
     crs_grade: int | None = None
     responder: bool | None = None  # SRI-4 SLEDAI component at the latest visit (None: no visit yet)
     day_dosed: int | None = None  # first infusion, days before the cut-off is -safety_days
     source_line: int | None = None
+    icans_grade: int | None = None
 
     def evaluable(self, window_days: int) -> bool:
         """DLT-evaluable: a DLT, or the whole DLT window observed (unknown follow-up counts as complete)."""
         return self.dlt or self.safety_days is None or self.safety_days >= window_days
+
+    def inside_window(self, window_days: int) -> bool:
+        """Still inside the DLT window (with or without a DLT): the timing rules wait for this patient."""
+        return self.safety_days is not None and self.safety_days < window_days
+
+    def days_to_window_end(self, window_days: int) -> int:
+        """Days until this patient completes the DLT window (0 once completed or unknown)."""
+        return max(0, window_days - self.safety_days) if self.inside_window(window_days) else 0
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,19 @@ class TrialState:
                 y[patient.level] += int(patient.dlt)
         return n, y
 
+    def treated_counts(self) -> np.ndarray:
+        """Patients given each level, pending ones included (counts-only states: the counts)."""
+        if self.counts_only:
+            return np.array([n for n, _ in self.counts], dtype=int)
+        n = np.zeros(self.n_levels, dtype=int)
+        for patient in self.patients:
+            n[patient.level] += 1
+        return n
+
+    def inside_window(self) -> tuple[PatientRecord, ...]:
+        """Patients still inside the DLT window, with or without a DLT (empty for counts-only states)."""
+        return tuple(p for p in self.patients if p.inside_window(self.window_days))
+
     def responder_counts(self) -> np.ndarray:
         """Patients with the SRI-4 SLEDAI component at their latest visit, per level."""
         r = np.zeros(self.n_levels, dtype=int)
@@ -128,10 +153,20 @@ class TrialState:
         """The patients of the group now open at the current level (the last ``group_size`` or fewer).
 
         A group is a run of consecutive patients at one level, cut every ``group_size`` patients.
+        A counts file has no order: its current level's patients are taken as the most recent, so
+        the open group is the last ``n mod group_size`` of them (a whole group when that is 0), and
+        its DLTs are the level's DLTs up to its size (which of them had one is not known).
         """
         level = self.current_level
-        if level is None or self.counts_only:
+        if level is None:
             return ()
+        if self.counts_only:
+            n, y = self.counts[level]
+            size = self.spec.escalation.group_size
+            in_group = (n % size) or min(n, size)
+            with_dlt = min(y, in_group)
+            return tuple(PatientRecord(f"counted-{i + 1}", level, None, i >= in_group - with_dlt)
+                         for i in range(in_group))
         run: list[PatientRecord] = []
         for patient in reversed(self.patients):
             if patient.level != level:
@@ -141,6 +176,38 @@ class TrialState:
         size = self.spec.escalation.group_size
         remainder = len(run) % size
         return tuple(run[-(remainder or size):]) if run else ()
+
+    def evaluable_cohort(self) -> Cohort | None:
+        """The state's cohort restricted to its DLT-evaluable patients (what a toxicity model is fitted to).
+
+        None when the state has no cohort or no evaluable patient yet.
+        """
+        if self.cohort is None:
+            return None
+        evaluable = {p.patient_id for p in self.patients if p.evaluable(self.window_days)}
+        keep = self.cohort.patients["patient_id"].astype(str).isin(evaluable)
+        if not keep.any():
+            return None
+        if keep.all():
+            return self.cohort
+        visits = self.cohort.visits
+        visits = visits[visits["patient_id"].astype(str).isin(evaluable)] if "patient_id" in visits else visits
+        return replace(self.cohort, patients=self.cohort.patients[keep].reset_index(drop=True),
+                       visits=visits.reset_index(drop=True))
+
+    def dlt_basis(self) -> str:
+        """What a P(DLT) from this state's DLT-evaluable patients rests on (see :meth:`DLTDefinition.basis`)."""
+        dlt = self.spec.dlt
+        if self.cohort is None:
+            n, _ = self.evaluable_counts()
+            return dlt.basis(n_recorded=0, n_derived=0, icans_known=True, n_aggregate=int(n.sum()))
+        cohort = self.evaluable_cohort()
+        if cohort is None:
+            return "P(DLT) from the prior alone: no patient is DLT-evaluable yet"
+        patients = cohort.patients
+        recorded = patients["dlt"].notna()
+        icans_known = "icans_grade" in patients and bool(patients.loc[~recorded, "icans_grade"].notna().all())
+        return dlt.basis(n_recorded=int(recorded.sum()), n_derived=int((~recorded).sum()), icans_known=icans_known)
 
     def tried_levels(self) -> set[int]:
         n, _ = self.evaluable_counts()
@@ -181,6 +248,13 @@ def _date(text: str, *, source: str, line: int, patient: str) -> date:
                           field="infusion_date", patient_id=patient) from None
 
 
+def _cell_text(value) -> str:
+    """A cell as text, blank for a missing value (pandas reads a blank cell as NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return ""
+    return str(value).strip()
+
+
 def _state_from_cohort(cohort: Cohort, spec: TrialSpec, *, as_of: date | None) -> TrialState:
     patients = cohort.patients
     source = cohort.source
@@ -199,33 +273,45 @@ def _state_from_cohort(cohort: Cohort, spec: TrialSpec, *, as_of: date | None) -
         notes.append("no infusion_date or safety_days column: safety follow-up is taken from follow_up_months "
                      f"({DAYS_PER_MONTH:g} days a month)")
     responders = cohort.with_response_flags()["sri4_sledai_component"]  # <NA> without a follow-up visit
-    icans = patients["icans_grade"].to_numpy(dtype=float, na_value=np.nan) if "icans_grade" in patients else None
-    dlts = spec.dlt.dlt_status(patients["crs_grade"], icans, patients["dlt"].to_numpy(dtype=float, na_value=np.nan))
+    icans_grades = (patients["icans_grade"].to_numpy(dtype=float, na_value=np.nan) if "icans_grade" in patients
+                    else None)
+    dlts = spec.dlt.dlt_status(patients["crs_grade"], icans_grades,
+                               patients["dlt"].to_numpy(dtype=float, na_value=np.nan))
     records = []
-    for row, responder, dlt in zip(patients.itertuples(index=False), responders, dlts, strict=True):
+    for index, (row, responder, dlt) in enumerate(zip(patients.itertuples(index=False), responders, dlts,
+                                                      strict=True)):
         line = int(row.source_line) if not pd.isna(row.source_line) else None
         dose = row.dose_cells if unit == "cells" else row.dose_cells_per_kg
         if pd.isna(dose):
             raise CohortError(f"the dose is recorded in {row.dose_unit} without weight_kg; {spec.trial.id} doses in "
                               f"{unit}", source=source, line=line, field="dose", patient_id=row.patient_id)
         level = _level_of(spec, float(dose), source=source, line=line, patient=row.patient_id)
-        day_dosed = None
-        if has_dates and str(row.infusion_date).strip():
-            dosed = _date(str(row.infusion_date), source=source, line=line, patient=row.patient_id)
+        date_text = _cell_text(row.infusion_date) if has_dates else ""
+        days_text = _cell_text(row.safety_days) if has_days else ""
+        if date_text:
+            dosed = _date(date_text, source=source, line=line, patient=row.patient_id)
             if dosed > as_of:
                 raise CohortError(f"infusion_date {dosed} is after the cut-off {as_of}", source=source, line=line,
                                   field="infusion_date", patient_id=row.patient_id)
             safety_days = (as_of - dosed).days
-            day_dosed = -safety_days
-        elif has_days and str(row.safety_days).strip():
-            safety_days = _whole_days(str(row.safety_days), source=source, line=line, patient=row.patient_id)
+        elif days_text:
+            safety_days = _whole_days(days_text, source=source, line=line, patient=row.patient_id)
+        elif has_dates or has_days:
+            # a blank here would make the patient's place in the enrolment order and their DLT window unknown
+            field_name = "infusion_date" if has_dates else "safety_days"
+            raise CohortError("is blank: every patient of the state needs the first infusion date "
+                              + ("(or safety_days) " if has_dates else "") + "to place them in the enrolment order "
+                              "and the DLT window", source=source, line=line, field=field_name,
+                              patient_id=row.patient_id)
         else:
             safety_days = int(row.follow_up_months * DAYS_PER_MONTH)
+        day_dosed = -safety_days if (has_dates or has_days) else None
+        icans = None if icans_grades is None or np.isnan(icans_grades[index]) else int(icans_grades[index])
         records.append(PatientRecord(str(row.patient_id), level, safety_days, bool(dlt),
                                      int(row.crs_grade), None if pd.isna(responder) else bool(responder), day_dosed,
-                                     line))
-    if has_dates:  # enrolment order: first infusion date; the file's order breaks ties
-        records.sort(key=lambda record: record.day_dosed if record.day_dosed is not None else 0)
+                                     line, icans))
+    if has_dates or has_days:  # enrolment order: the first infusion; the file's order breaks ties
+        records.sort(key=lambda record: record.day_dosed)
     return TrialState(spec, tuple(records), source, as_of=as_of, cohort=cohort, notes=tuple(notes))
 
 

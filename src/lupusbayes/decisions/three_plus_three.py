@@ -39,6 +39,7 @@ __all__ = [
     "parse_outcomes",
     "three_plus_three_from_outcomes",
     "three_plus_three_next",
+    "classical_three_plus_three_mtd",
 ]
 
 Action = Literal["escalate", "stay", "deescalate", "stop"]
@@ -234,6 +235,36 @@ def three_plus_three_next(
     selected = int(safe[-1])
     highest = f"level {selected + 1} is the highest with 6 patients and at most 1 DLT"
     return decide("stop", None, selected, f"{too_toxic}; {highest}: stop and select level {selected + 1}.")
+
+
+def classical_three_plus_three_mtd(n_patients_by_level: Sequence[int], n_dlt_by_level: Sequence[int],
+                                   min_patients: int = COHORT_SIZE) -> tuple[int | None, str]:
+    """The classical 3+3 MTD for a trial that stopped before the 3+3's own end (e.g. at the sample size).
+
+    The highest level, below every level with at least 2 DLTs, that had at most 1 DLT in 6 or more
+    patients, or no DLT in 3 to 5 patients where ``min_patients`` <= 3 allows a level given to 3;
+    every candidate was given to at least ``min_patients`` patients. None when no level qualifies.
+    Returns the 0-based level (or None) and the sentence that says which rule chose it.
+
+    Examples
+    --------
+    >>> classical_three_plus_three_mtd([3, 6, 0], [0, 1, 0])
+    (1, 'the classical rule selects level 2, the highest with at most 1 DLT in 6 (or 0 in 3) below any level with 2 DLTs')
+    >>> classical_three_plus_three_mtd([3, 3, 0], [0, 0, 0], min_patients=6)[0] is None
+    True
+    """
+    n_patients, n_dlt = check_level_counts(n_patients_by_level, n_dlt_by_level)
+    toxic = np.flatnonzero(n_dlt >= 2)
+    ceiling = int(toxic[0]) if toxic.size else n_patients.size
+    rule = "at most 1 DLT in 6" + (" (or 0 in 3)" if min_patients <= COHORT_SIZE else "")
+    candidates = [level for level in range(ceiling)
+                  if n_patients[level] >= max(min_patients, COHORT_SIZE)
+                  and (n_dlt[level] == 0 or (n_patients[level] >= MAX_PATIENTS_PER_LEVEL and n_dlt[level] <= 1))]
+    if not candidates:
+        return None, f"no level had {rule} below any level with 2 DLTs: no level is selected"
+    level = candidates[-1]
+    return level, (f"the classical rule selects level {level + 1}, the highest with {rule} below any level with "
+                   "2 DLTs")
 
 
 def three_plus_three_from_outcomes(

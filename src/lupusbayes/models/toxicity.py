@@ -177,34 +177,15 @@ class ToxicityModel(BayesianModel):
                 return ""
             return (f"CRS >= {threshold} only (the CRS model): ICANS and other adverse events are not part of "
                     "this model's P(DLT)")
-        parts = []
         n_aggregate = int(sum(o.n_patients for o in self.spec.observations))
-        if n_aggregate:
-            parts.append(f"from DLT counts reported for {n_aggregate} patients ([[observations]])")
+        n_recorded = n_derived = 0
+        icans_known = True
         if self.cohort is not None:
             patients = self.cohort.patients
             recorded = patients["dlt"].notna()
-            if recorded.all():
-                parts.append(f"from the recorded DLT status of all {len(patients)} patients "
-                             "(assessed against the full definition)")
-            else:
-                if recorded.any():
-                    parts.append(f"from the recorded DLT status of {int(recorded.sum())} patients")
-                derived_from = [f"CRS >= {threshold}"] if threshold is not None else []
-                missing = []
-                if dlt.icans_grade_at_least is not None:
-                    has_icans = "icans_grade" in patients and patients.loc[~recorded, "icans_grade"].notna().all()
-                    (derived_from if has_icans else missing).append(
-                        f"ICANS >= {dlt.icans_grade_at_least}" if has_icans else "ICANS")
-                computable = (threshold is not None) + (dlt.icans_grade_at_least is not None)
-                if len(dlt.definition) > computable:
-                    missing.append("other adverse events")
-                who = f"for the other {int((~recorded).sum())} patients " if recorded.any() else ""
-                text = f"{who}from {' and '.join(derived_from)}"
-                if missing:
-                    text += f" only: {' and '.join(missing)} not recorded"
-                parts.append(text)
-        return "P(DLT) " + "; ".join(parts) if parts else ""
+            n_recorded, n_derived = int(recorded.sum()), int((~recorded).sum())
+            icans_known = "icans_grade" in patients and bool(patients.loc[~recorded, "icans_grade"].notna().all())
+        return dlt.basis(n_recorded=n_recorded, n_derived=n_derived, icans_known=icans_known, n_aggregate=n_aggregate)
 
     def notes(self) -> list[str]:
         """Caveats that go with this model's numbers (DLT basis, complete pooling)."""

@@ -130,8 +130,10 @@ def _recommendation_section(inputs: ReportInputs) -> str:
     parts = [f'<div class="verdict"><div class="action">{action}</div>']
     if r.forced:
         parts.append('<p class="fail">FORCED: a fit behind this recommendation FAILED its convergence gate.</p>')
+    parts += [f'<p class="fail">{html.escape(alert)}</p>' for alert in r.alerts]
     if r.selection is not None and r.selection.reason:
-        parts.append(f"<p>Selected: <b>{html.escape(r.selection.dose_label or 'no dose')}</b>: "
+        provisional = " (PROVISIONAL)" if r.selection.provisional else ""
+        parts.append(f"<p>Selected{provisional}: <b>{html.escape(r.selection.dose_label or 'no dose')}</b>: "
                      f"{html.escape(r.selection.reason)}</p>")
     parts.append("</div><h3>Every rule</h3><table><tr><th>rule</th><th>question</th><th>verdict</th></tr>")
     for verdict in r.verdicts:

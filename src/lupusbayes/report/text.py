@@ -227,13 +227,18 @@ def level_text(spec: TrialSpec, level: int | None) -> str:
 
 
 def action_line(recommendation: Recommendation, spec: TrialSpec) -> str:
-    """``'ESCALATE: next cohort of 3 at level 2 (7.5e7 cells/kg), first dose now'``, or ``'STOP: reasons'``."""
+    """``'ESCALATE: next cohort of 3 at level 2 (7.5e7 cells/kg), first dose now'``, or ``'STOP: reasons'``,
+    or, while patients are inside the DLT window, ``'HOLD: nobody is dosed for 18 days (...); decide again then'``."""
     r = recommendation
     if r.action == "stop":
         return f"STOP: {'; '.join(r.stop_reasons)}"
     when = "now" if r.wait_days == 0 else f"in {r.wait_days} days"
     if r.earliest_date is not None:
         when += f" ({r.earliest_date.isoformat()})"
+    if r.paused:
+        until = f" (until {r.earliest_date.isoformat()})" if r.earliest_date is not None else ""
+        return (f"HOLD: nobody is dosed for {r.wait_days} days{until}: patients are inside the DLT window; "
+                "decide again with their outcomes")
     return f"{r.action.upper()}: next cohort of {r.n_next} at {level_text(spec, r.next_level)}, first dose {when}"
 
 
@@ -243,10 +248,11 @@ def recommendation_text(recommendation: Recommendation, spec: TrialSpec) -> str:
     lines = [f"Recommendation for {r.trial_id} (design {r.design}; state: {r.state_source})"]
     if r.forced:
         lines.append("  FORCED: a fit behind this recommendation FAILED its convergence gate")
+    lines += [f"  {alert}" for alert in r.alerts]
     lines.append(f"  {action_line(r, spec)}")
     if r.action == "stop" and r.selection is not None:
         chosen = r.selection.dose_label or "no dose"
-        lines.append(f"  selected: {chosen}: {r.selection.reason}")
+        lines.append(f"  selected{' (PROVISIONAL)' if r.selection.provisional else ''}: {chosen}: {r.selection.reason}")
         for row in r.selection.rows:
             shown = ", ".join(f"{k} {v.text() if hasattr(v, 'text') else (f'{v:.3f}' if isinstance(v, float) else v)}"
                               for k, v in row.items() if k != "level")
@@ -264,7 +270,11 @@ def recommendation_text(recommendation: Recommendation, spec: TrialSpec) -> str:
         lines += ["", "Warnings:", *(f"  - {w}" for w in r.warnings)]
     if r.notes:
         lines += ["", "Notes:", *(f"  - {n}" for n in r.notes)]
-    lines += ["", "Levels count from 1; '+/- <x' is an upper bound on the Monte Carlo error."]
+    footer = ["Levels count from 1."]
+    if any(check.estimate is not None and check.estimate.error_kind == "mcse bound"
+           for verdict in r.verdicts for check in verdict.checks):
+        footer.append("'+/- <x' is an upper bound on the Monte Carlo error.")
+    lines += ["", " ".join(footer)]
     return "\n".join(lines)
 
 
@@ -273,7 +283,11 @@ def transitions_text(transitions, spec: TrialSpec) -> str:
     if not transitions:
         return "No next cohort: the trial stops."
     level = transitions[0].recommendation.current_level
-    lines = [f"After the next cohort at {level_text(spec, level)} (n = the cohort's size):"]
+    if transitions[0].pending:
+        lines = [f"When the {len(transitions) - 1} patient(s) inside the DLT window have completed it "
+                 "(DLTs among them):"]
+    else:
+        lines = [f"After the next cohort at {level_text(spec, level)} (n = the cohort's size):"]
     for row in transitions:
         outcome = f"{row.n_dlt} DLT(s)" + ("" if row.n_responders is None else f", {row.n_responders} responder(s)")
         r = row.recommendation

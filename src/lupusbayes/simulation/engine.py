@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from lupusbayes.decisions import DecisionContext, Design, Recommendation, decide
+from lupusbayes.decisions.recommend import min_patients_at_selection
 from lupusbayes.decisions.rules import (
     STOP_BOIN_ELIMINATED_LOWEST,
     STOP_THREE_PLUS_THREE,
@@ -323,16 +324,20 @@ def _rule_based(spec: TrialSpec, design: Design, scenario: Scenario, latent: Lat
                 first_trial: int) -> TrialResults | None:
     """The engine's results for BOIN / the 3+3 from the vectorised simulators, or None when they do not apply."""
     group, max_patients = spec.escalation.group_size, latent.toxicity.shape[1]
+    minimum = min_patients_at_selection(spec)
     if design.name not in ("boin", "3+3") or max_patients % group:
         return None
     p_dlt = scenario.p_dlt(spec)
     n_cohorts = max_patients // group
+    if design.name == "boin" and minimum > group:  # levels given to one cohort only are not selected: the engine
+        return None
     if design.name == "boin":
         rule = next(rule for rule in design.rules if isinstance(rule, BoinRule))
         simulation = simulate_boin(latent.toxicity, p_dlt, boundaries=rule.boundaries, cohort_size=group,
                                    n_cohorts=n_cohorts, start_level=spec.dosing.starting_level - 1)
     elif group == COHORT_SIZE and spec.dosing.starting_level == 1:
-        simulation = simulate_three_plus_three(latent.toxicity, p_dlt, max_patients=max_patients)
+        simulation = simulate_three_plus_three(latent.toxicity, p_dlt, max_patients=max_patients,
+                                               min_patients_at_selection=minimum)
     else:
         return None
     duration, cohorts = _cohort_timeline(simulation.patient_level, arrival_days(scenario, latent.arrival), group,

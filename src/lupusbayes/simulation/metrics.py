@@ -16,7 +16,11 @@ quantity                                  meaning (per trial, then averaged)
                                           level whose true P(DLT) is below the spec's overdose
                                           threshold (``[dlt.intervals]``); every level is above
                                           it when none is below
-``stopped early``                         the trial enrolled fewer than the sample size
+``stopped for toxicity``                  the trial stopped because no level was acceptable: no
+                                          level admissible, BOIN's lowest level eliminated, or the
+                                          3+3 ending with no level selected (a 3+3 that ends by
+                                          selecting its MTD, or any trial reaching its sample size
+                                          or its planned end, did not)
 ``patients``                              patients treated (per level, and in all)
 ``patients above the true MTD``           patients treated at levels above the true MTD
 ``DLTs``                                  patients with a DLT
@@ -30,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lupusbayes.decisions.rules import STOP_BOIN_ELIMINATED_LOWEST, STOP_NO_LEVEL_ADMISSIBLE, STOP_THREE_PLUS_THREE
 from lupusbayes.decisions.state import DAYS_PER_MONTH
 from lupusbayes.simulation.engine import TrialResults
 from lupusbayes.simulation.scenarios import Scenario
@@ -38,7 +43,7 @@ from lupusbayes.spec import TrialSpec
 __all__ = ["operating_characteristics", "comparison_table", "QUANTITIES"]
 
 QUANTITIES = ("selected", "no dose selected", "selected a safe, efficacious dose", "selected above the true MTD",
-              "stopped early", "patients", "patients above the true MTD", "DLTs", "responders", "duration (months)")
+              "stopped for toxicity", "patients", "patients above the true MTD", "DLTs", "responders", "duration (months)")
 
 
 def _mean(values: np.ndarray) -> tuple[float, float]:
@@ -58,12 +63,12 @@ def operating_characteristics(results: TrialResults, scenario: Scenario, spec: T
                               efficacious_response: float, max_patients: int | None = None) -> pd.DataFrame:
     """The table of the module docstring for one design on one scenario (levels counted from 1; 0: all).
 
-    ``max_patients`` (default the spec's) is the sample size that ``stopped early`` compares with.
+    ``max_patients`` is accepted for compatibility and not used (``stopped for toxicity`` reads the
+    trials' stop reasons).
     """
     n_levels = results.n_patients.shape[1]
     true_mtd = scenario.true_mtd(spec)
     above = np.arange(n_levels) > (-1 if true_mtd is None else true_mtd)
-    sample_size = max_patients if max_patients is not None else spec.escalation.max_patients
     target = scenario.safe_and_efficacious(spec, efficacious_response)
     selected = results.selected_level
     chosen = selected >= 0
@@ -78,7 +83,9 @@ def operating_characteristics(results: TrialResults, scenario: Scenario, spec: T
     add("no dose selected", 0, _proportion(~chosen))
     add("selected a safe, efficacious dose", 0, _proportion(chosen & target[np.maximum(selected, 0)]))
     add("selected above the true MTD", 0, _proportion(chosen & above[np.maximum(selected, 0)]))
-    add("stopped early", 0, _proportion(results.n_patients.sum(axis=1) < (sample_size or np.inf)))
+    reasons = np.asarray(results.stop_reason, dtype=object)
+    safety = np.isin(reasons, [STOP_NO_LEVEL_ADMISSIBLE, STOP_BOIN_ELIMINATED_LOWEST])
+    add("stopped for toxicity", 0, _proportion(safety | ((reasons == STOP_THREE_PLUS_THREE) & ~chosen)))
     for level in range(n_levels):
         add("patients", level + 1, _mean(results.n_patients[:, level]))
     add("patients", 0, _mean(results.n_patients.sum(axis=1)))

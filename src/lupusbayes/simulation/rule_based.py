@@ -330,6 +330,7 @@ def simulate_three_plus_three(
     *,
     max_patients: int | None = None,
     allow_deescalate: bool = False,
+    min_patients_at_selection: int = COHORT_SIZE,
 ) -> RuleBasedSimulation:
     """Simulate many 3+3 trials at once, starting at the lowest level (``escalation`` rules).
 
@@ -347,10 +348,15 @@ def simulate_three_plus_three(
         True DLT probability at each level.
     max_patients : int, optional
         Cap on the sample size, a multiple of 3. A trial that reaches it while the 3+3 would
-        continue stops and selects the level the 3+3 would give next (as ``escalation``'s
-        ``stop_at_n`` does). Default ``6 * n_levels``, which the 3+3 never exceeds.
+        continue stops and selects by the classical rule
+        (:func:`~lupusbayes.decisions.three_plus_three.classical_three_plus_three_mtd`: never a
+        level no patient received, unlike ``escalation``'s ``stop_at_n``, which selects the level
+        the 3+3 would give next). Default ``6 * n_levels``, which the 3+3 never exceeds.
     allow_deescalate : bool, default False
         Korn et al.'s variant.
+    min_patients_at_selection : int, default 3
+        No level given to fewer patients is selected (the 3+3's own choice included; the
+        classical rule then selects).
 
     Returns
     -------
@@ -394,8 +400,11 @@ def simulate_three_plus_three(
         patient_level[trials, columns] = at[:, None]
 
         next_level, stop, selected = _decide_rows(n_patients[trials], n_dlt[trials], at, allow_deescalate)
-        if cohort == n_cohorts - 1:  # sample size reached: select the level the 3+3 would give next
-            selected = np.where(stop, selected, next_level)
+        classical = _classical_rows(n_patients[trials], n_dlt[trials], min_patients_at_selection)
+        too_few = (selected >= 0) & (n_patients[trials, np.maximum(selected, 0)] < min_patients_at_selection)
+        selected = np.where(stop & too_few, classical, selected)
+        if cohort == n_cohorts - 1:  # sample size reached before the 3+3's own end: the classical rule
+            selected = np.where(stop, selected, classical)
             stop = np.ones_like(stop)
         level[trials] = np.where(stop, at, next_level)
         selected_level[trials[stop]] = selected[stop]
@@ -403,6 +412,16 @@ def simulate_three_plus_three(
         running[trials[stop]] = False
 
     return _read_only_simulation(selected_level, n_patients, n_dlt, stopped_early, patient_level)
+
+
+def _classical_rows(n_patients: np.ndarray, n_dlt: np.ndarray, min_patients: int) -> np.ndarray:
+    """:func:`~lupusbayes.decisions.three_plus_three.classical_three_plus_three_mtd` for many trials (-1: none)."""
+    n_levels = n_patients.shape[1]
+    toxic = n_dlt >= 2
+    below_toxic = ~np.logical_or.accumulate(toxic, axis=1)
+    qualifies = (below_toxic & (n_patients >= max(min_patients, COHORT_SIZE))
+                 & ((n_dlt == 0) | ((n_patients >= MAX_PATIENTS_PER_LEVEL) & (n_dlt <= 1))))
+    return np.where(qualifies.any(axis=1), n_levels - 1 - np.argmax(qualifies[:, ::-1], axis=1), -1)
 
 
 def _decide_rows(n_patients: np.ndarray, n_dlt: np.ndarray, level: np.ndarray, allow_deescalate: bool):

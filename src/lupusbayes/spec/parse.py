@@ -121,7 +121,12 @@ def parse_spec(text: str, *, source: str = "<spec>") -> TrialSpec:
     dlt = _parse_dlt(root.table("dlt"), dosing)
     escalation = _parse_escalation(root.table("escalation", required=False))
     efficacy = _parse_efficacy(root.table("efficacy", required=False))
-    decision = _parse_decision(root.table("decision", required=False), dlt)
+    decision_table = root.table("decision", required=False)
+    decision = _parse_decision(decision_table, dlt)
+    minimum_selected = decision.min_patients_at_selection
+    if minimum_selected is not None and escalation.max_patients is not None and minimum_selected > escalation.max_patients:
+        raise decision_table.error("min_patients_at_selection", f"{minimum_selected} is more than the trial's "
+                                   f"max_patients ({escalation.max_patients}): no dose could ever be selected")
     eligibility = _parse_eligibility(root.table("eligibility", required=False))
     models = _parse_models(root.table("model", required=False))
     fitting = _parse_fitting(root.table("fitting", required=False))
@@ -376,6 +381,8 @@ def _parse_escalation(table: TomlTable) -> EscalationRules:
         allow_skipping=table.boolean("allow_skipping", False),
         efficacy_driven_escalation=table.boolean("efficacy_driven_escalation", False),
         max_patients=table.integer("max_patients", None, minimum=1),
+        pause_crs_grade_at_least=table.integer("pause_crs_grade_at_least", None, minimum=1, maximum=5),
+        pause_icans_grade_at_least=table.integer("pause_icans_grade_at_least", None, minimum=1, maximum=4),
     )
     if rules.sentinel_patients >= rules.group_size:
         raise table.error("sentinel_patients", "must be smaller than group_size")
@@ -430,6 +437,7 @@ def _parse_decision(table: TomlTable, dlt: DLTDefinition) -> DecisionSettings:
         max_overdose_probability=table.number("max_overdose_probability", defaults.max_overdose_probability,
                                               minimum=0.0, maximum=1.0),
         close_call_mcse=table.number("close_call_mcse", defaults.close_call_mcse, minimum=0.0, maximum=10.0),
+        min_patients_at_selection=table.integer("min_patients_at_selection", None, minimum=1, maximum=100),
         efficacy=efficacy, loss=loss, boin=boin,
     )
     if settings.toxicity_model == "crs" and dlt.crs_grade_at_least is None:

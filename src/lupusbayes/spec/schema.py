@@ -195,6 +195,41 @@ class DLTDefinition:
         recorded = np.asarray(recorded, dtype=float)
         return np.where(np.isnan(recorded), derived, recorded > 0)
 
+    def basis(self, *, n_recorded: int, n_derived: int, icans_known: bool, n_aggregate: int = 0) -> str:
+        """What a P(DLT) computed from these patients rests on, in words (said with every P(DLT)).
+
+        ``n_recorded`` patients have a recorded DLT status (assessed against the whole
+        definition); for ``n_derived`` others it is derived from the CRS (and, when
+        ``icans_known``, ICANS) thresholds, and the components that cannot be derived are named
+        as *not recorded* (the text then contains " only:"). ``n_aggregate``: patients behind
+        aggregate DLT counts (``[[observations]]``, counts files, outcome strings).
+        """
+        parts = []
+        if n_aggregate:
+            parts.append(f"from DLT counts of {n_aggregate} patients (each assessed against the full definition)")
+        if n_recorded and not n_derived:
+            parts.append(f"from the recorded DLT status of all {n_recorded} patients (assessed against the full "
+                         "definition)")
+        elif n_derived:
+            if n_recorded:
+                parts.append(f"from the recorded DLT status of {n_recorded} patients")
+            derived_from = [f"CRS >= {self.crs_grade_at_least}"] if self.crs_grade_at_least is not None else []
+            missing = []
+            if self.icans_grade_at_least is not None:
+                if icans_known:
+                    derived_from.append(f"ICANS >= {self.icans_grade_at_least}")
+                else:
+                    missing.append("ICANS")
+            computable = (self.crs_grade_at_least is not None) + (self.icans_grade_at_least is not None)
+            if len(self.definition) > computable:
+                missing.append("other adverse events")
+            who = f"for the other {n_derived} patients " if n_recorded else ""
+            text = f"{who}from {' and '.join(derived_from) or 'nothing'}"
+            if missing:
+                text += f" only: {' and '.join(missing)} not recorded"
+            parts.append(text)
+        return "P(DLT) " + "; ".join(parts) if parts else ""
+
 
 @dataclass(frozen=True)
 class EscalationRules:
@@ -205,7 +240,10 @@ class EscalationRules:
     have ``sentinel_safety_days`` of safety data; no new group until every patient of the
     current one has ``group_safety_days_before_next``; at most one level up unless
     ``allow_skipping``; escalation after an inefficacious sentinel if
-    ``efficacy_driven_escalation``; at most ``max_patients``.
+    ``efficacy_driven_escalation``; at most ``max_patients``. ``pause_crs_grade_at_least`` and
+    ``pause_icans_grade_at_least`` name events short of a DLT that pause dosing as a DLT does
+    (while the patient is inside the DLT window nobody else is dosed, and in a sentinel the SRC
+    reviews it); None: only DLTs pause.
     """
 
     group_size: int = 3
@@ -215,6 +253,15 @@ class EscalationRules:
     allow_skipping: bool = False
     efficacy_driven_escalation: bool = False
     max_patients: int | None = None
+    pause_crs_grade_at_least: int | None = None
+    pause_icans_grade_at_least: int | None = None
+
+    def pausing(self, dlt: bool, crs_grade: int | None, icans_grade: int | None) -> bool:
+        """A DLT, or an event the spec names as pausing (a CRS or ICANS grade at least the pause threshold)."""
+        crs = self.pause_crs_grade_at_least
+        icans = self.pause_icans_grade_at_least
+        return bool(dlt or (crs is not None and crs_grade is not None and crs_grade >= crs)
+                    or (icans is not None and icans_grade is not None and icans_grade >= icans))
 
 
 DESIGNS = ("lupusbayes", "blrm_ewoc", "blrm_loss", "boin", "3+3")
@@ -269,16 +316,23 @@ class EfficacyRuleSettings:
 class DecisionSettings:
     """Which design decides, from which model, with which thresholds (``[decision]``).
 
+    ``toxicity_model`` is the model whose P(DLT) the safety rules read: ``"blrm"`` (the default)
+    models each patient's protocol DLT status (the ``dlt`` column, else derived from the CRS and
+    ICANS thresholds), so every recorded DLT counts whatever caused it; ``"crs"`` reads P(DLT) as
+    P(CRS >= ``dlt.crs_grade_at_least``) from the ordinal CRS model, which sees CRS only (a
+    decision then refuses data holding a DLT that CRS does not explain, unless told otherwise).
     ``max_overdose_probability`` is EWOC's limit on the posterior probability of the spec's
     overdose interval (0.25: Babb et al. 1998; OncoBayes2's default); ``close_call_mcse`` is how
     many Monte Carlo standard errors from a threshold a probability must be for its verdict to
-    count as settled (OncoBayes2's ``ewoc_check`` uses 1.96).
+    count as settled (OncoBayes2's ``ewoc_check`` uses 1.96). ``min_patients_at_selection``: no
+    design selects a level given to fewer patients (None: the group size).
     """
 
     design: str = "lupusbayes"
-    toxicity_model: str = "crs"
+    toxicity_model: str = "blrm"
     max_overdose_probability: float = 0.25
     close_call_mcse: float = 2.0
+    min_patients_at_selection: int | None = None
     efficacy: EfficacyRuleSettings = field(default_factory=EfficacyRuleSettings)
     loss: LossSettings = field(default_factory=LossSettings)
     boin: BoinSettings = field(default_factory=BoinSettings)

@@ -156,6 +156,8 @@ def plot_transitions(transitions: tuple[Transition, ...], spec: TrialSpec) -> Fi
                 chosen = r.selection.dose_label if r.selection is not None and r.selection.dose_label else ""
                 label = "STOP" + (f"\nselect {dose_tick_label(spec.dosing.levels[r.selection.level], unit)}"
                                   if chosen else "")
+            elif r.paused:
+                label = f"hold\n{r.wait_days} days"
             else:
                 label = f"{r.action}\n{dose_tick_label(spec.dosing.levels[r.next_level], unit)}"
             if any("Pareto" in w or "close call" in w for w in r.warnings):

@@ -1,0 +1,290 @@
+"""From a spec, a trial state and co-data to the posteriors a decision reads, fitting what is needed.
+
+This is the layer the command line's ``decide``, ``report`` and ``plot`` call (and a Python user
+can call directly): it chooses the toxicity model a design reads, fits it on the state's
+DLT-evaluable patients (and co-data), or checks that a given fit is a fit of exactly those data,
+and builds the :class:`~lupusbayes.decisions.DecisionContext`.
+
+The protocol's DLT is what the safety rules read. ``[decision] toxicity_model = "blrm"`` (the
+default, and always for the ``blrm_ewoc`` and ``blrm_loss`` designs) models each patient's DLT
+status, recorded or derived from the CRS and ICANS thresholds, so a DLT from ICANS or any other
+adverse event moves P(DLT) exactly as a CRS DLT does. ``"crs"`` reads P(DLT) as P(CRS >= k) from
+the ordinal CRS model; a state or co-data holding a DLT that CRS >= k does not explain is then
+refused (:class:`~lupusbayes.errors.DecisionError`) unless ``allow_unmodelled_dlt``, and the
+recommendation's headline says which DLTs the model cannot see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from lupusbayes.cohort import Cohort, combine_cohorts
+from lupusbayes.decisions import (
+    DecisionContext,
+    Design,
+    design_for,
+    draws_from_dose_response,
+    exact_blrm,
+)
+from lupusbayes.decisions.state import TrialState
+from lupusbayes.errors import DecisionError, LupusBayesError, ModelSetupError
+from lupusbayes.spec import DoseObservation, TrialSpec
+
+__all__ = ["DecisionInputs", "decision_inputs", "toxicity_model_kind", "unmodelled_dlts", "check_fit_matches",
+           "toxicity_draws", "efficacy_draws", "expected_toxicity_model", "expected_efficacy_model"]
+
+
+@dataclass(frozen=True)
+class DecisionInputs:
+    """What a decision needs: the spec, the design, the context (state and posteriors) and the fits behind them."""
+
+    spec: TrialSpec
+    design: Design
+    context: DecisionContext
+    fits: dict = field(default_factory=dict)  # label ("toxicity", "efficacy") -> FitResult
+
+
+def toxicity_model_kind(spec: TrialSpec, design: Design) -> str:
+    """``"blrm"`` or ``"crs"``: the model whose P(DLT) the design's safety rules read."""
+    return "blrm" if design.name in ("blrm_ewoc", "blrm_loss") else spec.decision.toxicity_model
+
+
+def _dlt_status(spec: TrialSpec, patients) -> np.ndarray:
+    icans = patients["icans_grade"].to_numpy(dtype=float, na_value=np.nan) if "icans_grade" in patients else None
+    return spec.dlt.dlt_status(patients["crs_grade"], icans, patients["dlt"].to_numpy(dtype=float, na_value=np.nan))
+
+
+def unmodelled_dlts(spec: TrialSpec, cohort: Cohort | None) -> list[str]:
+    """``study/patient`` of every DLT that CRS >= ``dlt.crs_grade_at_least`` does not explain."""
+    if cohort is None or spec.dlt.crs_grade_at_least is None:
+        return []
+    patients = cohort.patients
+    unexplained = _dlt_status(spec, patients) & (patients["crs_grade"].to_numpy(dtype=int) < spec.dlt.crs_grade_at_least)
+    return [f"{row.study_id}/{row.patient_id}" for row, flag in zip(patients.itertuples(index=False), unexplained,
+                                                                      strict=True) if flag]
+
+
+def _combined(cohorts: Sequence[Cohort | None]) -> Cohort | None:
+    present = [cohort for cohort in cohorts if cohort is not None]
+    return combine_cohorts(present) if present else None
+
+
+def _counts_as_observations(spec: TrialSpec, state: TrialState) -> TrialSpec:
+    """The spec with the state's DLT-evaluable counts as aggregate ``[[observations]]`` of its own study."""
+    n, y = state.evaluable_counts()
+    rows = tuple(DoseObservation(spec.trial.id, float(dose), int(count), int(dlts))
+                 for dose, count, dlts in zip(spec.dosing.levels, n, y, strict=True) if count)
+    return replace(spec, observations=spec.observations + rows)
+
+
+def expected_toxicity_model(spec: TrialSpec, design: Design, state: TrialState, codata: Sequence[Cohort] = ()):
+    """The toxicity model a decision fits: the state's DLT-evaluable patients and the co-data.
+
+    None when there is nothing to fit it to (no evaluable patient, no co-data).
+
+    Raises
+    ------
+    DecisionError
+        The CRS model asked for with counts or outcome strings (they hold no CRS grades).
+    """
+    from lupusbayes.models.toxicity import BLRM, CRSModel
+
+    kind = toxicity_model_kind(spec, design)
+    model_spec = spec
+    if state.cohort is None:  # counts or outcome strings
+        if kind == "crs":
+            raise DecisionError(f"{state.source}: the CRS toxicity model reads CRS grades, which counts and outcome "
+                                "strings do not have: give the patients' file, or use toxicity_model = 'blrm'")
+        if state.n_patients:
+            model_spec = _counts_as_observations(spec, state)
+    cohort = _combined([state.evaluable_cohort(), *codata])
+    if cohort is None and not model_spec.observations:
+        return None
+    return (BLRM if kind == "blrm" else CRSModel)(cohort, model_spec)
+
+
+def expected_efficacy_model(spec: TrialSpec, state: TrialState, codata: Sequence[Cohort] = ()):
+    """The SLEDAI-2K model a decision fits (every patient of the state, and the co-data), or None."""
+    from lupusbayes.models.sledai import SledaiModel
+
+    cohort = _combined([state.cohort, *codata])
+    if cohort is None:
+        return None
+    try:
+        return SledaiModel(cohort, spec)
+    except ModelSetupError:
+        return None  # no follow-up visit yet: efficacy is not assessable (the rules say so)
+
+
+def _data_of(model) -> dict:
+    """Every observed and constant value of a model by (variable, observation label)."""
+    values = {}
+    for dataset in (model.observed_data(), model.constant_data()):
+        for name, variable in dataset.data_vars.items():
+            if len(variable.dims) == 1:
+                (dim,) = variable.dims
+                for label, value in zip(variable[dim].to_numpy(), variable.to_numpy(), strict=True):
+                    values[(name, str(label))] = value
+            else:
+                values[(name, "")] = variable.to_numpy()
+    return values
+
+
+def _same(a, b) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        return False
+    if a.dtype.kind in "fc" or b.dtype.kind in "fc":
+        return bool(np.allclose(a.astype(float), b.astype(float), rtol=1e-9, atol=0.0, equal_nan=True))
+    return bool(np.array_equal(a, b))
+
+
+def _describe(model) -> str:
+    outcome = getattr(model.settings, "outcome", None)
+    return {"dlt": "BLRM (DLT)", "crs_grade": "CRS (ordinal grades)", "crs_any": "BLRM (any CRS)",
+            None: "SLEDAI-2K"}.get(outcome, model.kind)
+
+
+def check_fit_matches(result, expected, source: str, *, role: str, error: type[LupusBayesError] = DecisionError,
+                      hint: str | None = None) -> None:
+    """A given fit must be the fit the decision would make: the same kind of model on exactly the same data.
+
+    ``expected`` is the model the decision would fit (:func:`expected_toxicity_model`,
+    :func:`expected_efficacy_model`), or None when there is nothing to fit. Compared: the model
+    class and outcome, then every observed and constant value by patient (the state's patients
+    that count, with their doses, outcomes and study, and the co-data).
+
+    Raises
+    ------
+    error
+        One line naming ``source`` and the first difference.
+    """
+    model = result.model
+    if expected is None:
+        raise error(f"{source}: the state has no patient this {role} model can be fitted to yet; leave the fit out")
+    hint = hint or (f"refit with 'lupusbayes fit ... --model {expected.kind}' on the state's data (DLT-evaluable "
+                    "patients, for a toxicity model) and the same co-data, or leave the fit out and let decide fit it")
+    wanted, given = _describe(expected), _describe(model)
+    if type(model) is not type(expected) or given != wanted:
+        raise error(f"{source}: a {given} fit, but the {role} posterior of this decision comes from a {wanted} "
+                    f"model; {hint}")
+    fitted, needed = _data_of(model), _data_of(expected)
+    for key in sorted(set(fitted) | set(needed)):
+        if key not in fitted or key not in needed or not _same(fitted[key], needed[key]):
+            name, label = key
+            where = f"patient {label}" if label else name
+            if key not in fitted:
+                problem = f"{where} is in the decision's data but not in the fit"
+            elif key not in needed:
+                problem = f"{where} is in the fit but not in the decision's data (other patients, or co-data not given)"
+            else:
+                problem = f"{where}: {name} is {fitted[key]} in the fit, {needed[key]} in the decision's data"
+            raise error(f"{source}: the fit was made on other data than this decision's ({problem}); {hint}")
+
+
+def toxicity_draws(result):
+    """The decision posterior of a toxicity fit (its dose-response draws)."""
+    return draws_from_dose_response(result.dose_response, source=f"{result.model.name} (seed {result.seed})",
+                                    notes=tuple(result.model.notes()))
+
+
+def efficacy_draws(result, spec: TrialSpec, seed: int):
+    """The decision posterior of a SLEDAI-2K fit at the spec's decision months (derived, seeded, when the
+    fit's dose-response does not hold them)."""
+    settings = spec.decision.efficacy
+    dose_response = result.dose_response
+    wanted = sorted({settings.month, settings.final_month})
+    if not all(np.any(np.isclose(dose_response["month"].to_numpy(), month)) for month in wanted):
+        dose_response = result.model.dose_response(result.posterior, np.random.default_rng(seed), months=wanted)
+    return draws_from_dose_response(dose_response, response=settings.response, month=settings.month,
+                                    final_month=settings.final_month, source=f"{result.model.name} (seed {result.seed})",
+                                    notes=tuple(result.model.notes()))
+
+
+def decision_inputs(spec: TrialSpec, state: TrialState, *, design: Design | str | None = None,
+                    codata: Sequence[Cohort] = (), toxicity_fit=None, efficacy_fit=None, seed: int = 20251108,
+                    force: bool = False, progress=None, allow_unmodelled_dlt: bool = False,
+                    toxicity_fit_source: str = "the toxicity fit", efficacy_fit_source: str = "the efficacy fit",
+                    error: type[LupusBayesError] = DecisionError) -> DecisionInputs:
+    """The posteriors a design reads for ``state``, fitted (seeded by ``seed``) unless given, and the context.
+
+    Parameters
+    ----------
+    design
+        A :class:`~lupusbayes.decisions.Design`, a design name, or None for the spec's.
+    codata
+        Other studies' cohorts, borrowed from through the models' hierarchy (EXNEX).
+    toxicity_fit, efficacy_fit
+        Saved fits to use instead of fitting; each must be the fit this decision would make
+        (:func:`check_fit_matches`), else ``error`` names ``*_fit_source``.
+    allow_unmodelled_dlt
+        With ``toxicity_model = "crs"``: decide although a DLT is not explained by CRS, with an
+        alert in the recommendation's headline (otherwise that is a :class:`DecisionError`).
+
+    Examples
+    --------
+    >>> import lupusbayes as lb
+    >>> from lupusbayes.decisions import decide, state_from_outcomes
+    >>> spec = lb.load_spec("axa_nk02")
+    >>> inputs = decision_inputs(spec, state_from_outcomes(spec, "1NNN"), design="blrm_ewoc")
+    >>> decide(inputs.context, inputs.design).action
+    'escalate'
+    """
+    from lupusbayes.fitting import fit
+
+    design = design if isinstance(design, Design) else design_for(spec, design)
+    fits: dict = {}
+    alerts: list[str] = []
+    toxicity = efficacy = None
+    if design.needs_toxicity_model:
+        kind = toxicity_model_kind(spec, design)
+        if kind == "crs":
+            unseen = unmodelled_dlts(spec, _combined([state.evaluable_cohort(), *codata]))
+            if unseen:
+                what = (f"{len(unseen)} recorded DLT(s) not explained by CRS >= {spec.dlt.crs_grade_at_least} "
+                        f"({', '.join(unseen[:3])}{', ...' if len(unseen) > 3 else ''})")
+                if not allow_unmodelled_dlt:
+                    raise DecisionError(f"{state.source}: {what}: the CRS model's P(DLT) cannot see them; decide with "
+                                        "toxicity_model = 'blrm' (the protocol DLT, the default), or allow it "
+                                        "explicitly (--allow-unmodelled-dlt) and read the alert")
+                alerts.append(f"UNMODELLED DLT: {what} are not in P(DLT), which is P(CRS >= "
+                              f"{spec.dlt.crs_grade_at_least}) from the CRS model: the safety rules cannot see them")
+        hierarchy = spec.models.blrm.hierarchy if kind == "blrm" else spec.models.crs.hierarchy
+        exact = (kind == "blrm" and toxicity_fit is None and not codata and hierarchy in ("auto", "none")
+                 and not spec.observations)
+        if exact:
+            n, y = state.evaluable_counts()
+            toxicity = exact_blrm(spec.dosing.levels, n, y, prior=spec.models.blrm.prior,
+                                  reference_dose=spec.dosing.reference_dose, source="exact BLRM (quadrature)",
+                                  dlt_basis=state.dlt_basis())
+        else:
+            if hierarchy in ("exnex", "exchangeable") and not codata and toxicity_fit is None:
+                section = "blrm" if kind == "blrm" else "crs"
+                raise error(f"{spec.source}: [model.{section}] hierarchy '{hierarchy}' borrows from co-data, and none "
+                            "were given: add the co-data (--codata FILE, e.g. kn5601), or set hierarchy = 'none'")
+            expected = expected_toxicity_model(spec, design, state, codata)
+            if toxicity_fit is not None:
+                check_fit_matches(toxicity_fit, expected, toxicity_fit_source, role="toxicity", error=error)
+                result = toxicity_fit
+            elif expected is None:
+                raise error(f"{state.source}: no patient is DLT-evaluable yet and there are no co-data: the "
+                            f"{kind} model has nothing to be fitted to yet")
+            else:
+                result = fit(expected, seed=seed, progress=progress)
+            fits["toxicity"] = result
+            toxicity = toxicity_draws(result)
+    if efficacy_fit is not None or (design.needs_efficacy_model and not state.counts_only):
+        expected = expected_efficacy_model(spec, state, codata)
+        if efficacy_fit is not None:  # checked even when the design reads no efficacy: it is untrusted input
+            check_fit_matches(efficacy_fit, expected, efficacy_fit_source, role="efficacy", error=error)
+        result = efficacy_fit if efficacy_fit is not None else (
+            fit(expected, seed=seed, progress=progress) if expected is not None else None)
+        if result is not None and design.needs_efficacy_model and not state.counts_only:
+            fits["efficacy"] = result
+            efficacy = efficacy_draws(result, spec, seed)
+    failed = tuple(result.model.name for result in fits.values() if not result.converged)
+    context = DecisionContext(spec, state, toxicity, efficacy, failed, forced=force, alerts=tuple(alerts))
+    return DecisionInputs(spec, design, context, fits)
