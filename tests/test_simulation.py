@@ -3,6 +3,7 @@ rules, metrics, seeds (1 or 2 processes, Dask), checkpoints, and the command lin
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from lupusbayes.simulation import (
     simulate,
     simulate_trials,
 )
+from lupusbayes.simulation import runner
 from lupusbayes.simulation.rule_based import simulate_boin, simulate_three_plus_three
 
 FIVE_LEVELS = """
@@ -79,7 +81,7 @@ GOOD = """
 accrual_gap_days = 14
 [[scenario]]
 name = "one"
-p_crs_at_least = [[0.1, 0.01], [0.2, 0.02], [0.3, 0.03]]
+p_crs_at_least = [[0.1, 0.01, 0.005], [0.2, 0.02, 0.01], [0.3, 0.03, 0.02]]
 p_other_dlt = [0.0, 0.0, 0.0]
 p_response = [0.2, 0.4, 0.6]
 """
@@ -88,12 +90,15 @@ p_response = [0.2, 0.4, 0.6]
 @pytest.mark.parametrize(("change", "words"), [
     (("p_response = [0.2, 0.4, 0.6]", "p_response = [0.2, 0.4]"), ["p_response", "one value per dose level (3; got 2)"]),
     (("p_other_dlt = [0.0, 0.0, 0.0]", "p_other_dlt = [0.0, 1.5, 0.0]"), ["p_other_dlt", "between 0 and 1"]),
-    (("[0.1, 0.01]", "[0.01, 0.1]"), ["p_crs_at_least", "do not increase with the grade"]),
-    (("[0.2, 0.02]", "[0.2]"), ["p_crs_at_least", "row 2"]),
+    (("[0.1, 0.01, 0.005]", "[0.01, 0.1, 0.005]"), ["p_crs_at_least", "do not increase with the grade"]),
+    (("[0.2, 0.02, 0.01]", "[0.2]"), ["p_crs_at_least", "row 2"]),
+    (("[[0.1, 0.01, 0.005], [0.2, 0.02, 0.01], [0.3, 0.03, 0.02]]", "[[0.1, 0.01], [0.2, 0.02], [0.3, 0.03]]"),
+     ["p_crs_at_least", "a DLT is CRS >= 3", "up to at least grade 3"]),
+    (('name = "one"', 'name = "one"\ndescription = "a\\u0007b"'), ["description", "printable"]),
     (("accrual_gap_days = 14", ""), ["accrual_gap_days", "exactly one"]),
     (('name = "one"', 'name = "one"\ncolour = "red"'), ["colour"]),
     (("[simulation]", "[simulation]\nefficacious_response = 2"), ["efficacious_response"]),
-    (("[0.3, 0.03]", "[nan, 0.03]"), ["p_crs_at_least", "finite"]),
+    (("[0.3, 0.03, 0.02]", "[nan, 0.03, 0.02]"), ["p_crs_at_least", "finite"]),
     (("p_other_dlt = [0.0, 0.0, 0.0]", "p_other_dlt = [0.0, inf, 0.0]"), ["p_other_dlt", "finite"]),
     (('name = "one"', 'name = "  "'), ["name", "printable"]),
     (('name = "one"', 'name = 5'), ["name", "text"]),
@@ -260,17 +265,33 @@ def test_a_checkpoint_resumes_and_refuses_another_plan_or_a_foreign_chunk(plan, 
     with pytest.raises(CheckpointError, match="another simulation plan.*seed"):
         simulate(other, checkpoint=folder)
     lines = chunk_files[0].read_text().splitlines()
-    lines[1] = lines[1].replace(",0,", ",999,", 1)  # a trial number that is not this chunk's
+    lines[2] = lines[2].replace(",0,", ",999,", 1)  # a trial number that is not this chunk's
     chunk_files[0].write_text("\n".join(lines) + "\n")
-    with pytest.raises(CheckpointError, match="other trials|not a chunk"):
+    with pytest.raises(CheckpointError, match="not a chunk of this plan: its contents do not match"):
         simulate(plan, checkpoint=folder)
     chunk_files[0].unlink()
     simulate(plan, checkpoint=folder)  # recomputed
-    frame = pd.read_csv(chunk_files[1])
-    frame.loc[0, "n_dlt_level_1"] = frame.loc[0, "n_patients_level_1"] + 1  # more DLTs than patients
-    frame.to_csv(chunk_files[1], index=False)
-    with pytest.raises(CheckpointError, match="DLTs or responders"):
+    # a chunk copied in from a run with another seed (the same file name, other numbers)
+    elsewhere = tmp_path / "other-seed"
+    simulate(SimulationPlan(plan.spec, plan.scenarios, plan.designs, n_trials=plan.n_trials, seed=99,
+                            chunk_size=plan.chunk_size), checkpoint=elsewhere)
+    original = chunk_files[1].read_text()
+    chunk_files[1].write_text((elsewhere / chunk_files[1].name).read_text())
+    with pytest.raises(CheckpointError, match="computed for another plan \\(seed 99\\)"):
         simulate(plan, checkpoint=folder)
+    chunk_files[1].write_text(original)
+    store = runner._Checkpoint(folder, plan)
+    chunk = plan.chunks()[1]
+    for column, value, problem in (("n_dlt_level_1", None, "DLTs or responders"),
+                                   ("n_decisions", 4.5, "not a whole number")):
+        frame = pd.read_csv(io.StringIO(original.partition("\n")[2]))
+        frame[column] = frame[column].astype(float)
+        frame.loc[0, column] = frame.loc[0, "n_patients_level_1"] + 1 if value is None else value
+        body = frame.to_csv(index=False)  # a forged chunk with a recomputed hash: the values are still checked
+        chunk_files[1].write_text(store._provenance(chunk, body) + "\n" + body)
+        with pytest.raises(CheckpointError, match=problem):
+            simulate(plan, checkpoint=folder)
+    chunk_files[1].write_text(original)
     not_ours = tmp_path / "busy"
     not_ours.mkdir()
     (not_ours / "notes.txt").write_text("mine")
@@ -479,9 +500,10 @@ def test_a_checkpoint_claiming_more_fallback_decisions_than_decisions_is_refused
     folder = tmp_path / "chunks"
     simulate(plan, checkpoint=folder)
     chunk = sorted(folder.glob("scenario-*.csv"))[0]
-    frame = pd.read_csv(chunk)
+    frame = pd.read_csv(chunk, skiprows=1)  # below the provenance line
     frame.loc[0, "n_mcmc_decisions"] = frame.loc[0, "n_decisions"] + 1
-    frame.to_csv(chunk, index=False)
+    body = frame.to_csv(index=False)  # forged with a recomputed hash: the values are still checked
+    chunk.write_text(runner._Checkpoint(folder, plan)._provenance(plan.chunks()[0], body) + "\n" + body)
     with pytest.raises(CheckpointError, match="MCMC fallback"):
         simulate(plan, checkpoint=folder)
 

@@ -24,13 +24,17 @@ problem raises :class:`~lupusbayes.errors.CohortError` naming the file, the line
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import difflib
+import functools
+import gc
 import io
 import math
 import re
 import unicodedata
 from dataclasses import dataclass, field, replace
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -44,6 +48,14 @@ from lupusbayes.errors import CohortError, DosingError
 
 __all__ = [
     "Cohort",
+    "CsvRow",
+    "read_csv_file",
+    "read_csv_rows",
+    "MAX_CELL_CHARACTERS",
+    "parse_trial_date",
+    "EARLIEST_DATE",
+    "LATEST_DATE",
+    "MAX_SAFETY_DAYS",
     "CohortLayout",
     "load_cohort",
     "load_kn5601",
@@ -263,6 +275,43 @@ def biopsy_classes(text: str | None) -> frozenset[str]:
     return frozenset(found)
 
 
+#: The range of dates a cohort or a state may hold (infusions, data cut-offs): outside it a date is a typo.
+EARLIEST_DATE, LATEST_DATE = date(2000, 1, 1), date(2099, 12, 31)
+#: The most days of safety follow-up a patient may have (100 years).
+MAX_SAFETY_DAYS = 36_500
+
+
+def parse_trial_date(text: str, *, what: str = "date") -> date:
+    """A date ``YYYY-MM-DD`` between :data:`EARLIEST_DATE` and :data:`LATEST_DATE` (ValueError otherwise).
+
+    Examples
+    --------
+    >>> parse_trial_date("2026-06-20")
+    datetime.date(2026, 6, 20)
+    """
+    try:
+        value = date.fromisoformat(str(text).strip())
+    except ValueError:
+        raise ValueError(f"'{str(text)[:40]}' is not a date (write YYYY-MM-DD)") from None
+    if not EARLIEST_DATE <= value <= LATEST_DATE:
+        raise ValueError(f"{what} {value} is not plausible (between {EARLIEST_DATE} and {LATEST_DATE})")
+    return value
+
+
+def _parse_safety_days(text: str) -> str:
+    value = _parse_number(text, what="safety_days", minimum=0.0, maximum=float(MAX_SAFETY_DAYS))
+    if not float(value).is_integer():
+        raise ValueError(f"must be a whole number of days from 0 to {MAX_SAFETY_DAYS} (got {text})")
+    return str(int(value))
+
+
+#: Optional columns of a trial state, checked at load by every command (data check, decide, report, ...).
+_CHECKED_EXTRAS = {
+    "infusion_date": lambda text: parse_trial_date(text, what="infusion_date").isoformat(),  # one lambda: memoised once
+    "safety_days": _parse_safety_days,
+}
+
+
 def _parse_bool(text: str) -> bool:
     key = str(text).strip().lower()
     if key in {"1", "yes", "y", "true", "t"}:
@@ -299,7 +348,7 @@ class Cohort:
 
     @property
     def study_ids(self) -> list[str]:
-        return list(dict.fromkeys(self.patients["study_id"]))
+        return self.patients["study_id"].drop_duplicates().astype(str).tolist()  # in order of appearance
 
     def with_response_flags(self) -> pd.DataFrame:
         """Patients with ``sledai_reduction`` and the three SLEDAI-only response flags."""
@@ -395,16 +444,31 @@ def load_cohort(path: str | Path, *, study_id: str | None = None) -> Cohort:
     path = Path(path)
     if path.name.lower() == "kn5601" and not path.exists():
         return load_kn5601()
+    text = read_csv_file(path, what="cohort file")
+    return parse_cohort_text(
+        text, source=str(path), default_study_id=study_id or path.stem, published_study_default=study_id is None
+    )
+
+
+def read_csv_file(path: str | Path, *, what: str = "file") -> str:
+    """The text of a CSV file a user hands over, or a one-line :class:`CohortError` naming it.
+
+    UTF-8 (a byte-order mark allowed); any other byte is refused with its line and column.
+    Line endings may be LF, CRLF or CR alone (what Excel's "CSV (Macintosh)" writes).
+    """
+    path = Path(path)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise CohortError("file not found", source=path) from None
     except IsADirectoryError:
-        raise CohortError("is a folder, not a cohort file", source=path) from None
+        raise CohortError(f"is a folder, not a {what}", source=path) from None
     except OSError as error:
         raise CohortError(f"cannot read file ({error.strerror})", source=path) from None
+    if b"\n" not in raw and b"\r" in raw:  # classic Mac line endings
+        raw = raw.replace(b"\r", b"\n")
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
         column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
@@ -412,9 +476,6 @@ def load_cohort(path: str | Path, *, study_id: str | None = None) -> Cohort:
             f"not UTF-8 text (byte 0x{raw[error.start]:02X} at column {column}; Latin-1 or Windows-1252?): "
             "save the file as 'CSV UTF-8'", source=path, line=line,
         ) from None
-    return parse_cohort_text(
-        text, source=str(path), default_study_id=study_id or path.stem, published_study_default=study_id is None
-    )
 
 
 def cohort_from_frame(frame: pd.DataFrame, *, study_id: str = "study", source: str = "<DataFrame>") -> Cohort:
@@ -456,9 +517,29 @@ def combine_cohorts(cohorts: list[Cohort]) -> Cohort:
 
 
 @dataclass
-class _Row:
+class CsvRow:
+    """One row of a CSV table: its physical line number and its cells by column."""
+
     line: int
     cells: dict[str, str]
+
+
+#: Unicode's control characters (category Cc: U+0000-U+001F and U+007F-U+009F), found in one pass per cell.
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_OUTSIDE_LINE_ENDINGS = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _refuse_cell(record: list[str], header: list[str] | None, source: str, line: int) -> None:
+    """The one-line error for the first cell of ``record`` that is too long or holds a control character."""
+    for position, cell in enumerate(record):
+        column = header[position] if header and position < len(header) else f"column {position + 1}"
+        if len(cell) > MAX_CELL_CHARACTERS:
+            raise CohortError(f"a cell of {len(cell):,} characters; a cell holds at most {MAX_CELL_CHARACTERS:,}",
+                              source=source, line=line, field=column)
+        bad = _control_character(cell)
+        if bad:
+            raise CohortError(f"contains the control character {bad}; remove it (was the file exported as text?)",
+                              source=source, line=line, field=column)
 
 
 def _control_character(text: str) -> str | None:
@@ -478,16 +559,25 @@ def _delimiter_hint(line: str) -> str:
     return ""
 
 
-def _read_rows(text: str, source: str) -> tuple[list[str], list[_Row]]:
+#: The longest cell a table a user hands over may hold (a value, an id, a short note).
+MAX_CELL_CHARACTERS = 10_000
+
+
+def read_csv_rows(text: str, source: str, *, what: str = "patient", allow_empty: bool = False,
+                  ) -> tuple[list[str], list[CsvRow]]:
     """CSV rows with their physical line numbers; comment and blank lines skipped.
 
     Refused, each with its line: a header that is one column of semicolon- or tab-separated
     names, a quoted cell that runs over several lines (an unclosed quote), a cell holding a
-    control character (a NUL byte, say), a ragged row and a repeated column.
+    control character (a NUL byte, say) or more than :data:`MAX_CELL_CHARACTERS` characters,
+    a ragged row and a repeated column. ``what`` names a row in the "no rows" message; a header
+    without rows is refused unless ``allow_empty``.
     """
     header: list[str] | None = None
-    rows: list[_Row] = []
+    rows: list[CsvRow] = []
     reader = csv.reader(io.StringIO(text))
+    # a control character anywhere but in line endings sends every row through the per-cell check
+    suspect = _CONTROL_OUTSIDE_LINE_ENDINGS.search(text) is not None
     try:
         previous_end = 0
         for record in reader:
@@ -504,12 +594,8 @@ def _read_rows(text: str, source: str) -> tuple[list[str], list[_Row]]:
                 continue
             if header is None and len(record) == 1 and (hint := _delimiter_hint(record[0])):
                 raise CohortError(hint, source=source, line=line)
-            for position, cell in enumerate(record):
-                bad = _control_character(cell)
-                if bad:
-                    column = header[position] if header and position < len(header) else f"column {position + 1}"
-                    raise CohortError(f"contains the control character {bad}; remove it (was the file exported as text?)",
-                                      source=source, line=line, field=column)
+            if max(map(len, record)) > MAX_CELL_CHARACTERS or (suspect and any(map(_CONTROL_CHARACTER.search, record))):
+                _refuse_cell(record, header, source, line)  # the slow, precise look only when something is wrong
             if header is None:
                 header = [cell.strip() for cell in record]
                 duplicated = sorted({c for c in header if header.count(c) > 1})
@@ -520,13 +606,16 @@ def _read_rows(text: str, source: str) -> tuple[list[str], list[_Row]]:
                 raise CohortError(
                     f"row has {len(record)} cells but the header has {len(header)} columns", source=source, line=line
                 )
-            rows.append(_Row(line, dict(zip(header, (cell.strip() for cell in record), strict=True))))
+            rows.append(CsvRow(line, dict(zip(header, map(str.strip, record), strict=True))))
     except csv.Error as error:
+        if "field larger than field limit" in str(error):
+            raise CohortError(f"a cell longer than {csv.field_size_limit():,} characters; a cell holds at most "
+                              f"{MAX_CELL_CHARACTERS:,}", source=source, line=reader.line_num + 1) from None
         raise CohortError(f"not a readable CSV table ({error})", source=source, line=reader.line_num) from None
     if header is None:
         raise CohortError("the file is empty (no header row)", source=source)
-    if not rows:
-        raise CohortError("the table has a header but no patient rows", source=source)
+    if not rows and not allow_empty:
+        raise CohortError(f"the table has a header but no {what} rows", source=source)
     return header, rows
 
 
@@ -536,9 +625,28 @@ def _missing_column_error(column: str, header: list[str], source: str) -> Cohort
     return CohortError(f"missing required column '{column}'{hint}", source=source)
 
 
+@contextlib.contextmanager
+def _collection_paused():
+    """No cyclic garbage collection while a large table's millions of small objects are made (they form no
+    cycles; the collector's repeated passes over them made reading a 1,000,000-row file a third slower)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def parse_cohort_text(text: str, *, source: str, default_study_id: str, published_study_default: bool = True) -> Cohort:
     """Validate cohort CSV ``text`` (``source`` names it in error messages); see :func:`load_cohort`."""
-    header, rows = _read_rows(text, source)
+    with _collection_paused():
+        return _parse_cohort_text(text, source=source, default_study_id=default_study_id,
+                                  published_study_default=published_study_default)
+
+
+def _parse_cohort_text(text: str, *, source: str, default_study_id: str, published_study_default: bool) -> Cohort:
+    header, rows = read_csv_rows(text, source)
     if set(KN5601_PUBLISHED_COLUMNS).issubset(header):
         default_study_id = KN5601_STUDY_ID if published_study_default else default_study_id
         rename = KN5601_PUBLISHED_COLUMNS
@@ -574,23 +682,42 @@ def parse_cohort_text(text: str, *, source: str, default_study_id: str, publishe
     return Cohort(patients=patients, visits=visits, source=source, layout="long" if is_long else "wide")
 
 
-def _cell(row: _Row, column: str, parser, *, source: str, patient_id: str | None, optional: bool = False):
+_parse_weight = functools.partial(_parse_number, what="weight_kg", strictly_positive=True, maximum=350.0)
+_parse_age = functools.partial(_parse_number, what="age_years", strictly_positive=True, maximum=120.0)
+_parse_disease_duration = functools.partial(_parse_number, what="disease_duration_years", minimum=0.0, maximum=120.0)
+_parse_follow_up = functools.partial(_parse_number, what="follow_up_months", minimum=0.0, maximum=600.0)
+_parse_visit_month = functools.partial(_parse_number, what="visit_month", minimum=0.0, maximum=600.0)
+#: Cell parsers are pure functions of the text: in a large file most values repeat (sexes, doses,
+#: grades, ages), so each parser remembers its last few thousand answers (errors are not remembered).
+_MEMOISED: dict = {}
+
+
+def _memoised(parser):
+    if parser not in _MEMOISED:
+        _MEMOISED[parser] = functools.lru_cache(maxsize=8192)(parser)
+    return _MEMOISED[parser]
+
+
+def _cell(row: CsvRow, column: str, parser, common: dict, optional: bool = False):
+    """The parsed value of one cell (None when absent, or blank where ``optional``); ``common`` holds the
+    ``source`` and ``patient_id`` the one-line error names."""
     text = row.cells.get(column)
     if text is None or (optional and _is_missing(text)):
         return None
     try:
-        return parser(text)
+        return (_MEMOISED.get(parser) or _memoised(parser))(text)
     except (ValueError, DosingError) as error:
-        raise CohortError(str(error), source=source, line=row.line, field=column, patient_id=patient_id) from None
+        raise CohortError(str(error), source=common["source"], line=row.line, field=column,
+                          patient_id=common["patient_id"]) from None
 
 
-def _check_derived_dose(row: _Row, derived: dict[str, float], common: dict) -> None:
+def _check_derived_dose(row: CsvRow, derived: dict[str, float], common: dict) -> None:
     """A derived dose column in the file must agree with the dose the loader derives."""
     for column, value in derived.items():
         text = row.cells.get(column)
         if text is None or _is_missing(text):
             continue
-        given = _cell(row, column, parse_dose_cells, **common)
+        given = _cell(row, column, parse_dose_cells, common)
         if not math.isfinite(value):
             raise CohortError(
                 f"{column} is given ({text}) but cannot be checked against the dose without weight_kg; "
@@ -603,27 +730,24 @@ def _check_derived_dose(row: _Row, derived: dict[str, float], common: dict) -> N
                 patient_id=common["patient_id"])
 
 
-def _parse_patient_cells(row: _Row, *, source: str, default_study_id: str, extras: list[str]) -> dict:
+def _parse_patient_cells(row: CsvRow, *, source: str, default_study_id: str, extras: list[str]) -> dict:
     patient_id = row.cells["patient_id"]
     if patient_id == "":
         raise CohortError("patient_id is empty", source=source, line=row.line, field="patient_id")
     common = dict(source=source, patient_id=patient_id)
     study_id = row.cells.get("study_id", "").strip() or default_study_id
-    dose_unit = _cell(row, "dose_unit", parse_dose_unit, optional=True, **common) or DoseUnit.CELLS
+    dose_unit = _cell(row, "dose_unit", parse_dose_unit, common, optional=True) or DoseUnit.CELLS
     in_unit = "dose_cells" if dose_unit == DoseUnit.CELLS else "dose_cells_per_kg"
     dose_column = "dose" if "dose" in row.cells else in_unit
     if dose_column not in row.cells:
         raise CohortError(f"the dose is recorded in {dose_unit.value} but the file has neither 'dose' nor '{in_unit}'",
                           source=source, line=row.line, field="dose", patient_id=patient_id)
-    dose = _cell(row, dose_column, parse_dose_cells, **common)
+    dose = _cell(row, dose_column, parse_dose_cells, common)
     if dose is None or dose > _MAX_DOSE[dose_unit]:
         shown = "missing" if dose is None else f"{dose:g} {dose_unit.value} per infusion"
         raise CohortError(f"dose {shown} is not a plausible dose (at most {_MAX_DOSE[dose_unit]:g} {dose_unit.value}); "
                           "is the unit right?", source=source, line=row.line, field=dose_column, patient_id=patient_id)
-    weight = _cell(
-        row, "weight_kg",
-        lambda t: _parse_number(t, what="weight_kg", strictly_positive=True, maximum=350.0), optional=True, **common,
-    )
+    weight = _cell(row, "weight_kg", _parse_weight, common, optional=True)
     if dose_unit == DoseUnit.CELLS:
         dose_cells = dose
         dose_cells_per_kg = dose / weight if weight else math.nan
@@ -631,48 +755,42 @@ def _parse_patient_cells(row: _Row, *, source: str, default_study_id: str, extra
         dose_cells_per_kg = dose
         dose_cells = dose * weight if weight else math.nan
     _check_derived_dose(row, {"dose_cells": dose_cells, "dose_cells_per_kg": dose_cells_per_kg}, common)
-    crs_grade = _cell(row, "crs_grade", parse_crs_grade, **common)
-    icans_grade = _cell(row, "icans_grade", parse_crs_grade, optional=True, **common)
+    crs_grade = _cell(row, "crs_grade", parse_crs_grade, common)
+    icans_grade = _cell(row, "icans_grade", parse_crs_grade, common, optional=True)
     if icans_grade is not None and icans_grade > 4:
         raise CohortError(f"ICANS grades are 0-4 (got {icans_grade})", source=source, line=row.line,
                           field="icans_grade", patient_id=patient_id)
     values = {
         "study_id": study_id,
         "patient_id": patient_id,
-        "age_years": _cell(
-            row, "age_years", lambda t: _parse_number(t, what="age_years", strictly_positive=True, maximum=120.0),
-            **common,
-        ),
-        "sex": _cell(row, "sex", _parse_sex, **common),
-        "disease_duration_years": _cell(
-            row, "disease_duration_years",
-            lambda t: _parse_number(t, what="disease_duration_years", minimum=0.0, maximum=120.0), optional=True,
-            **common,
-        ),
-        "biopsy_class": _cell(row, "biopsy_class", _parse_biopsy, **common),
+        "age_years": _cell(row, "age_years", _parse_age, common),
+        "sex": _cell(row, "sex", _parse_sex, common),
+        "disease_duration_years": _cell(row, "disease_duration_years", _parse_disease_duration, common,
+                                        optional=True),
+        "biopsy_class": _cell(row, "biopsy_class", _parse_biopsy, common),
         "dose_unit": dose_unit.value,
         "dose_cells": dose_cells,
         "dose_cells_per_kg": dose_cells_per_kg,
-        "n_infusions": _cell(row, "n_infusions", _parse_infusions, optional=True, **common),
+        "n_infusions": _cell(row, "n_infusions", _parse_infusions, common, optional=True),
         "weight_kg": weight,
         "crs_grade": crs_grade,
-        "dlt": _cell(row, "dlt", _parse_bool, optional=True, **common),
+        "dlt": _cell(row, "dlt", _parse_bool, common, optional=True),
     }
     if "follow_up_months" in row.cells:
-        values["follow_up_months"] = _cell(
-            row, "follow_up_months",
-            lambda t: _parse_number(t, what="follow_up_months", minimum=0.0, maximum=600.0), **common,
-        )
+        values["follow_up_months"] = _cell(row, "follow_up_months", _parse_follow_up, common)
     if "sledai_baseline" in row.cells:
-        values["sledai_baseline"] = _cell(row, "sledai_baseline", _parse_sledai, **common)
-        values["sledai_latest"] = _cell(row, "sledai_latest", _parse_sledai, optional=True, **common)
+        values["sledai_baseline"] = _cell(row, "sledai_baseline", _parse_sledai, common)
+        values["sledai_latest"] = _cell(row, "sledai_latest", _parse_sledai, common, optional=True)
     if "visit_month" in row.cells:
-        values["visit_month"] = _cell(
-            row, "visit_month", lambda t: _parse_number(t, what="visit_month", minimum=0.0, maximum=600.0), **common
-        )
-        values["sledai"] = _cell(row, "sledai", _parse_sledai, **common)
+        values["visit_month"] = _cell(row, "visit_month", _parse_visit_month, common)
+        values["sledai"] = _cell(row, "sledai", _parse_sledai, common)
     for column in extras:
-        values[column] = icans_grade if column == "icans_grade" else row.cells.get(column, "")
+        if column == "icans_grade":
+            values[column] = icans_grade
+        elif column in _CHECKED_EXTRAS:
+            values[column] = _cell(row, column, _CHECKED_EXTRAS[column], common, optional=True) or ""
+        else:
+            values[column] = row.cells.get(column, "")
     values["source_line"] = row.line
     values["source_file"] = source
     return values
@@ -714,7 +832,7 @@ def _extras(record: dict) -> list[str]:
     return [key for key in record if key not in fixed]
 
 
-def _assemble_wide(rows: list[_Row], parsed: list[dict], source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _assemble_wide(rows: list[CsvRow], parsed: list[dict], source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     seen: dict[tuple[str, str], int] = {}
     for row, record in zip(rows, parsed, strict=True):
         key = (record["study_id"], record["patient_id"])
@@ -750,9 +868,9 @@ def _typed_visits(visit_rows: list[tuple]) -> pd.DataFrame:
     return visits
 
 
-def _assemble_long(rows: list[_Row], parsed: list[dict], source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _assemble_long(rows: list[CsvRow], parsed: list[dict], source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     patient_level = [c for c in parsed[0] if c not in {"visit_month", "sledai", "source_line", "follow_up_months"}]
-    first: dict[tuple[str, str], tuple[_Row, dict]] = {}
+    first: dict[tuple[str, str], tuple[CsvRow, dict]] = {}
     visits_by_patient: dict[tuple[str, str], dict[float, tuple[int, int]]] = {}
     for row, record in zip(rows, parsed, strict=True):
         key = (record["study_id"], record["patient_id"])

@@ -78,12 +78,17 @@ def _dose_order(patients: pd.DataFrame) -> pd.Series:
     return pd.Series(value, index=patients.index)
 
 
+#: How many patients a note names before it gives the count of the rest.
+NOTE_EXAMPLES = 3
+
+
 def conversion_notes(cohort: Cohort, reference: LMSWeightReference | None = None) -> tuple[str, ...]:
-    """One sentence per patient whose flat dose cannot be put on a per-kg scale.
+    """The patients whose flat dose cannot be put on a per-kg scale, said once.
 
     A dose in cells with no recorded weight is converted through a weight-for-age reference;
     a patient outside its ages cannot be. Said once, at load, naming the patient, the file and
-    line and the recorded age, instead of the patient vanishing from tables and a later model
+    line and the recorded age (for many patients: their number and the first
+    :data:`NOTE_EXAMPLES`), instead of the patients vanishing from tables and a later model
     failing on them.
     """
     patients = cohort.patients
@@ -91,18 +96,33 @@ def conversion_notes(cohort: Cohort, reference: LMSWeightReference | None = None
     if flat.empty:
         return ()
     reference = reference or LMSWeightReference.cdc2000()
-    notes = []
-    for patient in flat.itertuples(index=False):
-        low, high = reference.age_range_years(patient.sex)
-        if low <= float(effective_age_years([patient.age_years])[0]) <= high:  # 13 means 13.5 (completed years)
-            continue
-        where = f"{patient.source_file}:{patient.source_line}, " if hasattr(patient, "source_file") else ""
-        notes.append(
-            f"patient {patient.patient_id} ({where}age {patient.age_years:g}): dose in cells with no weight_kg, and the "
-            f"age is outside the weight reference '{reference.name}' ({low:g}-{high:g} years): no cells/kg here, and "
-            "a model in cells/kg refuses the patient; give weight_kg"
-        )
-    return tuple(notes)
+    ages = effective_age_years(flat["age_years"].to_numpy(dtype=float))  # 13 means 13.5 (completed years)
+    outside = np.zeros(len(flat), dtype=bool)
+    ranges = {}
+    for sex in flat["sex"].unique():
+        low, high = ranges[sex] = reference.age_range_years(sex)
+        rows = (flat["sex"] == sex).to_numpy()
+        outside |= rows & ((ages < low) | (ages > high))
+    if not outside.any():
+        return ()
+    chosen = flat[outside]
+    located = "source_file" in chosen.columns
+
+    def where(patient) -> str:
+        place = f"{patient.source_file}:{patient.source_line}, " if located else ""
+        return f"patient {patient.patient_id} ({place}age {patient.age_years:g})"
+
+    low = min(r[0] for r in ranges.values())
+    high = max(r[1] for r in ranges.values())
+    span = f"'{reference.name}' ({low:g}-{high:g} years)"
+    consequence = "no cells/kg here, and a model in cells/kg refuses them; give weight_kg"
+    examples = [where(patient) for patient in chosen.head(NOTE_EXAMPLES).itertuples(index=False)]
+    if len(chosen) == 1:
+        return (f"{examples[0]}: dose in cells with no weight_kg, and the age is outside the weight reference {span}: "
+                + consequence.replace("them", "the patient"),)
+    more = f", and {len(chosen) - NOTE_EXAMPLES:,} more" if len(chosen) > NOTE_EXAMPLES else ""
+    return (f"{len(chosen):,} patients have a dose in cells with no weight_kg and an age outside the weight reference "
+            f"{span}: {', '.join(examples)}{more}: {consequence}",)
 
 
 def summarise_cohort(cohort: Cohort, *, seed: int = 20251108, weight_reference: LMSWeightReference | None = None) -> CohortSummary:

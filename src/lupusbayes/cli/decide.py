@@ -8,7 +8,7 @@ from datetime import date
 
 from lupusbayes.cli.commands import COMMANDS
 from lupusbayes.cli.output import EXIT_GATE_FAILED, EXIT_OK, add_progress_option, print_json, progress_for, seed_value
-from lupusbayes.cohort import load_cohort
+from lupusbayes.cohort import load_cohort, parse_trial_date
 from lupusbayes.decisions import decide, design_for, load_state, state_from_outcomes, transition_table
 from lupusbayes.decisions.boin import boin_decision_table
 from lupusbayes.decisions.rules import BoinRule
@@ -21,11 +21,11 @@ Prepared = DecisionInputs  # what ``report`` builds its report from
 
 
 def as_of_date(text: str) -> date:
-    """``--as-of``'s type: a date YYYY-MM-DD."""
+    """``--as-of``'s type: a date YYYY-MM-DD in the plausible range of trial dates."""
     try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a date YYYY-MM-DD (got {text!r})") from None
+        return parse_trial_date(text, what="the data cut-off")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def prepare(args: argparse.Namespace) -> DecisionInputs:

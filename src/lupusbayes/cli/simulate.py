@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
+from pathlib import Path
 
 from lupusbayes._io import check_output_path, staged_directory
 from lupusbayes._version import __version__
@@ -57,19 +59,49 @@ class _Progress:
         sys.stderr.flush()
 
 
-def _dask_client(address: str):
+_SCHEDULER = re.compile(r"(?:(?:tcp|tls|ws|wss)://)?(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,5})",
+                        re.ASCII)
+MAX_LOCAL_WORKERS = 64
+
+
+def _dask_address(text: str) -> tuple[str, int | str]:
+    """``--dask``'s type: ``("local", workers)`` or ``("scheduler", address)``, checked before any work."""
+    address = text.strip()
+    if address == "local" or address.startswith("local:"):
+        count = address.partition(":")[2] or "2"
+        if not count.isascii() or not count.isdigit() or not 1 <= int(count) <= MAX_LOCAL_WORKERS:
+            raise argparse.ArgumentTypeError(f"local:N needs N workers from 1 to {MAX_LOCAL_WORKERS} (got {text!r})")
+        return "local", int(count)
+    match = _SCHEDULER.fullmatch(address)
+    if not match or not 1 <= int(match["port"]) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a scheduler address: {text!r} (write tcp://host:port, e.g. "
+                                         "tcp://scheduler:8786, or local[:N] for a local cluster)")
+    return "scheduler", address
+
+
+def _dask_client(address: tuple[str, int | str]):
     try:
         from distributed import Client, LocalCluster
     except ImportError:
         raise LupusBayesError("--dask needs dask.distributed: pip install 'lupusbayes[dask]'") from None
-    if address == "local" or address.startswith("local:"):
-        workers = int(address.partition(":")[2] or 2)
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    kind, value = address
+    if kind == "local":
+        cluster = LocalCluster(n_workers=int(value), threads_per_worker=1, processes=True, dashboard_address=None)
         return Client(cluster)
     try:
-        return Client(address, timeout="20s")
-    except OSError as error:
-        raise LupusBayesError(f"--dask {address}: cannot connect to the scheduler ({error})") from None
+        return Client(value, timeout="20s")
+    except (OSError, TimeoutError) as error:
+        raise LupusBayesError(f"--dask {value}: cannot connect to the scheduler ({type(error).__name__}: {error})") from None
+
+
+def _check_checkpoint_folder(checkpoint: str | None, out: Path) -> None:
+    """The checkpoint folder must be neither the output folder nor inside it (nor hold it): said before any work."""
+    if checkpoint is None:
+        return
+    kept, written = Path(checkpoint).resolve(), out.resolve()
+    if kept == written or written in kept.parents or kept in written.parents:
+        raise LupusBayesError(f"--checkpoint {checkpoint} and --out {out}: give two separate folders (the checkpoint "
+                              "keeps chunks between runs; the output folder is written once, at the end)")
 
 
 def _header(scenario, spec) -> str:
@@ -82,6 +114,7 @@ def _header(scenario, spec) -> str:
 
 def _simulate(args: argparse.Namespace) -> int:
     out = check_output_path(args.out, overwrite=args.overwrite, folder=True, mkdir=args.mkdir)  # before any work
+    _check_checkpoint_folder(args.checkpoint, out)
     spec = load_spec(args.spec)
     scenarios_source = args.scenarios or spec.trial.id.lower().replace("-", "_")
     if args.scenarios is None and scenarios_source not in SHIPPED_SCENARIOS:
@@ -161,7 +194,7 @@ def add_commands(commands) -> None:
                         help=f"trials per unit of work (default {DEFAULT_CHUNK_SIZE}; part of the seeding, so keep it "
                         "to reproduce a run)")
     parser.add_argument("--workers", type=bounded_int(1, 256), default=1, help="processes on this machine (default 1)")
-    parser.add_argument("--dask", metavar="ADDRESS", help="run the chunks on a Dask cluster: a scheduler address "
+    parser.add_argument("--dask", metavar="ADDRESS", type=_dask_address, help="run the chunks on a Dask cluster: a scheduler address "
                         "(tcp://host:8786), or local[:N] for a local cluster of N processes")
     parser.add_argument("--checkpoint", metavar="FOLDER", help="keep finished chunks here; a rerun of the same plan "
                         "resumes from them")

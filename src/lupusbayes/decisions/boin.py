@@ -212,9 +212,9 @@ def boin_boundaries(
         raise ValueError(f"target must be between 0.05 and 0.6, as in BOIN (got {target})")
     p_saf = 0.6 * target if p_saf is None else float(p_saf)
     p_tox = 1.4 * target if p_tox is None else float(p_tox)
-    if p_saf <= 0 or target - p_saf < 0.1 * target:
+    if p_saf <= 0 or target - p_saf < 0.1 * target - 1e-12:  # 1e-12: 0.9 x target written in decimal is allowed
         raise ValueError(f"p_saf must be above 0 and at most 0.9 * target = {0.9 * target:.4g} (got {p_saf})")
-    if p_tox >= 1 or p_tox - target < 0.1 * target:
+    if p_tox >= 1 or p_tox - target < 0.1 * target - 1e-12:
         raise ValueError(f"p_tox must be at least 1.1 * target = {1.1 * target:.4g} and below 1 (got {p_tox})")
     if not 0 < cutoff_eliminate < 1:
         raise ValueError(f"cutoff_eliminate must be strictly between 0 and 1 (got {cutoff_eliminate})")
@@ -224,9 +224,10 @@ def boin_boundaries(
     lambda_deescalate = math.log((1 - target) / (1 - p_tox)) / math.log(p_tox * (1 - target) / (target * (1 - p_tox)))
 
     escalate_at_most, deescalate_at_least, eliminate_at_least, can_eliminate = [], [], [], []
+    eliminations = _elimination_counts(max_patients, target, cutoff_eliminate)
     for n in range(1, max_patients + 1):
         deescalate = _deescalation_count(lambda_deescalate * n)
-        eliminate = _elimination_count(n, target, cutoff_eliminate)
+        eliminate = eliminations[n - 1]
         escalate_at_most.append(math.floor(lambda_escalate * n))
         deescalate_at_least.append(deescalate if eliminate is None else min(deescalate, eliminate))
         eliminate_at_least.append(n + 1 if eliminate is None else eliminate)
@@ -294,13 +295,20 @@ def _deescalation_count(lambda_times_n: float) -> int:
     return math.ceil(lambda_times_n)
 
 
-def _elimination_count(n_patients: int, target: float, cutoff: float) -> int | None:
-    """Smallest y in 1..n with Pr(p > target | y, n) > cutoff, or None (n < 3, or no such y)."""
-    if n_patients < MIN_PATIENTS_TO_ELIMINATE:
-        return None
-    n_dlt = np.arange(1, n_patients + 1)
-    over = np.flatnonzero(_probability_above_target(n_dlt, n_patients, target) > cutoff)
-    return int(n_dlt[over[0]]) if over.size else None
+def _elimination_counts(max_patients: int, target: float, cutoff: float) -> list[int | None]:
+    """For n = 1..``max_patients``: the smallest y in 1..n with Pr(p > target | y, n) > cutoff, or None
+    (n < 3, or no such y). Pr(p > target | y, n) increases with y, so one vectorised bisection over all
+    n finds every count in about log2(max_patients) steps (a table of 10,000 patients in milliseconds)."""
+    n = np.arange(1, max_patients + 1)
+    low, high = np.ones_like(n), n + 1  # the answer lies in [low, high]; high = n + 1 means none
+    while np.any(low < high):
+        middle = (low + high) // 2
+        searching = low < high
+        over = _probability_above_target(np.minimum(middle, n), n, target) > cutoff
+        high = np.where(searching & over, middle, high)
+        low = np.where(searching & ~over, middle + 1, low)
+    return [None if (count < MIN_PATIENTS_TO_ELIMINATE or y > count) else int(y)
+            for count, y in zip(n.tolist(), low.tolist(), strict=True)]
 
 
 def _probability_above_target(n_dlt, n_patients, target: float):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lupusbayes.decisions.boin import BoinBoundaries, boin_next_dose
+from lupusbayes.decisions.boin import BoinBoundaries, boin_boundaries, boin_next_dose
 from lupusbayes.decisions.posterior import DrawsPosterior, Estimate, ExactPosterior
 from lupusbayes.decisions.state import TrialState
 from lupusbayes.decisions.three_plus_three import MAX_PATIENTS_PER_LEVEL, three_plus_three_next
@@ -512,8 +512,12 @@ class BoinRule(Rule):
                                f"no evaluable patient at the current level: treat at {context.label(start)}",
                                preference=_descending_from(start))
         question = "What do the BOIN boundaries say?"
+        boundaries = self.boundaries
+        if n.max() > boundaries.max_patients:  # a level with more patients than the table: extend it (cached)
+            boundaries = boin_boundaries(boundaries.target, max_patients=int(n.max()), p_saf=boundaries.p_saf,
+                                         p_tox=boundaries.p_tox, cutoff_eliminate=boundaries.cutoff_eliminate)
         first = next((level for level in range(context.n_levels)
-                      if n[level] and self.boundaries.eliminates(int(n[level]), int(y[level]))), None)
+                      if n[level] and boundaries.eliminates(int(n[level]), int(y[level]))), None)
         if first is not None and first < current:  # a lower level's data eliminate the current one too
             reason = (f"{int(y[first])} DLTs in {int(n[first])} patients eliminate {context.label(first)} and above")
             if first == 0:
@@ -523,7 +527,7 @@ class BoinRule(Rule):
         eliminated_above = np.zeros(context.n_levels, dtype=bool)
         if first is not None and first > current:
             eliminated_above[first:] = True
-        decision = boin_next_dose(current, n, y, self.boundaries, eliminated_by_level=eliminated_above)
+        decision = boin_next_dose(current, n, y, boundaries, eliminated_by_level=eliminated_above)
         allowed = frozenset(level for level, gone in enumerate(decision.eliminated) if not gone)
         if decision.action == "stop":
             return RuleVerdict(self.name, question, decision.reason, allowed=allowed,

@@ -22,9 +22,8 @@ never shortens a wait.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
+import re
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lupusbayes.cohort import Cohort, load_cohort
+from lupusbayes.cohort import Cohort, load_cohort, parse_trial_date, read_csv_file, read_csv_rows
 from lupusbayes.errors import CohortError
 from lupusbayes.spec import TrialSpec
 
@@ -229,23 +228,15 @@ def _level_of(spec: TrialSpec, dose: float, *, source: str, line: int | None, pa
 
 
 def _whole_days(text: str, *, source: str, line: int, patient: str) -> int:
-    try:
-        value = float(text)
-    except ValueError:
-        raise CohortError(f"'{text}' is not a number of days", source=source, line=line, field="safety_days",
-                          patient_id=patient) from None
-    if not math.isfinite(value) or value < 0 or value > 36500 or not value.is_integer():
-        raise CohortError(f"must be a whole number of days from 0 to 36500 (got {text})", source=source, line=line,
-                          field="safety_days", patient_id=patient)
+    value = float(text)  # checked by the cohort loader: a whole number of days within MAX_SAFETY_DAYS
     return int(value)
 
 
 def _date(text: str, *, source: str, line: int, patient: str) -> date:
     try:
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        raise CohortError(f"'{text}' is not a date (write YYYY-MM-DD)", source=source, line=line,
-                          field="infusion_date", patient_id=patient) from None
+        return parse_trial_date(text, what="infusion_date")
+    except ValueError as error:
+        raise CohortError(str(error), source=source, line=line, field="infusion_date", patient_id=patient) from None
 
 
 def _cell_text(value) -> str:
@@ -264,10 +255,18 @@ def _state_from_cohort(cohort: Cohort, spec: TrialSpec, *, as_of: date | None) -
             f"the state holds {spec.trial.id}'s own patients; it also has study {others[0]} (give other studies' "
             "patients as co-data to the model, not in the state)", source=source, field="study_id")
     unit = spec.dosing.unit.value
+    if len(patients) > MAX_STATE_PATIENTS:
+        raise CohortError(f"{len(patients):,} patients; a trial state holds at most {MAX_STATE_PATIENTS:,} (give the "
+                          "trial's own patients, and other studies as co-data)", source=source)
     has_dates, has_days = "infusion_date" in patients, "safety_days" in patients
     if has_dates and as_of is None:
         raise CohortError("infusion_date needs the data cut-off date: give as_of (--as-of YYYY-MM-DD)",
                           source=source, field="infusion_date")
+    if as_of is not None:
+        try:
+            parse_trial_date(as_of.isoformat(), what="the data cut-off")
+        except ValueError as error:
+            raise CohortError(str(error), source=source, field="as_of") from None
     notes = []
     if not has_dates and not has_days:
         notes.append("no infusion_date or safety_days column: safety follow-up is taken from follow_up_months "
@@ -294,6 +293,10 @@ def _state_from_cohort(cohort: Cohort, spec: TrialSpec, *, as_of: date | None) -
                 raise CohortError(f"infusion_date {dosed} is after the cut-off {as_of}", source=source, line=line,
                                   field="infusion_date", patient_id=row.patient_id)
             safety_days = (as_of - dosed).days
+            if days_text and int(float(days_text)) != safety_days:  # a derived column must agree, or be left out
+                raise CohortError(f"safety_days {days_text} disagrees with infusion_date {dosed} and the cut-off "
+                                  f"{as_of} ({safety_days} days); remove one of them or make them agree",
+                                  source=source, line=line, field="safety_days", patient_id=row.patient_id)
         elif days_text:
             safety_days = _whole_days(days_text, source=source, line=line, patient=row.patient_id)
         elif has_dates or has_days:
@@ -315,33 +318,62 @@ def _state_from_cohort(cohort: Cohort, spec: TrialSpec, *, as_of: date | None) -
     return TrialState(spec, tuple(records), source, as_of=as_of, cohort=cohort, notes=tuple(notes))
 
 
+#: The largest trial state a decision reads: more patients than this is not a dose-escalation trial.
+MAX_STATE_PATIENTS = 10_000
+_DECIMAL = re.compile(r"[+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_COUNTS_COLUMNS = ("dose", "n_patients", "n_dlt", "current")
+_YES, _NO = {"1", "yes", "y", "true"}, {"", "0", "no", "n", "false"}
+
+
 def _counts_state(text: str, spec: TrialSpec, source: str) -> TrialState:
-    reader = csv.DictReader(io.StringIO("\n".join(line for line in text.splitlines() if not line.startswith("#"))))
-    needed = {"dose", "n_patients", "n_dlt"}
-    if not reader.fieldnames or not needed <= set(reader.fieldnames):
-        raise CohortError(f"a counts file needs the columns {', '.join(sorted(needed))}", source=source)
+    """A counts file: one row per dose level given, ``dose, n_patients, n_dlt`` and optionally ``current``."""
+    header, rows = read_csv_rows(text, source, what="dose", allow_empty=True)  # no rows: no patient yet
+    missing = [name for name in ("dose", "n_patients", "n_dlt") if name not in header]
+    if missing:
+        raise CohortError(f"a counts file needs the columns dose, n_patients, n_dlt (missing: {', '.join(missing)})",
+                          source=source, line=rows[0].line - 1 if rows else None)
+    unknown = [name for name in header if name not in _COUNTS_COLUMNS]
+    if unknown:
+        raise CohortError(f"unknown column '{unknown[0]}' (a counts file has {', '.join(_COUNTS_COLUMNS)})",
+                          source=source, field=unknown[0])
     counts = [[0, 0] for _ in spec.dosing.levels]
-    current = None
-    for line_number, row in enumerate(reader, start=2):
-        try:
-            dose = float(row["dose"])
-        except (TypeError, ValueError):
-            raise CohortError(f"'{row['dose']}' is not a dose", source=source, line=line_number, field="dose") from None
-        level = _level_of(spec, dose, source=source, line=line_number, patient=None)
+    seen: dict[int, int] = {}
+    current, current_line = None, None
+    for row in rows:
+        where = dict(source=source, line=row.line)
+        dose_text = row.cells["dose"]
+        if not _DECIMAL.fullmatch(dose_text) or not math.isfinite(float(dose_text)) or float(dose_text) <= 0:
+            raise CohortError(f"'{dose_text[:40]}' is not a dose (a positive number such as 2.5e7)", field="dose",
+                              **where)
+        level = _level_of(spec, float(dose_text), source=source, line=row.line, patient=None)
+        if level in seen:
+            raise CohortError(f"dose {dose_text} is also on line {seen[level]}: give one row per dose level",
+                              field="dose", **where)
+        seen[level] = row.line
         values = {}
         for name in ("n_patients", "n_dlt"):
-            text_value = (row.get(name) or "").strip()
-            if not text_value.isdigit():
-                raise CohortError(f"must be a whole number >= 0 (got '{text_value}')", source=source, line=line_number,
-                                  field=name)
-            values[name] = int(text_value)
+            value = row.cells[name]
+            if not re.fullmatch(r"[0-9]{1,9}", value, re.ASCII) or int(value) > MAX_STATE_PATIENTS:
+                raise CohortError(f"must be a whole number from 0 to {MAX_STATE_PATIENTS:,} (got '{value[:40]}')",
+                                  field=name, **where)
+            values[name] = int(value)
         if values["n_dlt"] > values["n_patients"]:
-            raise CohortError(f"n_dlt {values['n_dlt']} exceeds n_patients {values['n_patients']}", source=source,
-                              line=line_number, field="n_dlt")
-        counts[level][0] += values["n_patients"]
-        counts[level][1] += values["n_dlt"]
-        if (row.get("current") or "").strip().lower() in {"1", "yes", "y", "true"}:
-            current = level
+            raise CohortError(f"n_dlt {values['n_dlt']} exceeds n_patients {values['n_patients']}", field="n_dlt",
+                              **where)
+        counts[level] = [values["n_patients"], values["n_dlt"]]
+        flag = row.cells.get("current", "").strip().lower()
+        if flag not in _YES | _NO:
+            raise CohortError(f"must be yes or no (blank: no), got '{flag[:40]}'", field="current", **where)
+        if flag in _YES:
+            if current is not None:
+                raise CohortError(f"line {current_line} is already the current dose: mark one row current",
+                                  field="current", **where)
+            if values["n_patients"] == 0:
+                raise CohortError("the current dose has no patients", field="current", **where)
+            current, current_line = level, row.line
+    if sum(n for n, _ in counts) > MAX_STATE_PATIENTS:
+        raise CohortError(f"{sum(n for n, _ in counts):,} patients in all: a trial state holds at most "
+                          f"{MAX_STATE_PATIENTS:,}", source=source, field="n_patients")
     return TrialState(spec, (), source, counts_only=True, counts=tuple(map(tuple, counts)),
                       given_current_level=current)
 
@@ -359,11 +391,10 @@ def load_state(path: str | Path, spec: TrialSpec, *, as_of: date | None = None) 
     path = Path(path)
     if path.name.lower() == "kn5601" and not path.exists():
         return _state_from_cohort(load_cohort(path), spec, as_of=as_of)
-    if path.exists() and path.is_file():
-        head = path.read_text(encoding="utf-8-sig", errors="replace").lstrip().splitlines()
-        header = next((line for line in head if line.strip() and not line.startswith("#")), "")
-        if "n_patients" in header.split(","):
-            return _counts_state(path.read_text(encoding="utf-8-sig"), spec, str(path))
+    text = read_csv_file(path, what="state file")
+    header = next((line for line in text.lstrip().splitlines() if line.strip() and not line.startswith("#")), "")
+    if "n_patients" in [cell.strip() for cell in header.split(",")]:
+        return _counts_state(text, spec, str(path))
     return _state_from_cohort(load_cohort(path, study_id=spec.trial.id), spec, as_of=as_of)
 
 
@@ -384,18 +415,22 @@ def state_from_outcomes(spec: TrialSpec, outcomes: str) -> TrialState:
     """
     from lupusbayes.decisions.three_plus_three import parse_outcomes
 
+    shown = outcomes if len(outcomes) <= 60 else f"{outcomes[:57]}..."
     try:
         cohorts = parse_outcomes(outcomes)
     except ValueError as error:
-        raise CohortError(f"outcomes '{outcomes}': {error}") from None
+        raise CohortError(f"outcomes '{shown}': {str(error).replace(outcomes, shown)}") from None
+    if sum(cohort.n_patients for cohort in cohorts) > MAX_STATE_PATIENTS:
+        raise CohortError(f"outcomes: {sum(c.n_patients for c in cohorts):,} patients; a trial state holds at most "
+                          f"{MAX_STATE_PATIENTS:,}")
     records = []
     for cohort_number, cohort in enumerate(cohorts, start=1):
         if cohort.dose_level >= len(spec.dosing.levels):
-            raise CohortError(f"outcomes '{outcomes}': level {cohort.dose_level + 1} does not exist "
+            raise CohortError(f"outcomes '{shown}': level {cohort.dose_level + 1} does not exist "
                               f"({spec.trial.id} has {len(spec.dosing.levels)})")
         for patient_number, toxicity in enumerate(cohort.dlt, start=1):
             records.append(PatientRecord(f"c{cohort_number}p{patient_number}", cohort.dose_level, None, bool(toxicity)))
-    return TrialState(spec, tuple(records), f"outcomes '{outcomes}'")
+    return TrialState(spec, tuple(records), f"outcomes '{shown}'")
 
 
 def cohort_with(state: TrialState, codata: list[Cohort]) -> Cohort | None:

@@ -83,9 +83,9 @@ def figure_png(figure: Any, *, dpi: int = 110) -> bytes:
     """PNG bytes of a matplotlib figure or an ArviZ ``PlotCollection``; the figure is closed."""
     import matplotlib.pyplot as plt
 
-    from lupusbayes.report.plots import figure_of
+    from lupusbayes.report.plots import figure_of, literal_text
 
-    target = figure_of(figure)
+    target = figure_of(literal_text(figure))
     buffer = io.BytesIO()
     target.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(target)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lupusbayes._io import write_atomic
+from lupusbayes.report.plots import literal_text
 from lupusbayes.simulation import ScenarioSet
 from lupusbayes.spec import TrialSpec
 
@@ -80,7 +81,7 @@ def plot_operating_characteristics(summary: pd.DataFrame, scenarios: ScenarioSet
     figure.legend(handles, names, loc="outside lower center", ncol=len(designs), fontsize=8, frameon=False)
     figure.suptitle(f"{spec.trial.id}: operating characteristics ({trials} trials per scenario; bars +/- 2 MCSE; "
                     "green: safe and efficacious)", fontsize=9)
-    return figure
+    return literal_text(figure)  # scenario names and the trial id are the user's text, never mathtext
 
 
 def save_operating_characteristics(path: Path, summary: pd.DataFrame, scenarios: ScenarioSet, spec: TrialSpec, *,

@@ -8,15 +8,20 @@ depends on nothing but the plan and its own number, so running the chunks in one
 a pool of processes or on a Dask cluster gives the same numbers, bit for bit, and a run that
 was interrupted can resume from the chunks it finished (``checkpoint``): each finished chunk
 is written atomically as a CSV file next to a manifest of the plan, and a checkpoint of a
-different plan is refused.
+different plan is refused. Each chunk file opens with a line that names the plan's fingerprint,
+the seed, the chunk's spawn key and trials, and the SHA-256 of the rest of the file: a chunk
+copied in from a run with another seed, or edited, is refused when read back (an integrity
+check against mistakes, not a defence against someone who recomputes the hash).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import io
 import json
 import multiprocessing
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -180,13 +185,36 @@ class _Checkpoint:
             write_text_atomic(manifest, json.dumps({"fingerprint": plan.fingerprint, "plan": plan.describe()},
                                                    indent=2), overwrite=True)
 
+    def _provenance(self, chunk: Chunk, body: str) -> str:
+        """The first line of a chunk file: the plan, the chunk's seed key and trials, and the body's hash."""
+        digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+        return (f"# lupusbayes chunk: plan {self.plan.fingerprint}; seed {int(self.plan.seed)}; spawn key "
+                f"({chunk.scenario}, {chunk.number}); trials {chunk.first + 1}-{chunk.stop}; sha256 {digest}")
+
     def load(self, chunk: Chunk) -> pd.DataFrame | None:
         path = self.folder / chunk.file_name
         if not path.exists():
             return None
         try:
-            frame = pd.read_csv(path, keep_default_na=False)
-        except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as error:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise CheckpointError(f"{path}: cannot read the chunk ({error}); remove the file to recompute it") from None
+        first, _, body = text.partition("\n")
+        if first != self._provenance(chunk, body):  # another plan or seed, another chunk, or changed numbers
+            recorded = re.search(r"plan ([0-9a-f]{64}); seed ([0-9]+); spawn key \(([0-9]+), ([0-9]+)\)", first)
+            if recorded is None:
+                why = "it does not say which plan and seed it belongs to"
+            elif recorded[1] != self.plan.fingerprint:
+                why = f"it was computed for another plan (seed {recorded[2]})" if recorded[2] != str(self.plan.seed) \
+                    else "it was computed for another plan"
+            elif (int(recorded[3]), int(recorded[4])) != (chunk.scenario, chunk.number):
+                why = "it holds another chunk"
+            else:
+                why = "its contents do not match its recorded hash (edited or truncated)"
+            raise CheckpointError(f"{path}: not a chunk of this plan: {why}; remove it to recompute")
+        try:
+            frame = pd.read_csv(io.StringIO(body), keep_default_na=False)
+        except (ValueError, pd.errors.ParserError) as error:
             raise CheckpointError(f"{path}: cannot read the chunk ({error}); remove the file to recompute it") from None
         expected = pd.concat([_expected_index(chunk, name) for name in self.plan.designs], ignore_index=True)
         n_levels = len(self.plan.spec.dosing.levels)
@@ -200,10 +228,15 @@ class _Checkpoint:
                                   f"{chunk.scenario + 1}; remove it to recompute")
         try:
             for name in columns - {"scenario", "design", "stop_reason", "final_analysis_changed", "duration_days"}:
-                frame[name] = pd.to_numeric(frame[name], errors="raise").astype(np.int64)
+                values = pd.to_numeric(frame[name], errors="raise")
+                if not np.all(np.mod(values.to_numpy(dtype=float), 1) == 0):
+                    raise ValueError(f"{name} holds a value that is not a whole number")
+                frame[name] = values.astype(np.int64)
             frame["duration_days"] = pd.to_numeric(frame["duration_days"], errors="raise").astype(float)
-            frame["final_analysis_changed"] = frame["final_analysis_changed"].map(
-                {"True": True, "False": False, True: True, False: False}).astype(bool)
+            flags = frame["final_analysis_changed"].map({"True": True, "False": False, True: True, False: False})
+            if flags.isna().any():
+                raise ValueError("final_analysis_changed holds a value that is not True or False")
+            frame["final_analysis_changed"] = flags.astype(bool)
         except (ValueError, TypeError) as error:
             raise CheckpointError(f"{path}: a value is not a number ({error}); remove it to recompute") from None
         problem = _implausible(frame, n_levels, max_patients_of(self.plan.trial_spec))
@@ -212,7 +245,8 @@ class _Checkpoint:
         return frame[list(_frame_columns(n_levels))]
 
     def save(self, chunk: Chunk, frame: pd.DataFrame) -> None:
-        write_text_atomic(self.folder / chunk.file_name, frame.to_csv(index=False), overwrite=True)
+        body = frame.to_csv(index=False)
+        write_text_atomic(self.folder / chunk.file_name, self._provenance(chunk, body) + "\n" + body, overwrite=True)
 
 
 def _implausible(frame: pd.DataFrame, n_levels: int, max_patients: int) -> str:

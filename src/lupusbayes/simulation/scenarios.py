@@ -107,8 +107,8 @@ def _accrual(table: TomlTable, gap_default, rate_default) -> tuple[float | None,
 def _scenario(table: TomlTable, spec: TrialSpec, gap_default, rate_default) -> Scenario:
     n_levels = len(spec.dosing.levels)
     name = table.string("name", required=True).strip()
-    if not name or any(not character.isprintable() for character in name):
-        raise table.error("name", "give the scenario a name of printable characters")
+    if not name or len(name) > 200 or any(not character.isprintable() for character in name):
+        raise table.error("name", "give the scenario a name of printable characters (at most 200)")
     raw = table.raw("p_crs_at_least")
     if not isinstance(raw, list) or len(raw) != n_levels or not all(isinstance(row, list) and row for row in raw):
         raise table.error("p_crs_at_least", f"give one list of P(CRS >= grade) per dose level ({n_levels})")
@@ -122,11 +122,19 @@ def _scenario(table: TomlTable, spec: TrialSpec, gap_default, rate_default) -> S
         raise table.error("p_crs_at_least", "must hold finite numbers (nan and inf are not probabilities)")
     if np.any((crs < 0) | (crs > 1)) or np.any(np.diff(crs, axis=1) > 0):
         raise table.error("p_crs_at_least", "each row must be probabilities that do not increase with the grade")
+    threshold = spec.dlt.crs_grade_at_least
+    if threshold is not None and grades < threshold:  # else CRS would silently leave P(DLT)
+        raise table.error("p_crs_at_least", f"gives P(CRS >= 1..{grades}), but a DLT is CRS >= {threshold} "
+                          f"({spec.trial.id}'s [dlt] crs_grade_at_least): give P(CRS >= g) up to at least grade "
+                          f"{threshold}")
     gap, rate = _accrual(table, gap_default, rate_default)
     if (gap is None) == (rate is None):
         raise table.error("accrual_gap_days", "give exactly one of accrual_gap_days and accrual_patients_per_month "
                           "(here or in [simulation])")
-    scenario = Scenario(name=name, description=table.string("description", ""), p_crs_at_least=crs,
+    description = table.string("description", "").strip()
+    if len(description) > 1000 or any(not character.isprintable() for character in description):
+        raise table.error("description", "must be printable text of at most 1000 characters")
+    scenario = Scenario(name=name, description=description, p_crs_at_least=crs,
                         p_other_dlt=_probabilities(table, "p_other_dlt", n_levels),
                         p_response=_probabilities(table, "p_response", n_levels),
                         accrual_gap_days=gap if rate is None else None, accrual_patients_per_month=rate)

@@ -430,6 +430,14 @@ def _parse_decision(table: TomlTable, dlt: DLTDefinition) -> DecisionSettings:
         p_tox=boin_table.number("p_tox", None, minimum=target, below=1.0),
         cutoff_eliminate=boin_table.number("cutoff_eliminate", defaults.boin.cutoff_eliminate, minimum=0.5, below=1.0),
     )
+    # BOIN's own limits (BOIN 2.7.2 get.boundary; decisions.boin.boin_boundaries): the intervals
+    # around the target must be at least 10% of it wide, or the boundaries are undefined
+    if boin.p_saf is not None and boin.p_saf > 0.9 * target + 1e-12:
+        raise boin_table.error("p_saf", f"must be at most 0.9 x target = {0.9 * target:.4g} (got {boin.p_saf:g}): "
+                               "BOIN needs the sub-therapeutic rate clearly below the target")
+    if boin.p_tox is not None and boin.p_tox < 1.1 * target - 1e-12:
+        raise boin_table.error("p_tox", f"must be at least 1.1 x target = {1.1 * target:.4g} (got {boin.p_tox:g}): "
+                               "BOIN needs the overly toxic rate clearly above the target")
     boin_table.finish()
     settings = DecisionSettings(
         design=table.choice("design", DESIGNS, defaults.design),

@@ -31,7 +31,7 @@ Examples
 """
 
 from lupusbayes.report.plots._data import PlotError
-from lupusbayes.report.plots._style import DomainLabeller, figure_of
+from lupusbayes.report.plots._style import DomainLabeller, figure_of, literal_text
 from lupusbayes.report.plots.decisions import plot_recommendation, plot_transitions
 from lupusbayes.report.plots.diagnostics import (
     plot_dose_forest,
@@ -63,7 +63,7 @@ from lupusbayes.report.plots.toxicity import plot_dlt_intervals, plot_dose_crs
 
 __all__ = [
     "KINDS", "NEEDS", "PLOT_FORMATS", "REPORT_KINDS", "PlotKind", "PlotError", "plot_kinds_for",
-    "report_kinds_for", "make_plot", "save_plot", "plot_format", "figure_of", "DomainLabeller",
+    "report_kinds_for", "make_plot", "save_plot", "plot_format", "figure_of", "literal_text", "DomainLabeller",
     "plot_trace", "plot_rank", "plot_posterior", "plot_dose_forest", "plot_group_forest", "plot_pair",
     "plot_energy", "plot_predictive", "plot_predictive_pit", "plot_pareto_k",
     "plot_prior_posterior_doses", "plot_dose_crs", "plot_dlt_intervals", "plot_sledai_months",

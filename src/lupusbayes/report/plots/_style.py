@@ -23,7 +23,7 @@ from lupusbayes.spec import TrialSpec
 
 __all__ = [
     "DomainLabeller", "VARIABLE_LABELS", "PARAMETER_MEANINGS", "ACTION_COLOURS", "PRIOR_COLOUR",
-    "POSTERIOR_COLOUR", "OBSERVED_COLOUR", "plot_style", "new_figure", "add_notes", "legend_entries", "figure_of",
+    "POSTERIOR_COLOUR", "OBSERVED_COLOUR", "plot_style", "new_figure", "add_notes", "legend_entries", "figure_of", "literal_text",
     "dose_axis_label", "dose_tick_label", "set_dose_ticks", "crs_event", "month_label", "interval_colours",
     "text_colour",
 ]
@@ -164,6 +164,16 @@ def figure_of(plot) -> Figure:
         return plot
     figure = plot.viz["figure"]
     return figure.item() if hasattr(figure, "item") else figure
+
+
+def literal_text(plot):
+    """Every text of the figure drawn as written: no mathtext, so ``$`` in a user's scenario name,
+    trial id or patient id is a dollar sign, never a formula that can fail to render. Returns ``plot``."""
+    from matplotlib.text import Text
+
+    for text in figure_of(plot).findobj(Text):
+        text.set_parse_math(False)
+    return plot
 
 
 # ---- doses, grades, months -------------------------------------------------------------------

@@ -13,7 +13,7 @@ from lupusbayes.errors import OutputPathError
 from lupusbayes.fitting import FitResult
 from lupusbayes.report.plots import decisions, diagnostics, efficacy, prior_posterior, toxicity
 from lupusbayes.report.plots._data import PlotError
-from lupusbayes.report.plots._style import figure_of, plot_style
+from lupusbayes.report.plots._style import figure_of, literal_text, plot_style
 
 __all__ = ["PlotKind", "KINDS", "NEEDS", "PLOT_FORMATS", "REPORT_KINDS", "plot_kinds_for", "report_kinds_for",
            "make_plot", "save_plot", "plot_format"]
@@ -137,13 +137,13 @@ def make_plot(kind: str, source, *, spec=None, **options):
     if needs in ("recommendation", "transitions"):
         if isinstance(source, FitResult) or spec is None:
             raise PlotError(f"'{kind}' is drawn from a {needs} and its spec, not from a fit")
-        return function(source, spec, **options)
+        return literal_text(function(source, spec, **options))
     if not isinstance(source, FitResult):
         raise PlotError(f"'{kind}' is drawn from a fit (got {type(source).__name__})")
     reason = _why_not(kind, source)
     if reason:
         raise PlotError(f"{reason}; kinds for this fit: {', '.join(plot_kinds_for(source))}")
-    return function(source, **options)
+    return literal_text(function(source, **options))
 
 
 def plot_format(path: str | Path) -> str:
@@ -166,7 +166,7 @@ def save_plot(plot, path: str | Path, *, overwrite: bool = False, mkdir: bool = 
     >>> save_plot(plot_dose_crs(fit), "dose_crs.svg", overwrite=True)  # doctest: +SKIP
     """
     file_format = plot_format(path)
-    figure = figure_of(plot)
+    figure = figure_of(literal_text(plot))
     metadata = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}[file_format]
 
     def write(temporary: Path) -> None:
