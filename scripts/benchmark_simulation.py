@@ -2,7 +2,10 @@
 
     python scripts/benchmark_simulation.py --seed 20251108 [--trials 1000] [--points 200] [--quick]
 
-1. Throughput (AXA-NK02 spec and its 4 shipped scenarios, ``--trials`` trials per scenario):
+0. The priors the Bayesian designs decide with, derived from the KN5601 co-data as real
+   AXA-NK02 decisions borrow from it (``lupusbayes.workflow.simulation_priors``: two MCMC fits).
+1. Throughput (AXA-NK02 spec and its 4 shipped scenarios, ``--trials`` trials per scenario, the
+   co-data priors; targets: the lupusbayes design >= 500 trials a second):
    simulated trials per second of ``lupusbayes.simulation.simulate`` for each design alone,
    serial; all five designs in one plan, serial and with ``workers=2`` (the same trials, bit for
    bit, checked); and the vectorised reference simulators of BOIN and the 3+3
@@ -55,6 +58,7 @@ from lupusbayes.simulation.runner import DEFAULT_CHUNK_SIZE, clear_posterior_cac
 from lupusbayes.simulation.engine import max_patients_of, simulate_trials
 from lupusbayes.simulation.patients import draw_latent_patients
 from lupusbayes.simulation.rule_based import simulate_boin, simulate_three_plus_three
+from lupusbayes.workflow import simulation_priors
 
 DESIGN_NAMES = ("lupusbayes", "blrm_ewoc", "blrm_loss", "boin", "3+3")
 PATIENTS_PER_LEVEL = (0, 3, 6, 9)
@@ -83,7 +87,7 @@ def _latent_patients(plan: SimulationPlan, spec) -> list[list[tuple]]:
 def _general_engine(spec, name: str, plan: SimulationPlan, latent) -> tuple[float, np.ndarray]:
     """Seconds and selected levels (0-based, -1 none) of the general engine (one decide() per trial and step)."""
     design = design_for(spec, name)
-    bank = PosteriorBank.for_spec(spec)
+    bank = PosteriorBank.for_spec(spec, priors=plan.priors)
     selected = []
     started = time.perf_counter()
     for scenario, chunks in zip(plan.scenarios.scenarios, latent, strict=True):
@@ -93,20 +97,20 @@ def _general_engine(spec, name: str, plan: SimulationPlan, latent) -> tuple[floa
     return time.perf_counter() - started, np.concatenate(selected)
 
 
-def throughput(spec, scenarios, n_trials: int, seed: int) -> dict:
+def throughput(spec, scenarios, n_trials: int, seed: int, priors=None) -> dict:
     n_scenarios = len(scenarios.scenarios)
     total = n_trials * n_scenarios
     print(f"1. Simulator throughput: AXA-NK02, {n_scenarios} scenarios x {n_trials} trials = {total} trials per "
           f"design, chunks of {DEFAULT_CHUNK_SIZE}; each run starts with an empty posterior cache; simulate() runs "
           "BOIN and the 3+3 on the vectorised simulators")
     # warm-up: imports and first calls, not timed
-    simulate(SimulationPlan(spec, scenarios, DESIGN_NAMES, n_trials=2, seed=seed))
+    simulate(SimulationPlan(spec, scenarios, DESIGN_NAMES, n_trials=2, seed=seed, priors=priors))
     out: dict = {"per_design": {}, "total": total}
     engine: dict = {}
     for name in DESIGN_NAMES:
         _cold_cache()
         cpu = time.process_time()
-        result = simulate(SimulationPlan(spec, scenarios, (name,), n_trials=n_trials, seed=seed))
+        result = simulate(SimulationPlan(spec, scenarios, (name,), n_trials=n_trials, seed=seed, priors=priors))
         cpu = time.process_time() - cpu
         engine[name] = result
         rate = total / result.elapsed_seconds
@@ -115,7 +119,7 @@ def throughput(spec, scenarios, n_trials: int, seed: int) -> dict:
         print(f"  {name:<10} serial: {result.elapsed_seconds:6.1f} s ({cpu:5.1f} s CPU), {rate:6.0f} trials/s, "
               f"{decisions:4.1f} decisions per trial")
 
-    plan = SimulationPlan(spec, scenarios, DESIGN_NAMES, n_trials=n_trials, seed=seed)
+    plan = SimulationPlan(spec, scenarios, DESIGN_NAMES, n_trials=n_trials, seed=seed, priors=priors)
     _cold_cache()
     cpu = time.process_time()
     serial = simulate(plan)
@@ -528,7 +532,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average (1, 5, 15 min): {', '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} cores "
           "(wall times below include other users' load)\n")
     started = time.perf_counter()
-    speed = throughput(spec, scenarios, n_trials, args.seed)
+    started = time.perf_counter()
+    priors = simulation_priors(spec, [lb.load_kn5601()], seed=args.seed)  # the Bayesian designs borrow from KN5601
+    print(f"0. The decision priors from the KN5601 co-data (two MCMC fits): {time.perf_counter() - started:.1f} s; "
+          f"checks {priors.checks}")
+    speed = throughput(spec, scenarios, n_trials, args.seed, priors)
     accuracy = exact_vs_nuts(spec, n_points, args.seed, compare=not args.quick)
     fallback = fallback_cost(spec, args.seed)
 

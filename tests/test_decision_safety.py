@@ -150,8 +150,8 @@ def test_a_dlt_in_the_sentinel_never_shortens_its_wait():
     group = [_record(f"S1-0{i}", 0, 60) for i in (1, 2, 3)]
     safe = decide(_exact_context(AXA, TrialState(AXA, (*group, _record("S2-01", 1, 5)), "t")))
     toxic = decide(_exact_context(AXA, TrialState(AXA, (*group, _record("S2-01", 1, 5, dlt=True)), "t")))
-    assert (safe.action, safe.next_level, safe.n_next, safe.wait_days) == ("hold", 1, 2, 23)
-    assert toxic.paused and toxic.wait_days == 23 and toxic.n_next == 0  # nobody is dosed before day 28
+    assert (safe.action, safe.next_level, safe.n_next, safe.wait_days) == ("hold", 1, 2, 26)  # day 31: its response
+    assert toxic.paused and toxic.wait_days == 26 and toxic.n_next == 0  # nobody is dosed before day 31
     assert any("SRC reviews it" in w for w in toxic.warnings)
 
 
@@ -505,3 +505,20 @@ def test_a_borrowing_model_without_codata_says_what_to_give(capsys):
     assert main(["decide", "axa_nk02", "--outcomes", "1NNN"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--codata" in err and "hierarchy 'exnex'" in err
+
+
+def test_a_patient_who_is_not_dlt_evaluable_leaves_the_decisions_and_is_replaced(tmp_path):
+    path = tmp_path / "state.csv"
+    header = HEADER.rstrip("\n") + ",dlt_evaluable\n"
+    path.write_text(header + patient_row("S1", 2.5e7).rstrip("\n") + ",yes\n"
+                    + patient_row("S2", 2.5e7, days=9).rstrip("\n") + ",no\n"
+                    + patient_row("S3", 2.5e7).rstrip("\n") + ",\n")
+    spec = SPECS["lupusbayes"]
+    state = load_state(path, spec)
+    assert [p.patient_id for p in state.patients] == ["S1", "S3"]  # S2 left the window early without a DLT
+    recommendation = decide(_exact_context(spec, state))
+    assert (recommendation.action, recommendation.n_next) == ("hold", 1)  # S2's place is filled; nobody waits for S2
+    assert any("not DLT-evaluable" in note and "S2" in note for note in recommendation.notes)
+    path.write_text(path.read_text().replace(",no\n", ",maybe\n"))
+    with pytest.raises(lb.CohortError, match="dlt_evaluable"):
+        load_state(path, spec)

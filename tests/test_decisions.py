@@ -100,12 +100,18 @@ def test_a_close_call_is_flagged():
 
 
 def test_loss_based_choice_matches_a_hand_computation():
-    spec = spec_with(KN5601, 'design = "blrm_loss"')
+    start, end = KN5601.index("[decision.loss]"), KN5601.index("[decision.boin]")
+    crmpack = spec_with(KN5601[:start] + KN5601[end:], 'design = "blrm_loss"')  # crmPack's default intervals
     p = np.tile([0.05, 0.25, 0.45, 0.7], (1000, 1))  # each level sits in one interval with certainty
-    recommendation = decide(DecisionContext(spec, state_from_outcomes(spec, "1NNN 2NNN"), toxicity=_draws(p)))
+    recommendation = decide(DecisionContext(crmpack, state_from_outcomes(crmpack, "1NNN 2NNN"), toxicity=_draws(p)))
     losses = {c.level: c.estimate.value for v in recommendation.verdicts for c in v.checks if c.quantity == "expected loss"}
     assert losses == pytest.approx({0: 1.0, 1: 0.0, 2: 1.0, 3: 2.0})  # crmPack losses 1 / 0 / 1 / 2
     assert recommendation.next_level == 1
+    lupus = spec_with(KN5601, 'design = "blrm_loss"')  # the shipped lupus intervals: 5-10% is the target
+    p = np.tile([0.03, 0.07, 0.15, 0.3], (1000, 1))
+    recommendation = decide(DecisionContext(lupus, state_from_outcomes(lupus, "1NNN 2NNN"), toxicity=_draws(p)))
+    losses = {c.level: c.estimate.value for v in recommendation.verdicts for c in v.checks if c.quantity == "expected loss"}
+    assert losses == pytest.approx({0: 1.0, 1: 0.0, 2: 1.0, 3: 2.0}) and recommendation.next_level == 1
 
 
 # ---- the lupusbayes design: sentinel, windows, efficacy-driven escalation ---------------------------
@@ -133,11 +139,15 @@ def _efficacy(p_response_level_0: float) -> DrawsPosterior:
                           weights=np.full(2000, 1 / 2000), chains=4)
 
 
-def test_the_sentinel_waits_28_days_before_the_rest_of_its_group():
+def test_the_sentinel_waits_28_days_and_its_response_before_the_rest_of_its_group():
     context = DecisionContext(AXA_SPEC, _state(_patient(0, 10)), toxicity=_axa_toxicity())
     recommendation = decide(context)
     assert (recommendation.action, recommendation.next_level, recommendation.n_next) == ("hold", 0, 2)
-    assert recommendation.wait_days == 18
+    assert recommendation.wait_days == 21  # day 31: the 28-day window and the month-1 response (30.4 days)
+    no_wait = lb.parse_spec(AXA.replace("[decision.boin]", "[decision.efficacy]\nwait_for_response = false\n\n"
+                                        "[decision.boin]", 1))
+    assert decide(DecisionContext(no_wait, TrialState(no_wait, (_patient(0, 10),), "t"),
+                                  toxicity=_axa_toxicity())).wait_days == 18
 
 
 def test_a_new_dose_opens_with_one_sentinel_after_the_group_window():
@@ -153,7 +163,11 @@ def test_a_new_dose_opens_with_one_sentinel_after_the_group_window():
 
 
 def test_efficacy_driven_escalation_after_a_safe_inefficacious_sentinel():
-    state = _state(_patient(0, 30))
+    unseen = decide(DecisionContext(AXA_SPEC, _state(_patient(0, 31)), toxicity=_axa_toxicity((1, 0, 0)),
+                                    efficacy=_efficacy(0.1)))
+    assert (unseen.action, unseen.next_level) == ("hold", 0)  # its response is not observed: no shortcut
+    assert any("not yet observable" in v.verdict for v in unseen.verdicts)
+    state = _state(PatientRecord("S1", 0, 31, False, responder=False))
     insufficient = decide(DecisionContext(AXA_SPEC, state, toxicity=_axa_toxicity((1, 0, 0)), efficacy=_efficacy(0.1)))
     assert (insufficient.action, insufficient.next_level) == ("escalate", 1)
     assert any("efficacy-driven" in v.verdict for v in insufficient.verdicts)
@@ -278,7 +292,7 @@ def test_sentinel_and_group_windows_are_respected(days, level):
     if recommendation.next_level != level or len(days) == 3:  # a new group
         assert recommendation.wait_days >= max(0, 28 - min(days))
     if recommendation.paused:  # nobody dosed until every patient has completed the DLT window
-        assert recommendation.wait_days == max(0, 28 - min(days))
+        assert recommendation.wait_days >= max(0, 28 - min(days))  # (a sentinel also waits for its response)
         return
     if recommendation.next_level > level:  # a new dose opens with its sentinel
         assert recommendation.n_next == 1

@@ -73,7 +73,7 @@ def test_the_shipped_scenarios_load_and_combine_crs_and_other_dlts():
     first = scenarios.scenarios[0]
     expected = 1 - (1 - first.p_crs_at_least[:, 2]) * (1 - first.p_other_dlt)  # CRS >= 3 is AXA's DLT
     np.testing.assert_allclose(first.p_dlt(AXA), expected)
-    assert first.accrual_gap_days == 14 and len(scenarios.sha256) == 64
+    assert first.accrual_patients_per_month == 0.3 and first.accrual_gap_days is None and len(scenarios.sha256) == 64
 
 
 GOOD = """
@@ -159,14 +159,16 @@ def test_the_vectorised_fast_path_gives_the_engines_results_field_by_field(desig
 
 
 def test_the_lupusbayes_design_keeps_the_sentinel_and_group_windows():
-    """No DLT, a patient every 14 days: sentinel day 0; its group on day 28 (sentinel window); the next
-    sentinel on day 56 (group window); ... The last group is dosed on day 112, the final analysis
-    is 3 months (the efficacy rule's final month) later."""
+    """No DLT, a patient every 14 days: sentinel day 0; its group on day 31 (the sentinel's 28-day window and
+    its month-1 response, which the efficacy-driven rule reads); the next sentinel on day 59 (group window);
+    its group on day 90; with the spec's prior EWOC keeps the top dose closed, so a second group at level 2
+    on day 118 (no sentinel at a dose already given). The final analysis is 3 months (the efficacy rule's
+    final month) later."""
     safe = Scenario("safe", "", np.zeros((3, 1)), np.zeros(3), np.full(3, 0.5), 14.0, None)
     latent = draw_latent_patients(np.random.SeedSequence(3), 50, 9)
     results = simulate_trials(AXA, design_for(AXA), safe, latent)
     assert np.all(results.n_patients.sum(axis=1) == 9)
-    np.testing.assert_allclose(results.duration_days, 112 + 3 * 30.4375)
+    np.testing.assert_allclose(results.duration_days, 118 + 3 * 30.4375)
     # without timing rules a cohort is dosed as patients arrive (days 0, 14, 28) and the next decision waits
     # for its DLT window: cohorts on days 0-28, 56-70, 98-112; the last is DLT-evaluable on day 140
     blrm = simulate_trials(AXA, design_for(AXA, "blrm_ewoc"), safe, latent)
@@ -310,21 +312,33 @@ def test_plans_are_checked():
 # ---- command line ---------------------------------------------------------------------------------------
 
 
-def test_the_command_writes_the_tables_and_the_figure_and_refuses_to_overwrite(tmp_path, capsys):
+def test_the_command_writes_the_tables_and_the_figure_and_refuses_to_overwrite(tmp_path, capsys, mock_sampling):
     out = tmp_path / "oc"
     assert main(["simulate", "axa_nk02", "--n-trials", "12", "--seed", "1", "--designs", "lupusbayes,3+3",
-                 "--out", str(out), "--no-progress"]) == 0
+                 "--codata", "kn5601", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "== target in the middle ==" in printed and "selected: level 2" in printed and "lupusbayes" in printed
     assert {p.name for p in out.iterdir()} == {"trials.csv", "operating_characteristics.csv",
                                                 "operating_characteristics.txt", "operating_characteristics.png",
-                                                "plan.json"}
+                                                "paired_differences.csv", "plan.json"}
+    assert "minus lupusbayes, on the same simulated patients (paired MCSE)" in printed
     plan = json.loads((out / "plan.json").read_text())
     assert plan["seed"] == 1 and plan["n_trials"] == 12 and plan["designs"] == ["lupusbayes", "3+3"]
+    assert "KN5601" in plan["priors"]["source"] and len(plan["priors"]["toxicity"]["weights"]) >= 2
     assert len(pd.read_csv(out / "trials.csv")) == 12 * 2 * 4
     assert (out / "operating_characteristics.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["simulate", "axa_nk02", "--n-trials", "12", "--seed", "1", "--out", str(out)]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_a_design_that_borrows_is_simulated_with_the_codata_it_borrows_from(tmp_path, capsys):
+    out = tmp_path / "oc"
+    assert main(["simulate", "axa_nk02", "--n-trials", "4", "--seed", "1", "--designs", "blrm_ewoc", "--out",
+                 str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--codata" in error and "hierarchy 'exnex'" in error and not out.exists()
+    assert main(["simulate", "axa_nk02", "--n-trials", "4", "--seed", "1", "--designs", "boin,3+3", "--out",
+                 str(out), "--no-progress"]) == 0  # the rule-based designs read no posterior
 
 
 @pytest.mark.parametrize(("arguments", "words"), [
@@ -377,17 +391,19 @@ def test_more_trials_extend_a_checkpointed_run(plan, tmp_path):
 
 def test_the_scenario_file_can_change_the_sample_size_and_the_windows(tmp_path):
     text = (Path(lb.__file__).parent / "data" / "scenarios" / "axa_nk02.toml").read_text()
-    shorter = text.replace("accrual_gap_days = 14", "accrual_gap_days = 14\nmax_patients = 6\n"
+    shorter = text.replace("accrual_patients_per_month = 0.3", "accrual_gap_days = 14\nmax_patients = 6\n"
                            "sentinel_safety_days = 14\ngroup_safety_days_before_next = 14", 1)
     scenarios = parse_scenarios(shorter, AXA, source="shorter.toml")
     assert scenarios.applied_to(AXA).escalation.max_patients == 6
     result = simulate(SimulationPlan(AXA, scenarios, ("lupusbayes",), n_trials=20, seed=1))
     assert result.trials.filter(like="n_patients_level").sum(axis=1).max() == 6
-    # sentinel day 0, group day 14, next sentinel day 28, its group day 42; final analysis 3 months later
+    # sentinel day 0, group day 31 (its month-1 response, which the efficacy rule waits for), next sentinel day 45
+    # (the 14-day group window), its group day 76; final analysis 3 months later
     safe = result.trials[result.trials["scenario"] == "shaped like KN5601"]
     assert (safe["duration_days"] >= 42 + 91.3).all() and (safe["duration_days"] < 112 + 91.3).all()
     with pytest.raises(SpecError, match="max_patients"):
-        parse_scenarios(text.replace("accrual_gap_days = 14", "accrual_gap_days = 14\nmax_patients = 0", 1), AXA,
+        parse_scenarios(text.replace("accrual_patients_per_month = 0.3", "accrual_patients_per_month = 0.3\n"
+                                     "max_patients = 0", 1), AXA,
                         source="bad.toml")
 
 
@@ -469,8 +485,10 @@ def test_decisions_from_the_fallback_are_counted_per_trial_and_said(monkeypatch,
         assert again.chunks_resumed == 4
         pd.testing.assert_frame_equal(again.trials, trials)
         out = tmp_path / "out"
-        assert main(["simulate", "axa_nk02", "--n-trials", "2", "--designs", "lupusbayes", "--seed", "2",
-                     "--out", str(out), "--no-progress"]) == 0
+        one_study = tmp_path / "axa_one_study.toml"  # no co-data: the prior-only state is the one made unresolvable
+        one_study.write_text(AXA.text.replace('outcome = "dlt"\nhierarchy = "exnex"', 'outcome = "dlt"\nhierarchy = "none"'))
+        assert main(["simulate", str(one_study), "--scenarios", "axa_nk02", "--n-trials", "2", "--designs",
+                     "lupusbayes", "--seed", "2", "--out", str(out), "--no-progress"]) == 0
         assert "decisions in 8 trials were made from NUTS posteriors" in capsys.readouterr().out
         assert json.loads((out / "plan.json").read_text())["mcmc_fallback_decisions"] >= 8
     finally:
@@ -525,3 +543,105 @@ def test_the_fallback_samples_a_mixture_prior_as_the_quadrature_integrates_it():
     assert np.all(np.abs(sample.means - exact.mean_p_dlt(doses)[0]) < 4 * sample.mean_errors + 2e-3)
     assert np.all(np.abs(sample.at_least[0.2] - exact.probability_at_least(doses, 0.2)[0])
                   < 4 * sample.at_least_errors[0.2] + 2e-3)
+
+
+def test_the_efficacy_driven_rule_acts_in_simulation_when_its_condition_holds():
+    """A safe sentinel that does not respond at level 1 gives P(response rate < 0.3) = 0.82 >= 0.8 under the
+    [model.response] prior: the trial goes straight to level 2, because the sentinel's decision waits for its
+    month-1 response (day 31). Without that wait the decision falls on day 28, the response is not yet
+    observed, and the sentinel's group is completed at level 1."""
+    one_study = lb.parse_spec(AXA.text.replace('outcome = "dlt"\nhierarchy = "exnex"', 'outcome = "dlt"\nhierarchy = "none"'))
+    scenario = Scenario("level 1 inactive", "", np.zeros((3, 3)), np.zeros(3), np.array([0.0, 0.9, 0.9]), 14.0, None)
+    latent = draw_latent_patients(np.random.SeedSequence(5), 20, 9)
+    waiting = simulate_trials(one_study, design_for(one_study), scenario, latent)
+    assert np.all(waiting.n_patients[:, 0] == 1)  # the sentinel alone: efficacy-driven escalation
+    no_wait = lb.parse_spec(one_study.text.replace("[decision.boin]", "[decision.efficacy]\nwait_for_response = false\n\n"
+                                                   "[decision.boin]", 1))
+    not_seen = simulate_trials(no_wait, design_for(no_wait), scenario, latent)
+    assert np.all(not_seen.n_patients[:, 0] == 3)
+
+
+def test_paired_differences_are_the_trial_by_trial_differences_with_their_paired_mcse(plan, serial):
+    scenario = plan.scenarios.scenarios[0]
+    n_levels = len(AXA.dosing.levels)
+    results = {name: serial.results(scenario.name, name) for name in plan.designs}
+    table = serial.differences.set_index(["scenario", "design", "quantity", "level"])
+    other = plan.designs[1]
+    a = results[other].n_patients.sum(axis=1).astype(float)
+    b = results[plan.designs[0]].n_patients.sum(axis=1).astype(float)
+    row = table.loc[(scenario.name, other, "patients", 0)]
+    assert row["difference"] == pytest.approx(np.mean(a - b))
+    assert row["mcse"] == pytest.approx(np.std(a - b, ddof=1) / np.sqrt(a.size))
+    # on common random numbers the designs' outcomes go together, so pairing mostly shrinks the error
+    chosen = table.xs(other, level="design")
+    varying = chosen[chosen["mcse_unpaired"] > 0]
+    assert np.median(varying["mcse"] / varying["mcse_unpaired"]) < 1 and n_levels == 3
+
+
+def test_a_copula_correlates_toxicity_and_response_and_leaves_every_dlt_as_it_was():
+    latent = draw_latent_patients(np.random.SeedSequence(9), 4000, 9)
+    correlated = latent.with_correlation(0.8)
+    np.testing.assert_array_equal(correlated.toxicity, latent.toxicity)  # the DLTs do not move
+    assert latent.with_correlation(0.0) is latent
+    assert np.corrcoef(correlated.toxicity.ravel(), correlated.response.ravel())[0, 1] > 0.7
+    assert abs(np.mean(correlated.response) - 0.5) < 0.01  # still uniform
+    text = (Path(lb.__file__).parent / "data" / "scenarios" / "axa_nk02.toml").read_text()
+    changed = parse_scenarios(text.replace("toxicity_response_correlation = 0.0", "toxicity_response_correlation = 0.5"),
+                              AXA, source="c.toml")
+    assert changed.toxicity_response_correlation == 0.5 and changed.sha256 != load_scenarios("axa_nk02", AXA).sha256
+    with pytest.raises(SpecError, match="toxicity_response_correlation"):
+        parse_scenarios(text.replace("toxicity_response_correlation = 0.0", "toxicity_response_correlation = 1.5"),
+                        AXA, source="c.toml")
+
+
+def test_non_evaluable_patients_are_replaced_and_leave_the_decisions():
+    """A third of the patients leave the DLT window early without a DLT: each is replaced, counted among the
+    patients treated, never among the DLTs or the sample size; every design (BOIN and the 3+3 on the engine)."""
+    text = (Path(lb.__file__).parent / "data" / "scenarios" / "axa_nk02.toml").read_text()
+    scenarios = parse_scenarios(text.replace("toxicity_response_correlation = 0.0",
+                                             "toxicity_response_correlation = 0.0\np_not_evaluable = 0.3"),
+                                AXA, source="dropouts.toml")
+    assert all(s.p_not_evaluable == 0.3 for s in scenarios.scenarios)
+    result = simulate(SimulationPlan(AXA, scenarios, ("lupusbayes", "boin", "3+3"), n_trials=40, seed=4))
+    trials = result.trials
+    treated = trials.filter(like="n_patients_level").sum(axis=1)
+    assert (treated - trials["n_not_evaluable"] <= 9).all() and trials["n_not_evaluable"].mean() > 1.0
+    full = trials[trials["stop_reason"].str.contains("sample size")]
+    assert (full.filter(like="n_patients_level").sum(axis=1) - full["n_not_evaluable"] == 9).all()
+    replaced = result.summary[result.summary["quantity"] == "not evaluable, replaced"]
+    assert (replaced["value"] > 0.5).all()
+    with pytest.raises(SpecError, match="p_not_evaluable"):
+        parse_scenarios(text.replace("toxicity_response_correlation = 0.0", "p_not_evaluable = 0.9"), AXA,
+                        source="d.toml")
+
+
+def test_codata_priors_are_the_robust_map_prior_and_enter_the_plan(mock_sampling):
+    """With mock sampling (prior draws): the structure, not the numbers (scripts/benchmark_codata_agreement.py
+    measures those against the real decision)."""
+    from lupusbayes.workflow import simulation_priors
+
+    priors = simulation_priors(AXA, [lb.load_kn5601()], seed=3)
+    weights = priors.toxicity.weights
+    assert sum(weights) == pytest.approx(1.0) and weights[-1] == pytest.approx(0.5)  # the NEX component, 1 - w
+    assert priors.toxicity.components[-1] == AXA.models.blrm.prior
+    assert priors.response_final is not None and "KN5601" in priors.source
+    assert {"toxicity", "response_month_1", "response_month_3"} <= set(priors.checks)
+    scenarios = load_scenarios("axa_nk02", AXA)
+    with_priors = SimulationPlan(AXA, scenarios, ("blrm_ewoc",), n_trials=4, seed=1, priors=priors)
+    without = SimulationPlan(AXA, scenarios, ("blrm_ewoc",), n_trials=4, seed=1)
+    assert with_priors.fingerprint != without.fingerprint and with_priors.describe()["priors"]["toxicity"]
+    assert simulate(with_priors).trials["n_mcmc_decisions"].sum() == 0
+    one_study = lb.parse_spec(AXA.text.replace('outcome = "dlt"\nhierarchy = "exnex"', 'outcome = "dlt"\nhierarchy = "none"'))
+    assert simulation_priors(one_study, [], seed=3) is None
+    with pytest.raises(lb.LupusBayesError, match="--codata"):
+        simulation_priors(AXA, [], seed=3)
+
+
+def test_the_mixture_summary_and_the_workflow_examples_run():
+    import doctest
+
+    from lupusbayes import workflow
+    from lupusbayes.fitting import codata
+
+    assert doctest.testmod(codata).failed == 0  # EM recovers a known two-component mixture
+    assert doctest.testmod(workflow).failed == 0

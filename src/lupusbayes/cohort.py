@@ -306,9 +306,14 @@ def _parse_safety_days(text: str) -> str:
 
 
 #: Optional columns of a trial state, checked at load by every command (data check, decide, report, ...).
+def _parse_evaluable(text: str) -> str:
+    return "yes" if _parse_bool(text) else "no"
+
+
 _CHECKED_EXTRAS = {
     "infusion_date": lambda text: parse_trial_date(text, what="infusion_date").isoformat(),  # one lambda: memoised once
     "safety_days": _parse_safety_days,
+    "dlt_evaluable": _parse_evaluable,
 }
 
 

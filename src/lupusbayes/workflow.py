@@ -34,7 +34,8 @@ from lupusbayes.errors import DecisionError, LupusBayesError, ModelSetupError
 from lupusbayes.spec import DoseObservation, TrialSpec
 
 __all__ = ["DecisionInputs", "decision_inputs", "toxicity_model_kind", "unmodelled_dlts", "check_fit_matches",
-           "toxicity_draws", "efficacy_draws", "expected_toxicity_model", "expected_efficacy_model"]
+           "toxicity_draws", "efficacy_draws", "expected_toxicity_model", "expected_efficacy_model", "borrows",
+           "simulation_priors"]
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,7 @@ def decision_inputs(spec: TrialSpec, state: TrialState, *, design: Design | str 
     --------
     >>> import lupusbayes as lb
     >>> from lupusbayes.decisions import decide, state_from_outcomes
-    >>> spec = lb.load_spec("axa_nk02")
+    >>> spec = lb.load_spec("kn5601")  # one study: the exact BLRM, no MCMC
     >>> inputs = decision_inputs(spec, state_from_outcomes(spec, "1NNN"), design="blrm_ewoc")
     >>> decide(inputs.context, inputs.design).action
     'escalate'
@@ -288,3 +289,30 @@ def decision_inputs(spec: TrialSpec, state: TrialState, *, design: Design | str 
     failed = tuple(result.model.name for result in fits.values() if not result.converged)
     context = DecisionContext(spec, state, toxicity, efficacy, failed, forced=force, alerts=tuple(alerts))
     return DecisionInputs(spec, design, context, fits)
+
+
+def borrows(spec: TrialSpec) -> bool:
+    """Whether the spec's DLT model borrows from co-data (``[model.blrm] hierarchy`` exnex or exchangeable)."""
+    return spec.models.blrm.hierarchy in ("exnex", "exchangeable")
+
+
+def simulation_priors(spec: TrialSpec, codata: Sequence[Cohort], *, seed: int, progress=None,
+                      error: type[LupusBayesError] = DecisionError):
+    """The priors a simulation of ``spec``'s trial decides with: derived from ``codata`` as real decisions
+    borrow from it (:func:`lupusbayes.fitting.codata.codata_priors`), or None without co-data.
+
+    Raises
+    ------
+    error
+        The spec borrows from co-data and none were given (a simulation would decide from another prior
+        than the trial's decisions).
+    """
+    if not codata:
+        if borrows(spec):
+            raise error(f"{spec.source}: [model.blrm] hierarchy '{spec.models.blrm.hierarchy}' borrows from co-data, "
+                        "and real decisions read them: give the same co-data to the simulation (--codata FILE, "
+                        "e.g. kn5601), so that simulated trials decide as the trial will")
+        return None
+    from lupusbayes.fitting.codata import codata_priors
+
+    return codata_priors(spec, codata, seed=seed, progress=progress)

@@ -38,7 +38,7 @@ from lupusbayes.report.simulation_plots import save_operating_characteristics
 from lupusbayes.simulation import SimulationPlan, comparison_table, load_scenarios, simulate
 from lupusbayes.spec import load_spec
 from lupusbayes.summary import summarise_cohort
-from lupusbayes.workflow import decision_inputs
+from lupusbayes.workflow import decision_inputs, simulation_priors
 
 __all__ = ["run_demo", "DemoResult", "add_commands", "DEMO_SIMULATED_TRIALS"]
 
@@ -136,8 +136,9 @@ def run_demo(
 
         progress(f"6/7 operating characteristics of AXA-NK02's designs ({DEMO_SIMULATED_TRIALS} trials per scenario)")
         scenarios = load_scenarios("axa_nk02", axa)
+        priors = simulation_priors(axa, [cohort], seed=seed)  # the simulated decisions borrow from KN5601 as real ones do
         simulation = simulate(SimulationPlan(axa, scenarios, DEFAULT_DESIGNS,
-                                             n_trials=DEMO_SIMULATED_TRIALS, seed=seed))
+                                             n_trials=DEMO_SIMULATED_TRIALS, seed=seed, priors=priors))
         simulation.summary.to_csv(staging / "operating_characteristics_axa_nk02.csv", index=False)
         save_operating_characteristics(staging / "operating_characteristics_axa_nk02.png", simulation.summary,
                                        scenarios, axa)

@@ -92,7 +92,10 @@ def design_for(spec: TrialSpec, name: str | None = None) -> Design:
             LupusbayesEscalation(efficacy_driven=rules_of_trial.efficacy_driven_escalation),
         ]
         if rules_of_trial.sentinel_patients:
-            rules.append(Sentinel(rules_of_trial.sentinel_patients, rules_of_trial.sentinel_safety_days))
+            efficacy = decision.efficacy
+            waits = rules_of_trial.efficacy_driven_escalation and efficacy.wait_for_response
+            rules.append(Sentinel(rules_of_trial.sentinel_patients, rules_of_trial.sentinel_safety_days,
+                                  response_day=efficacy.response_day if waits else 0))
         if rules_of_trial.group_safety_days_before_next:
             rules.append(GroupWindow(rules_of_trial.group_safety_days_before_next))
         return Design(name, tuple(rules), "utility", True, True)

@@ -226,7 +226,7 @@ def decide(context: DecisionContext, design: Design | None = None) -> Recommenda
             stops = [STOP_NO_LEVEL_ADMISSIBLE]
     warnings = sorted({w for v in verdicts for w in (*v.warnings, *v.close_calls)})
     posteriors = [p for p in (context.toxicity, context.efficacy) if p is not None]
-    notes = tuple(dict.fromkeys(note for p in posteriors for note in getattr(p, "notes", ())))
+    notes = tuple(dict.fromkeys([*state.notes, *(note for p in posteriors for note in getattr(p, "notes", ()))]))
     for posterior in posteriors:
         if getattr(posterior, "reweighted", False) and posterior.pareto_k > PARETO_K_LIMIT:
             warnings.append(f"the reweighted posterior ({posterior.source}) has Pareto k {posterior.pareto_k:.2f} > "
@@ -247,7 +247,9 @@ def decide(context: DecisionContext, design: Design | None = None) -> Recommenda
                               selection=selection, **common)
     holds = [verdict for verdict in verdicts if verdict.hold_days > 0]
     if any(verdict.hold_exempt_level != next_level for verdict in holds):  # nobody is dosed until they are known
-        hold = max(verdict.hold_days for verdict in holds)
+        # no shorter than a wait the current level already has (a sentinel's response): a pause never dates earlier
+        hold = max([verdict.hold_days for verdict in holds]
+                   + [days for v in verdicts for level, days in v.wait_days if level == current])
         earliest = state.as_of + timedelta(days=hold) if state.as_of is not None else None
         return Recommendation(action="hold", next_level=None, next_dose_label="", n_next=0, wait_days=hold,
                               earliest_date=earliest, warnings=tuple(warnings), **common)

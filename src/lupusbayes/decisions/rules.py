@@ -200,11 +200,14 @@ class Sentinel(Rule):
 
     n_sentinels: int = 1
     days: int = 28
+    response_day: int = 0  # > 0: the rest of the group also waits for the sentinel's response (efficacy-driven rule)
     name: str = "sentinel"
 
     def evaluate(self, context: DecisionContext) -> RuleVerdict:
         state = context.state
-        question = f"Has the sentinel at a new dose had {self.days} days of safety follow-up?"
+        days = max(self.days, self.response_day)
+        question = (f"Has the sentinel at a new dose had {self.days} days of safety follow-up"
+                    + (f" and its response (day {self.response_day})?" if self.response_day > self.days else "?"))
         if state.counts_only:
             return RuleVerdict(self.name, question, "not assessable: the state holds counts only, no dates",
                                warnings=("sentinel rule not assessable from counts; check it by hand",))
@@ -215,14 +218,16 @@ class Sentinel(Rule):
             if not 0 < len(patients) <= self.n_sentinels:
                 continue
             followed = [p.safety_days for p in patients if p.safety_days is not None]
-            shortest = min(followed) if followed else self.days
+            shortest = min(followed) if followed else days
             rules = context.spec.escalation
             with_dlt = [p.patient_id for p in patients if rules.pausing(p.dlt, p.crs_grade, p.icans_grade)]
             dlt_text = f" and a DLT or pausing event ({', '.join(with_dlt)})" if with_dlt else ""
-            if shortest < self.days:
-                waits.append((level, self.days - shortest))
+            if shortest < days:
+                waits.append((level, days - shortest))
+                awaited = (" (its safety window, then its response)" if shortest < self.days < days
+                           else " (for its response)" if self.days <= shortest < days else "")
                 sentences.append(f"the sentinel at {context.label(level)} has {shortest} days{dlt_text}: the rest of "
-                                 f"its group waits {self.days - shortest} more days")
+                                 f"its group waits {days - shortest} more days{awaited}")
             elif len(patients) == self.n_sentinels:
                 sentences.append(f"the sentinel at {context.label(level)} has {shortest} days of safety data{dlt_text}")
             if with_dlt:
@@ -410,6 +415,9 @@ class LupusbayesEscalation(Rule):
                                 settings.insufficient_probability, not insufficient),)
         sentinel_stage = (0 < len(group) <= spec.escalation.sentinel_patients and len(evaluable) == len(group)
                           and not any(p.dlt for p in group))
+        unobserved = [p for p in group if p.responder is None]  # the shortcut never acts on an unseen response
+        if sentinel_stage and unobserved and self.efficacy_driven and state.patients and not state.counts_only:
+            insufficient = None
         up = _descending_from(current + 1) if current + 1 < context.n_levels else _descending_from(current)
         if complete:
             verdict = (f"the group at {context.label(current)} is complete: {len(group)} patients, "
@@ -426,6 +434,13 @@ class LupusbayesEscalation(Rule):
                else f"the group has {len(group)} of {size} patients")
         if sentinel_stage and insufficient is False:
             why += " and efficacy at the sentinel's dose is not clearly insufficient"
+        elif sentinel_stage and unobserved and self.efficacy_driven:
+            settings = spec.decision.efficacy
+            known = min((settings.response_day - p.safety_days for p in unobserved if p.safety_days is not None),
+                        default=None)
+            why += (f" (efficacy not yet observable: the sentinel's month-{settings.month:g} response is known "
+                    + (f"in {max(known, 0)} days)" if known is not None else "at its month-"
+                       f"{settings.month:g} visit)"))
         elif sentinel_stage and insufficient is None and self.efficacy_driven:
             why += " (efficacy not assessable: no efficacy model)"
         return RuleVerdict(self.name, question, f"hold at {context.label(current)}: {why}",

@@ -276,7 +276,7 @@ def _state_from_cohort(cohort: Cohort, spec: TrialSpec, *, as_of: date | None) -
                     else None)
     dlts = spec.dlt.dlt_status(patients["crs_grade"], icans_grades,
                                patients["dlt"].to_numpy(dtype=float, na_value=np.nan))
-    records = []
+    records, not_evaluable = [], []
     for index, (row, responder, dlt) in enumerate(zip(patients.itertuples(index=False), responders, dlts,
                                                       strict=True)):
         line = int(row.source_line) if not pd.isna(row.source_line) else None
@@ -309,12 +309,20 @@ def _state_from_cohort(cohort: Cohort, spec: TrialSpec, *, as_of: date | None) -
         else:
             safety_days = int(row.follow_up_months * DAYS_PER_MONTH)
         day_dosed = -safety_days if (has_dates or has_days) else None
+        if _cell_text(getattr(row, "dlt_evaluable", "")) == "no" and not dlt:
+            # left within the window without a DLT: replaced, and out of the decisions (counts, groups, sample size)
+            not_evaluable.append(f"{row.patient_id} (line {line})")
+            continue
         icans = None if icans_grades is None or np.isnan(icans_grades[index]) else int(icans_grades[index])
         records.append(PatientRecord(str(row.patient_id), level, safety_days, bool(dlt),
                                      int(row.crs_grade), None if pd.isna(responder) else bool(responder), day_dosed,
                                      line, icans))
     if has_dates or has_days:  # enrolment order: the first infusion; the file's order breaks ties
         records.sort(key=lambda record: record.day_dosed)
+    if not_evaluable:
+        notes.append(f"{len(not_evaluable)} patient(s) not DLT-evaluable (dlt_evaluable = no: {', '.join(not_evaluable[:3])}"
+                     f"{', ...' if len(not_evaluable) > 3 else ''}) are left out of the decisions and are to be "
+                     "replaced, as the protocol's cohorts count DLT-evaluable patients")
     return TrialState(spec, tuple(records), source, as_of=as_of, cohort=cohort, notes=tuple(notes))
 
 

@@ -11,7 +11,13 @@
 
 from lupusbayes.errors import SimulationError
 from lupusbayes.simulation.engine import PosteriorBank, TrialResults, simulate_trials
-from lupusbayes.simulation.metrics import QUANTITIES, comparison_table, operating_characteristics
+from lupusbayes.simulation.metrics import (
+    QUANTITIES,
+    comparison_table,
+    differences_table,
+    operating_characteristics,
+    paired_differences,
+)
 from lupusbayes.simulation.patients import LatentPatients, arrival_days, draw_latent_patients
 from lupusbayes.simulation.runner import (
     DEFAULT_CHUNK_SIZE,
@@ -28,6 +34,6 @@ __all__ = [
     "Scenario", "ScenarioSet", "load_scenarios", "parse_scenarios", "SHIPPED_SCENARIOS",
     "LatentPatients", "draw_latent_patients", "arrival_days",
     "PosteriorBank", "TrialResults", "simulate_trials", "SimulationError",
-    "operating_characteristics", "comparison_table", "QUANTITIES",
+    "operating_characteristics", "comparison_table", "QUANTITIES", "paired_differences", "differences_table",
     "SimulationPlan", "SimulationResult", "Chunk", "simulate", "run_chunk", "CheckpointError", "DEFAULT_CHUNK_SIZE",
 ]

@@ -46,11 +46,11 @@ from lupusbayes.decisions.rules import (
 from lupusbayes.decisions.state import DAYS_PER_MONTH, PatientRecord, TrialState
 from lupusbayes.decisions.three_plus_three import COHORT_SIZE, three_plus_three_next
 from lupusbayes.errors import SimulationError
-from lupusbayes.simulation.fast import FastPosteriors
+from lupusbayes.simulation.fast import FastPosteriors, SummaryPosterior
 from lupusbayes.simulation.patients import LatentPatients, arrival_days
 from lupusbayes.simulation.rule_based import RuleBasedSimulation, simulate_boin, simulate_three_plus_three
 from lupusbayes.simulation.scenarios import Scenario
-from lupusbayes.spec import TrialSpec
+from lupusbayes.spec import CodataPriors, TrialSpec
 
 __all__ = ["TrialResults", "PosteriorBank", "simulate_trials", "max_patients_of", "level_columns"]
 
@@ -61,25 +61,76 @@ class PosteriorBank:
 
     toxicity: FastPosteriors
     efficacy: FastPosteriors
+    #: the response at the final month (the final selection's utility), when its prior differs from ``efficacy``'s
+    efficacy_final: FastPosteriors | None = None
 
     @classmethod
-    def for_spec(cls, spec: TrialSpec, *, fallback_seed: int = 0, mcmc_fallback: bool = True) -> PosteriorBank:
+    def for_spec(cls, spec: TrialSpec, *, priors: CodataPriors | None = None, fallback_seed: int = 0,
+                 mcmc_fallback: bool = True) -> PosteriorBank:
         """Thresholds: the toxicity intervals' edges, the loss intervals' edges, the efficacy rate.
 
-        ``fallback_seed`` seeds the MCMC fallback (:mod:`lupusbayes.simulation.fast`); the
-        runner passes the simulation's seed.
+        ``priors`` are the target study's priors given its co-data
+        (:func:`lupusbayes.fitting.codata.codata_priors`); without them, the spec's ``[model.blrm]``
+        and ``[model.response]`` priors (one study, no borrowing). ``fallback_seed`` seeds the MCMC
+        fallback (:mod:`lupusbayes.simulation.fast`); the runner passes the simulation's seed.
         """
         decision = spec.decision
         toxicity_thresholds = (*spec.dlt.intervals.edges, *decision.loss.edges, decision.loss.overdose_from)
         options = {"mcmc_fallback": mcmc_fallback, "fallback_seed": fallback_seed}
-        return cls(FastPosteriors(spec, spec.models.blrm.prior, "p_dlt", toxicity_thresholds, **options),
-                   FastPosteriors(spec, spec.models.response.prior, "p_response",
-                                  (decision.efficacy.insufficient_rate,), **options))
+        toxicity_prior = priors.toxicity if priors is not None else spec.models.blrm.prior
+        response_prior = priors.response if priors is not None else spec.models.response.prior
+        final = None
+        if priors is not None and priors.response_final is not None:
+            final = FastPosteriors(spec, priors.response_final, "p_response_final", (), **options)
+        return cls(FastPosteriors(spec, toxicity_prior, "p_dlt", toxicity_thresholds, **options),
+                   FastPosteriors(spec, response_prior, "p_response", (decision.efficacy.insufficient_rate,),
+                                  **options), final)
 
     @property
     def mcmc_fallbacks(self) -> int:
         """Posteriors the quadrature could not resolve, sampled by NUTS instead."""
-        return self.toxicity.mcmc_fallbacks + self.efficacy.mcmc_fallbacks
+        final = self.efficacy_final.mcmc_fallbacks if self.efficacy_final is not None else 0
+        return self.toxicity.mcmc_fallbacks + self.efficacy.mcmc_fallbacks + final
+
+    def efficacy_posterior(self, key: tuple):
+        """The efficacy posterior for responder counts ``key``: the decision month's, with the final month's."""
+        month = self.efficacy.cache[key]
+        if self.efficacy_final is None:
+            return month
+        return EfficacyPosteriors(month, self.efficacy_final.cache[key])
+
+
+@dataclass(frozen=True)
+class EfficacyPosteriors:
+    """The response posterior at the decision month (``p_response``) and at the final month
+    (``p_response_final``), both updated with the same responder counts, as one posterior."""
+
+    month: SummaryPosterior
+    final: SummaryPosterior
+
+    def _of(self, name: str) -> SummaryPosterior:
+        return self.final if name == "p_response_final" else self.month
+
+    def has(self, name: str) -> bool:
+        return name in ("p_response", "p_response_final")
+
+    def mean(self, name: str):
+        return self._of(name).mean(name)
+
+    def probability_at_least(self, name: str, threshold: float):
+        return self._of(name).probability_at_least(name, threshold)
+
+    @property
+    def from_mcmc(self) -> bool:
+        return self.month.from_mcmc or self.final.from_mcmc
+
+    @property
+    def source(self) -> str:
+        return self.month.source
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return self.month.notes
 
 
 def level_columns(name: str, n_levels: int) -> list[str]:
@@ -112,10 +163,13 @@ class TrialResults:
     final_analysis_changed: np.ndarray  # the final analysis did not confirm the stop (its selection is kept)
     #: decisions made from a posterior of the MCMC fallback (see simulation.fast); zeros when not given
     n_mcmc_decisions: np.ndarray | None = None
+    #: patients dosed who were not DLT-evaluable and were replaced (in n_patients, not in n_dlt); zeros when not given
+    n_not_evaluable: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        if self.n_mcmc_decisions is None:
-            object.__setattr__(self, "n_mcmc_decisions", np.zeros(self.trial.size, dtype=np.int64))
+        for name in ("n_mcmc_decisions", "n_not_evaluable"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.zeros(self.trial.size, dtype=np.int64))
 
     @property
     def n_trials(self) -> int:
@@ -127,7 +181,7 @@ class TrialResults:
                    "selected_level": np.where(self.selected_level >= 0, self.selected_level + 1, 0),
                    "stop_reason": self.stop_reason, "duration_days": np.round(self.duration_days, 3),
                    "n_decisions": self.n_decisions, "final_analysis_changed": self.final_analysis_changed,
-                   "n_mcmc_decisions": self.n_mcmc_decisions}
+                   "n_mcmc_decisions": self.n_mcmc_decisions, "n_not_evaluable": self.n_not_evaluable}
         for name in ("n_patients", "n_dlt", "n_responders"):
             values = getattr(self, name)
             columns.update(zip(level_columns(name, values.shape[1]), values.T, strict=True))
@@ -143,7 +197,8 @@ class TrialResults:
                    frame["selected_level"].to_numpy(np.int64) - 1, frame["stop_reason"].astype(str).to_numpy(object),
                    per_level("n_patients"), per_level("n_dlt"), per_level("n_responders"),
                    frame["duration_days"].to_numpy(float), frame["n_decisions"].to_numpy(np.int64),
-                   frame["final_analysis_changed"].to_numpy(bool), frame["n_mcmc_decisions"].to_numpy(np.int64))
+                   frame["final_analysis_changed"].to_numpy(bool), frame["n_mcmc_decisions"].to_numpy(np.int64),
+                   frame["n_not_evaluable"].to_numpy(np.int64) if "n_not_evaluable" in frame else None)
 
 
 @dataclass
@@ -154,7 +209,9 @@ class _Trial:
     arrival: np.ndarray
     dlt_uniform: np.ndarray
     response_uniform: np.ndarray
+    evaluable_flags: np.ndarray | None = None  # per slot (None: every patient is DLT-evaluable)
     levels: list[int] = field(default_factory=list)
+    evaluable: list[bool] = field(default_factory=list)
     days: list[float] = field(default_factory=list)
     dlt: list[bool] = field(default_factory=list)
     responder: list[bool] = field(default_factory=list)
@@ -181,10 +238,13 @@ class _Run:
         final_response_day = max(self.response_day, spec.decision.efficacy.final_month * DAYS_PER_MONTH)
         self.final_follow_up = max(self.window, final_response_day) if design.needs_efficacy_model else self.window
         self.reads_time = any(isinstance(rule, Sentinel | GroupWindow) for rule in design.rules)
-        self.max_patients = latent.toxicity.shape[1]
+        self.slots = latent.toxicity.shape[1]
+        # the sample size counts DLT-evaluable patients; a non-evaluable one is replaced from the spare slots
+        self.max_patients = self.slots if latent.evaluable is None else min(max_patients_of(spec), self.slots)
         self.max_decisions = 6 * self.max_patients + 20
         arrivals = arrival_days(scenario, latent.arrival)
-        self.trials = [_Trial(row, arrivals[row], latent.toxicity[row], latent.response[row])
+        self.trials = [_Trial(row, arrivals[row], latent.toxicity[row], latent.response[row],
+                              None if latent.evaluable is None else latent.evaluable[row])
                        for row in range(latent.n_trials)]
 
     # ---- what is known at a time -----------------------------------------------------------
@@ -196,6 +256,8 @@ class _Run:
         known, responders = [0] * n_levels, [0] * n_levels
         records = []
         for slot, (level, day) in enumerate(zip(trial.levels, trial.days, strict=True)):
+            if not trial.evaluable[slot]:  # left within the window without a DLT: not part of the state
+                continue
             followed = trial.time - day
             safety_days = math.floor(followed + 1e-9)
             dlt_known = followed + 1e-9 >= self.window
@@ -221,9 +283,11 @@ class _Run:
             self.bank.toxicity.prepare(key for _, key, _ in observed)
         if design.needs_efficacy_model:
             self.bank.efficacy.prepare(key for _, _, key in observed)
+            if self.bank.efficacy_final is not None:
+                self.bank.efficacy_final.prepare(key for _, _, key in observed)
         for trial, (state, toxicity_key, efficacy_key) in zip(running, observed, strict=True):
             toxicity = self.bank.toxicity.cache[toxicity_key] if design.needs_toxicity_model else None
-            efficacy = self.bank.efficacy.cache[efficacy_key] if design.needs_efficacy_model else None
+            efficacy = self.bank.efficacy_posterior(efficacy_key) if design.needs_efficacy_model else None
             recommendation = decide(DecisionContext(self.spec, state, toxicity=toxicity, efficacy=efficacy), design)
             trial.decisions += 1
             trial.mcmc_decisions += any(posterior is not None and posterior.from_mcmc for posterior in (toxicity, efficacy))
@@ -249,19 +313,27 @@ class _Run:
         if recommendation.wait_days > 0:
             trial.time += recommendation.wait_days
             return
-        n_next = min(recommendation.n_next, self.max_patients - len(trial.levels))
+        enrolled = sum(trial.evaluable)
+        n_next = min(recommendation.n_next, self.max_patients - enrolled)
         if n_next <= 0:
             raise SimulationError(f"{self.design.name}: trial {trial.row + 1} was told to enrol {recommendation.n_next} "
-                                  f"patients with {len(trial.levels)} of {self.max_patients} enrolled")
+                                  f"patients with {enrolled} of {self.max_patients} enrolled")
         level = recommendation.next_level
-        for _ in range(n_next):
+        added = 0
+        while added < n_next:  # a patient who is not DLT-evaluable is replaced by the next one, as protocols do
             slot = len(trial.levels)
+            if slot >= self.slots:
+                raise SimulationError(f"{self.design.name}: trial {trial.row + 1} ran out of replacement patients "
+                                      f"({self.slots} slots); lower p_not_evaluable")
+            evaluable = trial.evaluable_flags is None or bool(trial.evaluable_flags[slot])
             day = max(trial.time, float(trial.arrival[slot]))
             trial.levels.append(level)
             trial.days.append(day)
-            trial.dlt.append(bool(trial.dlt_uniform[slot] < self.p_dlt[level]))
-            trial.responder.append(bool(trial.response_uniform[slot] < self.p_response[level]))
+            trial.evaluable.append(evaluable)
+            trial.dlt.append(evaluable and bool(trial.dlt_uniform[slot] < self.p_dlt[level]))
+            trial.responder.append(evaluable and bool(trial.response_uniform[slot] < self.p_response[level]))
             trial.time = day
+            added += evaluable
         if not self.reads_time:  # decide again when the cohort has completed the DLT window
             trial.time = trial.days[-1] + self.window
 
@@ -292,6 +364,7 @@ class _Run:
             n_decisions=np.array([t.decisions for t in self.trials], dtype=np.int64),
             final_analysis_changed=np.array([t.changed for t in self.trials], dtype=bool),
             n_mcmc_decisions=np.array([t.mcmc_decisions for t in self.trials], dtype=np.int64),
+            n_not_evaluable=np.array([len(t.evaluable) - sum(t.evaluable) for t in self.trials], dtype=np.int64),
         )
 
 
@@ -325,8 +398,8 @@ def _rule_based(spec: TrialSpec, design: Design, scenario: Scenario, latent: Lat
     """The engine's results for BOIN / the 3+3 from the vectorised simulators, or None when they do not apply."""
     group, max_patients = spec.escalation.group_size, latent.toxicity.shape[1]
     minimum = min_patients_at_selection(spec)
-    if design.name not in ("boin", "3+3") or max_patients % group:
-        return None
+    if design.name not in ("boin", "3+3") or max_patients % group or latent.evaluable is not None:
+        return None  # (non-evaluable patients and their replacements: the engine)
     p_dlt = scenario.p_dlt(spec)
     n_cohorts = max_patients // group
     if design.name == "boin" and minimum > group:  # levels given to one cohort only are not selected: the engine

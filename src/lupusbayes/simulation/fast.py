@@ -152,7 +152,7 @@ class FastPosteriors:
             from lupusbayes.fitting.counts import CountModelSampler  # PyMC only when a fallback is needed
 
             self._sampler = CountModelSampler(self.doses, self.reference_dose, self.prior, self.fit_settings)
-        quantity_code = 0 if self.quantity == "p_dlt" else 1
+        quantity_code = {"p_dlt": 0, "p_response": 1}.get(self.quantity, 2)
         seed = np.random.SeedSequence(self.fallback_seed, spawn_key=(quantity_code, *self.key(n, y)))
         sample = self._sampler.sample(n, y, self.thresholds, seed=int(seed.generate_state(1, dtype=np.uint32)[0]))
         if not sample.passed:

@@ -26,6 +26,8 @@ quantity                                  meaning (per trial, then averaged)
 ``DLTs``                                  patients with a DLT
 ``responders``                            patients with the response
 ``duration (months)``                     first dosing to the final analysis
+``not evaluable, replaced``               patients dosed who left the DLT window early without a
+                                          DLT and were replaced (counted in ``patients``)
 ========================================  ======================================================
 """
 
@@ -40,10 +42,12 @@ from lupusbayes.simulation.engine import TrialResults
 from lupusbayes.simulation.scenarios import Scenario
 from lupusbayes.spec import TrialSpec
 
-__all__ = ["operating_characteristics", "comparison_table", "QUANTITIES"]
+__all__ = ["operating_characteristics", "comparison_table", "QUANTITIES", "paired_differences",
+           "per_trial_quantities", "differences_table"]
 
 QUANTITIES = ("selected", "no dose selected", "selected a safe, efficacious dose", "selected above the true MTD",
-              "stopped for toxicity", "patients", "patients above the true MTD", "DLTs", "responders", "duration (months)")
+              "stopped for toxicity", "patients", "patients above the true MTD", "DLTs", "responders", "duration (months)",
+              "not evaluable, replaced")
 
 
 def _mean(values: np.ndarray) -> tuple[float, float]:
@@ -59,6 +63,35 @@ def _proportion(flags: np.ndarray) -> tuple[float, float]:
     return p, float(np.sqrt(p * (1 - p) / flags.size))
 
 
+def per_trial_quantities(results: TrialResults, scenario: Scenario, spec: TrialSpec,
+                         efficacious_response: float) -> dict[tuple[str, int], np.ndarray]:
+    """Each quantity of the module docstring, trial by trial: ``(quantity, level) -> values`` (level 0: all)."""
+    n_levels = results.n_patients.shape[1]
+    true_mtd = scenario.true_mtd(spec)
+    above = np.arange(n_levels) > (-1 if true_mtd is None else true_mtd)
+    target = scenario.safe_and_efficacious(spec, efficacious_response)
+    selected = results.selected_level
+    chosen = selected >= 0
+    reasons = np.asarray(results.stop_reason, dtype=object)
+    safety = np.isin(reasons, [STOP_NO_LEVEL_ADMISSIBLE, STOP_BOIN_ELIMINATED_LOWEST])
+    values: dict[tuple[str, int], np.ndarray] = {}
+    for level in range(n_levels):
+        values[("selected", level + 1)] = selected == level
+    values[("no dose selected", 0)] = ~chosen
+    values[("selected a safe, efficacious dose", 0)] = chosen & target[np.maximum(selected, 0)]
+    values[("selected above the true MTD", 0)] = chosen & above[np.maximum(selected, 0)]
+    values[("stopped for toxicity", 0)] = safety | ((reasons == STOP_THREE_PLUS_THREE) & ~chosen)
+    for level in range(n_levels):
+        values[("patients", level + 1)] = results.n_patients[:, level]
+    values[("patients", 0)] = results.n_patients.sum(axis=1)
+    values[("patients above the true MTD", 0)] = results.n_patients[:, above].sum(axis=1)
+    values[("DLTs", 0)] = results.n_dlt.sum(axis=1)
+    values[("responders", 0)] = results.n_responders.sum(axis=1)
+    values[("duration (months)", 0)] = results.duration_days / DAYS_PER_MONTH
+    values[("not evaluable, replaced", 0)] = results.n_not_evaluable
+    return values
+
+
 def operating_characteristics(results: TrialResults, scenario: Scenario, spec: TrialSpec,
                               efficacious_response: float, max_patients: int | None = None) -> pd.DataFrame:
     """The table of the module docstring for one design on one scenario (levels counted from 1; 0: all).
@@ -66,33 +99,42 @@ def operating_characteristics(results: TrialResults, scenario: Scenario, spec: T
     ``max_patients`` is accepted for compatibility and not used (``stopped for toxicity`` reads the
     trials' stop reasons).
     """
-    n_levels = results.n_patients.shape[1]
-    true_mtd = scenario.true_mtd(spec)
-    above = np.arange(n_levels) > (-1 if true_mtd is None else true_mtd)
-    target = scenario.safe_and_efficacious(spec, efficacious_response)
-    selected = results.selected_level
-    chosen = selected >= 0
     rows = []
-
-    def add(quantity, level, estimate):
+    for (quantity, level), values in per_trial_quantities(results, scenario, spec, efficacious_response).items():
+        value, mcse = _proportion(values) if values.dtype == bool else _mean(values)
         rows.append({"scenario": results.scenario, "design": results.design, "quantity": quantity, "level": level,
-                     "value": estimate[0], "mcse": estimate[1], "trials": results.n_trials})
+                     "value": value, "mcse": mcse, "trials": results.n_trials})
+    return pd.DataFrame(rows)
 
-    for level in range(n_levels):
-        add("selected", level + 1, _proportion(selected == level))
-    add("no dose selected", 0, _proportion(~chosen))
-    add("selected a safe, efficacious dose", 0, _proportion(chosen & target[np.maximum(selected, 0)]))
-    add("selected above the true MTD", 0, _proportion(chosen & above[np.maximum(selected, 0)]))
-    reasons = np.asarray(results.stop_reason, dtype=object)
-    safety = np.isin(reasons, [STOP_NO_LEVEL_ADMISSIBLE, STOP_BOIN_ELIMINATED_LOWEST])
-    add("stopped for toxicity", 0, _proportion(safety | ((reasons == STOP_THREE_PLUS_THREE) & ~chosen)))
-    for level in range(n_levels):
-        add("patients", level + 1, _mean(results.n_patients[:, level]))
-    add("patients", 0, _mean(results.n_patients.sum(axis=1)))
-    add("patients above the true MTD", 0, _mean(results.n_patients[:, above].sum(axis=1)))
-    add("DLTs", 0, _mean(results.n_dlt.sum(axis=1)))
-    add("responders", 0, _mean(results.n_responders.sum(axis=1)))
-    add("duration (months)", 0, _mean(results.duration_days / DAYS_PER_MONTH))
+
+def paired_differences(results: dict[str, TrialResults], scenario: Scenario, spec: TrialSpec,
+                       efficacious_response: float, reference: str) -> pd.DataFrame:
+    """Each design minus ``reference`` on the same simulated patients, quantity by quantity, with its MCSE.
+
+    The designs ran on the same latent patients (common random numbers), so the difference is
+    estimated trial by trial: its MCSE is ``sd(d) / sqrt(n)`` of the paired differences ``d``, far
+    smaller than the two designs' MCSEs combined when they agree often (``mcse_unpaired`` gives
+    that figure for comparison).
+    """
+    base = per_trial_quantities(results[reference], scenario, spec, efficacious_response)
+    order = np.argsort(results[reference].trial)
+    rows = []
+    for name, other in results.items():
+        if name == reference:
+            continue
+        if not np.array_equal(np.sort(other.trial), np.sort(results[reference].trial)):
+            raise ValueError(f"{name} and {reference} ran on other trials: no paired difference")
+        mine = per_trial_quantities(other, scenario, spec, efficacious_response)
+        other_order = np.argsort(other.trial)
+        for key, values in mine.items():
+            d = values[other_order].astype(float) - base[key][order].astype(float)
+            a, b = values.astype(float), base[key].astype(float)
+            n = d.size
+            paired = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+            unpaired = float(np.sqrt(a.var(ddof=1) / n + b.var(ddof=1) / n)) if n > 1 else float("nan")
+            rows.append({"scenario": scenario.name, "design": name, "reference": reference, "quantity": key[0],
+                         "level": key[1], "difference": float(d.mean()), "mcse": paired,
+                         "mcse_unpaired": unpaired, "trials": n})
     return pd.DataFrame(rows)
 
 
@@ -110,5 +152,26 @@ def comparison_table(summary: pd.DataFrame, scenario: str) -> pd.DataFrame:
                 cells[row.design] = f"{100 * row.value:5.1f}% ({100 * row.mcse:.1f})"
             else:
                 cells[row.design] = f"{row.value:6.2f} ({row.mcse:.2f})"
+        rows.append({"": label, **{design: cells.get(design, "") for design in designs}})
+    return pd.DataFrame(rows)
+
+
+def differences_table(differences: pd.DataFrame, scenario: str) -> pd.DataFrame:
+    """One scenario's paired differences from the reference design: ``difference (paired MCSE)`` cells."""
+    if differences.empty:  # one design: nothing to compare
+        return pd.DataFrame()
+    part = differences[differences["scenario"] == scenario]
+    if part.empty:
+        return pd.DataFrame()
+    designs = list(dict.fromkeys(part["design"]))
+    rows = []
+    for (quantity, level), group in part.groupby(["quantity", "level"], sort=False):
+        label = quantity if level == 0 else f"{quantity}: level {level}"
+        percent = quantity.startswith(("selected", "no dose", "stopped"))
+        cells = {}
+        for row in group.itertuples(index=False):
+            scale, unit = (100, "%") if percent else (1, "")
+            cells[row.design] = f"{scale * row.difference:+6.1f}{unit} ({scale * row.mcse:.1f})" if percent else \
+                f"{row.difference:+6.2f} ({row.mcse:.2f})"
         rows.append({"": label, **{design: cells.get(design, "") for design in designs}})
     return pd.DataFrame(rows)

@@ -35,10 +35,10 @@ from lupusbayes._version import __version__
 from lupusbayes.decisions import design_for
 from lupusbayes.errors import LupusBayesError, SimulationError
 from lupusbayes.simulation.engine import PosteriorBank, TrialResults, level_columns, max_patients_of, simulate_trials
-from lupusbayes.simulation.metrics import operating_characteristics
+from lupusbayes.simulation.metrics import operating_characteristics, paired_differences
 from lupusbayes.simulation.patients import draw_latent_patients
 from lupusbayes.simulation.scenarios import ScenarioSet
-from lupusbayes.spec import DESIGNS, TrialSpec
+from lupusbayes.spec import DESIGNS, CodataPriors, TrialSpec
 
 __all__ = ["SimulationPlan", "Chunk", "SimulationResult", "simulate", "run_chunk", "CheckpointError",
            "clear_posterior_cache", "DEFAULT_CHUNK_SIZE", "MAX_TRIALS"]
@@ -80,6 +80,8 @@ class SimulationPlan:
     n_trials: int
     seed: int
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    #: the target study's priors given its co-data (None: the spec's priors, no borrowing)
+    priors: CodataPriors | None = None
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.designs if name not in DESIGNS]
@@ -111,7 +113,8 @@ class SimulationPlan:
         description is the same chunk. ``n_trials`` is not part of it: more trials extend a run."""
         return {"lupusbayes": __version__, "spec_sha256": self.spec.sha256, "scenarios_sha256": self.scenarios.sha256,
                 "scenario_names": list(self.scenarios.names()), "designs": list(self.designs), "seed": int(self.seed),
-                "chunk_size": int(self.chunk_size)}
+                "chunk_size": int(self.chunk_size),
+                "priors": None if self.priors is None else self.priors.describe()}
 
     @property
     def fingerprint(self) -> str:
@@ -128,11 +131,12 @@ def clear_posterior_cache() -> None:
     _BANKS.clear()
 
 
-def _bank(spec: TrialSpec, seed: int) -> PosteriorBank:
-    key = spec.sha256 + repr((spec.models.blrm.prior, spec.models.response.prior, spec.fitting, seed))
+def _bank(spec: TrialSpec, seed: int, priors: CodataPriors | None) -> PosteriorBank:
+    key = spec.sha256 + repr((spec.models.blrm.prior, spec.models.response.prior, spec.fitting, seed,
+                              None if priors is None else (priors.toxicity, priors.response, priors.response_final)))
     if key not in _BANKS:
         _BANKS.clear()  # one spec at a time is the common case; keep memory bounded
-        _BANKS[key] = PosteriorBank.for_spec(spec, fallback_seed=seed)
+        _BANKS[key] = PosteriorBank.for_spec(spec, priors=priors, fallback_seed=seed)
     return _BANKS[key]
 
 
@@ -141,8 +145,10 @@ def run_chunk(plan: SimulationPlan, chunk: Chunk) -> pd.DataFrame:
     scenario = plan.scenarios.scenarios[chunk.scenario]
     spec = plan.trial_spec
     sequence = np.random.SeedSequence(plan.seed, spawn_key=(chunk.scenario, chunk.number))
-    latent = draw_latent_patients(sequence, chunk.size, max_patients_of(spec))
-    bank = _bank(spec, plan.seed)
+    latent = draw_latent_patients(sequence, chunk.size, max_patients_of(spec),
+                                  p_not_evaluable=scenario.p_not_evaluable).with_correlation(
+        plan.scenarios.toxicity_response_correlation)
+    bank = _bank(spec, plan.seed, plan.priors)
     frames = [simulate_trials(spec, design_for(spec, name), scenario, latent, bank=bank,
                               first_trial=chunk.first).to_frame() for name in plan.designs]
     return pd.concat(frames, ignore_index=True)
@@ -255,8 +261,11 @@ def _implausible(frame: pd.DataFrame, n_levels: int, max_patients: int) -> str:
         return frame[level_columns(name, n_levels)].to_numpy()
 
     patients, dlts, responders = per_level("n_patients"), per_level("n_dlt"), per_level("n_responders")
-    if (patients < 0).any() or (patients.sum(axis=1) > max_patients).any():
-        return f"patients per trial outside 0-{max_patients}"
+    replaced = frame["n_not_evaluable"].to_numpy()
+    if (replaced < 0).any() or (replaced > patients.sum(axis=1)).any():
+        return "more replaced patients than patients"
+    if (patients < 0).any() or (patients.sum(axis=1) - replaced > max_patients).any():
+        return f"evaluable patients per trial outside 0-{max_patients}"
     if (dlts < 0).any() or (dlts > patients).any() or (responders < 0).any() or (responders > patients).any():
         return "DLTs or responders outside 0 to the patients treated"
     if not frame["selected_level"].between(0, n_levels).all():
@@ -271,7 +280,7 @@ def _implausible(frame: pd.DataFrame, n_levels: int, max_patients: int) -> str:
 
 def _frame_columns(n_levels: int) -> tuple[str, ...]:
     base = ("scenario", "design", "trial", "selected_level", "stop_reason", "duration_days", "n_decisions",
-            "final_analysis_changed", "n_mcmc_decisions")
+            "final_analysis_changed", "n_mcmc_decisions", "n_not_evaluable")
     return base + tuple(column for name in ("n_patients", "n_dlt", "n_responders")
                         for column in level_columns(name, n_levels))
 
@@ -292,6 +301,8 @@ class SimulationResult:
     summary: pd.DataFrame = field(repr=False)
     elapsed_seconds: float
     chunks_resumed: int = 0
+    #: each design minus the plan's first design, trial by trial, with the paired MCSE (see metrics.paired_differences)
+    differences: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
     def results(self, scenario: str, design: str) -> TrialResults:
         part = self.trials[(self.trials["scenario"] == scenario) & (self.trials["design"] == design)]
@@ -382,12 +393,18 @@ def simulate(plan: SimulationPlan, *, workers: int = 1, dask_client=None, checkp
     order = np.lexsort((trials["trial"].to_numpy(), trials["design"].map(design_rank).to_numpy(),
                         trials["scenario"].map(scenario_rank).to_numpy()))
     trials = trials.iloc[order].reset_index(drop=True)
-    summaries = []
+    summaries, differences = [], []
     n_levels = len(plan.spec.dosing.levels)
     for scenario in plan.scenarios.scenarios:
+        per_design = {}
         for name in plan.designs:
             part = trials[(trials["scenario"] == scenario.name) & (trials["design"] == name)]
-            summaries.append(operating_characteristics(TrialResults.from_frame(part, n_levels), scenario,
-                                                       plan.trial_spec, plan.scenarios.efficacious_response))
+            per_design[name] = TrialResults.from_frame(part, n_levels)
+            summaries.append(operating_characteristics(per_design[name], scenario, plan.trial_spec,
+                                                       plan.scenarios.efficacious_response))
+        if len(plan.designs) > 1:
+            differences.append(paired_differences(per_design, scenario, plan.trial_spec,
+                                                  plan.scenarios.efficacious_response, reference=plan.designs[0]))
     summary = pd.concat(summaries, ignore_index=True)
-    return SimulationResult(plan, trials, summary, time.perf_counter() - started, resumed)
+    paired = pd.concat(differences, ignore_index=True) if differences else pd.DataFrame()
+    return SimulationResult(plan, trials, summary, time.perf_counter() - started, resumed, paired)

@@ -52,6 +52,8 @@ class Scenario:
     p_response: np.ndarray
     accrual_gap_days: float | None
     accrual_patients_per_month: float | None
+    #: probability that a patient is not DLT-evaluable (leaves within the window without a DLT) and is replaced
+    p_not_evaluable: float = 0.0
 
     def p_dlt(self, spec: TrialSpec) -> np.ndarray:
         """The true P(DLT) per level: CRS >= the spec's threshold, or a DLT from other causes."""
@@ -78,6 +80,8 @@ class ScenarioSet:
     source: str
     sha256: str = ""  # of the file's text: a simulation's checkpoint records it
     escalation_overrides: dict[str, int] = field(default_factory=dict)
+    #: correlation of the latent normals behind a patient's toxicity and response (Gaussian copula); 0: independent
+    toxicity_response_correlation: float = 0.0
 
     def names(self) -> tuple[str, ...]:
         return tuple(scenario.name for scenario in self.scenarios)
@@ -104,7 +108,7 @@ def _accrual(table: TomlTable, gap_default, rate_default) -> tuple[float | None,
     return gap, rate
 
 
-def _scenario(table: TomlTable, spec: TrialSpec, gap_default, rate_default) -> Scenario:
+def _scenario(table: TomlTable, spec: TrialSpec, gap_default, rate_default, not_evaluable_default) -> Scenario:
     n_levels = len(spec.dosing.levels)
     name = table.string("name", required=True).strip()
     if not name or len(name) > 200 or any(not character.isprintable() for character in name):
@@ -137,7 +141,9 @@ def _scenario(table: TomlTable, spec: TrialSpec, gap_default, rate_default) -> S
     scenario = Scenario(name=name, description=description, p_crs_at_least=crs,
                         p_other_dlt=_probabilities(table, "p_other_dlt", n_levels),
                         p_response=_probabilities(table, "p_response", n_levels),
-                        accrual_gap_days=gap if rate is None else None, accrual_patients_per_month=rate)
+                        accrual_gap_days=gap if rate is None else None, accrual_patients_per_month=rate,
+                        p_not_evaluable=table.number("p_not_evaluable", not_evaluable_default, minimum=0.0,
+                                                     maximum=0.5))
     table.finish()
     return scenario
 
@@ -149,6 +155,8 @@ def parse_scenarios(text: str, spec: TrialSpec, *, source: str) -> ScenarioSet:
     efficacious = settings.number("efficacious_response", 0.5, minimum=0.0, maximum=1.0)
     gap_default = settings.number("accrual_gap_days", None, positive=True, maximum=3650)
     rate_default = settings.number("accrual_patients_per_month", None, positive=True, maximum=1000)
+    correlation = settings.number("toxicity_response_correlation", 0.0, minimum=-0.99, maximum=0.99)
+    not_evaluable = settings.number("p_not_evaluable", 0.0, minimum=0.0, maximum=0.5)
     overrides = {}
     for key, low in (("max_patients", 1), ("sentinel_safety_days", 0), ("group_safety_days_before_next", 0)):
         value = settings.integer(key, None, minimum=low, maximum=1000 if key == "max_patients" else 3650)
@@ -158,12 +166,13 @@ def parse_scenarios(text: str, spec: TrialSpec, *, source: str) -> ScenarioSet:
     tables = root.array_of_tables("scenario")
     if not tables:
         raise root.error("scenario", "give at least one [[scenario]]")
-    scenarios = tuple(_scenario(table, spec, gap_default, rate_default) for table in tables)
+    scenarios = tuple(_scenario(table, spec, gap_default, rate_default, not_evaluable) for table in tables)
     names = [s.name for s in scenarios]
     if len(set(names)) != len(names):
         raise root.error("scenario", "scenario names must be distinct")
     root.finish()
-    return ScenarioSet(scenarios, efficacious, source, hashlib.sha256(text.encode("utf-8")).hexdigest(), overrides)
+    return ScenarioSet(scenarios, efficacious, source, hashlib.sha256(text.encode("utf-8")).hexdigest(), overrides,
+                       correlation)
 
 
 def load_scenarios(path: str | Path, spec: TrialSpec) -> ScenarioSet:

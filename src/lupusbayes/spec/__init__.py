@@ -31,6 +31,7 @@ from lupusbayes.spec.settings import (
     HETEROGENEITY_PRESETS,
     BivariateNormalMixture,
     BivariateNormalPrior,
+    CodataPriors,
     ConvergenceGate,
     FitSettings,
     Heterogeneity,
@@ -42,6 +43,7 @@ from lupusbayes.spec.settings import (
 
 __all__ = [
     "TrialSpec",
+    "CodataPriors",
     "TrialInfo",
     "DosingSpec",
     "DLTDefinition",

@@ -406,6 +406,7 @@ def _parse_decision(table: TomlTable, dlt: DLTDefinition) -> DecisionSettings:
                                                        minimum=0.5, below=1.0),
         final_month=efficacy_table.number("final_month", base.final_month, positive=True, maximum=120),
         dlt_penalty=efficacy_table.number("dlt_penalty", base.dlt_penalty, minimum=0.0, maximum=100.0),
+        wait_for_response=efficacy_table.boolean("wait_for_response", base.wait_for_response),
     )
     efficacy_table.finish()
     loss_table = table.table("loss", required=False)

@@ -302,6 +302,12 @@ class EfficacyRuleSettings:
     least ``insufficient_probability``. The final selection maximises the utility
     ``P(response at final_month) - dlt_penalty * P(DLT)`` (posterior means) over doses that
     are admissible and were given.
+
+    ``wait_for_response``: with efficacy-driven escalation, the sentinel's decision waits until
+    its response at ``month`` is observable (day ``ceil(month x 30.4375)``) as well as its safety
+    window, because the registration has the SRC judge "the efficacy and safety data of the first
+    subject"; with ``False`` the decision falls at the end of the safety window and the rule says
+    when the response will be known. The shortcut never acts on a response not yet observed.
     """
 
     response: str = "sri4_sledai_component"
@@ -310,6 +316,12 @@ class EfficacyRuleSettings:
     insufficient_probability: float = 0.8
     final_month: float = 3.0
     dlt_penalty: float = 2.0
+    wait_for_response: bool = True
+
+    @property
+    def response_day(self) -> int:
+        """The day after dosing from which the response at ``month`` is observed."""
+        return math.ceil(self.month * 30.4375 - 1e-9)
 
 
 @dataclass(frozen=True)

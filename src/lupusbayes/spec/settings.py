@@ -28,6 +28,7 @@ __all__ = [
     "ToxicityOutcome",
     "Hierarchy",
     "DoseResponse",
+    "CodataPriors",
 ]
 
 ToxicityOutcome = Literal["crs_grade", "dlt", "crs_any"]
@@ -298,3 +299,34 @@ class FitSettings:
 
     def replace(self, **changes) -> FitSettings:
         return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class CodataPriors:
+    """The priors of the target study's toxicity and response BLRMs given its co-data, with their checks.
+
+    Derived by :func:`lupusbayes.fitting.codata.codata_priors` (the robust MAP prior of an EXNEX fit of the
+    co-data, and the response prior matched to the SLEDAI-2K model); the simulator's exact posteriors
+    use them so that simulated trials decide from what real decisions know.
+
+    ``checks`` holds, per model, the convergence gate of the fit behind the prior and the largest
+    difference between the fitted draws and the mixture in the probabilities the designs read.
+    """
+
+    toxicity: BivariateNormalMixture
+    response: BivariateNormalMixture
+    source: str
+    checks: dict = field(default_factory=dict, compare=False, hash=False)
+    #: the response at ``[decision.efficacy] final_month`` (the final selection's utility); None: ``response``
+    response_final: BivariateNormalMixture | None = None
+
+    def describe(self) -> dict:
+        """JSON-ready: the mixtures' numbers (what a simulation plan's fingerprint records) and the checks."""
+        def mixture(prior):
+            return {"weights": [round(float(w), 10) for w in prior.weights],
+                    "components": [[round(float(v), 10) for v in (c.mean_log_a, c.mean_log_b, c.sd_log_a, c.sd_log_b,
+                                                                   c.correlation)] for c in prior.components]}
+
+        return {"source": self.source, "toxicity": mixture(self.toxicity), "response": mixture(self.response),
+                "response_final": None if self.response_final is None else mixture(self.response_final),
+                "checks": self.checks}
