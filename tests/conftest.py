@@ -52,6 +52,15 @@ def mock_run_sampler(model, design, settings, target_accept, seed, progress=None
     return xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
 
 
+@pytest.fixture(autouse=True)
+def fit_cache_of_this_test(monkeypatch, tmp_path_factory):
+    """Every test gets an empty fit cache of its own (never the user's, never another test's: a fit made
+    under mock sampling must not be read back by a test that samples for real)."""
+    from lupusbayes.fitting.fitcache import CACHE_ENVIRONMENT
+
+    monkeypatch.setenv(CACHE_ENVIRONMENT, str(tmp_path_factory.mktemp("fit-cache")))
+
+
 @pytest.fixture()
 def mock_sampling(monkeypatch):
     """Replace NUTS by prior draws for the duration of one test."""

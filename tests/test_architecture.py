@@ -26,7 +26,7 @@ LAYERS: list[set[str]] = [
     {"decisions"},
     {"simulation"},
     {"report"},
-    {"workflow"},
+    {"workflow", "demo"},
     {"cli"},
 ]
 LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}
@@ -145,3 +145,28 @@ def test_importing_the_package_and_the_decision_layers_does_not_import_pymc():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "[]"
+
+
+#: What a command-line module must not use: the command line parses, calls the API, prints and exits.
+#: Model construction, the decision engine's internals and the report's assembly live below it, so a
+#: Python user can do everything a command does (``lb.recommend``, ``lb.src_report``, ...).
+CLI_MUST_NOT_IMPORT = {
+    "lupusbayes.models": "model construction (use lupusbayes.workflow.model_for)",
+    "lupusbayes.decisions.rules": "the rules' internals (use lupusbayes.workflow.Decision)",
+    "lupusbayes.decisions.boin": "the BOIN tables (use lupusbayes.workflow.Decision)",
+    "pymc": "PyMC", "pytensor": "PyTensor", "nutpie": "nutpie",
+}
+CLI_MUST_NOT_CALL = {"decide", "transition_table", "report_figures", "summarise_cohort_for_report"}
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "cli").glob("*.py")), ids=lambda p: p.name)
+def test_the_command_line_holds_no_logic_the_api_lacks(path):
+    problems = []
+    for line, module, names in _imports(path):
+        for banned, why in CLI_MUST_NOT_IMPORT.items():
+            if module == banned or module.startswith(banned + "."):
+                problems.append(f"line {line}: imports {module}: {why}")
+        for name in names:
+            if name in CLI_MUST_NOT_CALL:
+                problems.append(f"line {line}: imports {name} from {module}: call the workflow instead")
+    assert not problems, f"{path.name}:\n" + "\n".join(problems)

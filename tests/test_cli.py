@@ -78,7 +78,8 @@ def test_fit_then_check(tmp_path, capsys, mock_sampling):
                  "--tune", "500", "--json"])
     payload = json.loads(capsys.readouterr().out)
     assert code == 0 and out.exists() and payload["converged"] is True
-    assert payload["dose_summary"][0]["dose"] == "1.0e9 cells"
+    first = payload["dose_summary"][0]
+    assert first["dose"] == 1e9 and first["dose_label"] == "1.0e9 cells"  # a number, and the label beside it
     assert main(["check", str(out)]) == 0
     text = capsys.readouterr().out
     assert "Convergence gate: PASSED" in text and "PSIS-LOO" in text and "Prior predictive checks" in text

@@ -206,7 +206,7 @@ def test_the_3_plus_3_waits_for_pending_patients_instead_of_raising():
 def test_a_3_plus_3_stopped_by_the_sample_size_never_selects_an_untreated_level(capsys):
     assert main(["decide", "axa_nk02", "--design", "3+3", "--outcomes", "1NNN 2NTN 2NNN", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert payload["action"] == "stop" and payload["selection"]["level"] == 1
+    assert payload["action"] == "stop" and payload["selection"]["level"] == 2 and payload["levels_count_from"] == 1
     assert payload["selection"]["dose_label"] == "7.5e7 cells/kg" and "classical rule" in payload["selection"]["reason"]
 
 
@@ -522,3 +522,23 @@ def test_a_patient_who_is_not_dlt_evaluable_leaves_the_decisions_and_is_replaced
     path.write_text(path.read_text().replace(",no\n", ",maybe\n"))
     with pytest.raises(lb.CohortError, match="dlt_evaluable"):
         load_state(path, spec)
+
+
+def test_a_second_decide_reads_its_fits_from_the_cache_and_gives_the_same_answer(tmp_path, capsys, mock_sampling):
+    from lupusbayes.fitting.fitcache import FitCache
+
+    argv = ["decide", "kn5601", "--state", "kn5601", "--json"]
+    assert main(argv) in (0, 3)
+    first = json.loads(capsys.readouterr().out)
+    entries = FitCache().entries()
+    assert len(entries) == 1 and "sledai" in entries[0].description  # the exact BLRM needs no fit
+    assert main(argv) in (0, 3)
+    assert json.loads(capsys.readouterr().out) == first
+    assert main(["cache", "list"]) == 0 and "1 cached fit(s)" in capsys.readouterr().out
+    entries[0].path.write_bytes(entries[0].path.read_bytes()[:1000])  # a truncated entry: refused, refitted
+    assert main(argv) in (0, 3)
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == first and "was refused" in captured.err and "refitted" in captured.err
+    assert main(argv + ["--no-cache"]) in (0, 3) and json.loads(capsys.readouterr().out) == first
+    assert main(["cache", "clear"]) == 0 and "removed 1" in capsys.readouterr().out
+    assert FitCache().entries() == []

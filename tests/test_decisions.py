@@ -312,7 +312,7 @@ def test_counts_only_states_work_for_count_designs(tmp_path, capsys):
     spec_path.write_text(spec)
     assert main(["decide", str(spec_path), "--state", str(path), "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert payload["action"] == "hold" and payload["next_level"] == 1 and payload["design"] == "boin"
+    assert payload["action"] == "hold" and payload["next_level"] == 2 and payload["design"] == "boin"  # level 2, counted from 1
 
 
 def test_the_cli_reproduces_the_three_plus_three_paths(capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from types import SimpleNamespace
 
 import arviz as az
 import numpy as np
@@ -95,8 +96,8 @@ def test_pymc_sampler_agrees_with_nutpie(kn5601, kn5601_spec, blrm_fit):
     result = lb.fit(lb.BLRM(kn5601, kn5601_spec), seed=5, settings=FAST.replace(sampler="pymc"))
     assert result.converged
     assert result.tree["sample_stats"].attrs.get("inference_library") == "pymc"
-    a = result.dose_summary().set_index("dose")
-    b = blrm_fit.dose_summary().set_index("dose")
+    a = result.dose_summary().set_index("dose_label")
+    b = blrm_fit.dose_summary().set_index("dose_label")
     tolerance = 4 * np.hypot(a["P(DLT) mcse_mean"], b["P(DLT) mcse_mean"]) + 0.003
     assert (abs(a["P(DLT) mean"] - b["P(DLT) mean"]) < tolerance).all()
 
@@ -217,3 +218,129 @@ def test_compiled_code_uses_ieee_arithmetic_so_seeds_reproduce_with_a_cold_or_wa
     import pytensor
 
     assert pytensor.config.numba__fastmath is False
+
+
+# ---- progress: the sampler bar counts divergences as the gate does ------------------------------
+
+
+class _RecordingProgress:
+    """A FitProgress that keeps every call (stage lines and sampler reports)."""
+
+    def __init__(self) -> None:
+        self.steps: list[str] = []
+        self.reports: list[tuple[int, int, int, bool]] = []
+
+    def step(self, message: str) -> None:
+        self.steps.append(message)
+
+    def sampling(self, finished_draws: int, total_draws: int, divergences: int, tuning: bool) -> None:
+        self.reports.append((finished_draws, total_draws, divergences, tuning))
+
+
+def _phases_are_monotone(reports) -> bool:
+    """Tuning, then sampling, never back to tuning."""
+    phases = [tuning for *_, tuning in reports]
+    return phases == sorted(phases, reverse=True)
+
+
+def _chain(finished: int, divergent_steps=(), tune: int = 10):
+    """A snapshot of one chain as nutpie's progress callback gives it (``nutpie.ChainProgress``)."""
+    return SimpleNamespace(finished_draws=finished, total_draws=30, divergences=len(divergent_steps),
+                           divergent_draws=list(divergent_steps), tuning=finished < tune, started=finished > 0)
+
+
+def test_progress_from_nutpie_snapshots_counts_only_divergences_after_tuning():
+    # 2 chains on 1 core: chain 1 starts when chain 0 is done; 10 tuning steps and 20 draws each.
+    # chain 0 diverges at step 3 (tuning) and 15 (kept); chain 1 at 5 (tuning) and 12, 29 (kept).
+    stream = [
+        [_chain(0), _chain(0)],
+        [_chain(6, [3]), _chain(0)],
+        [_chain(18, [3, 15]), _chain(0)],  # chain 0 samples, chain 1 has not started: still tuning
+        [_chain(30, [3, 15]), _chain(8, [5])],
+        [_chain(30, [3, 15]), _chain(21, [5, 12])],  # every chain past tuning: sampling from here on
+        [_chain(30, [3, 15]), _chain(30, [5, 12, 29])],
+    ]
+    shown = _RecordingProgress()
+    tally = sampling.SamplerProgress(shown, chains=2, tune=10, draws=20, interval=0.0)
+    for snapshot in stream:
+        tally.record_chains(snapshot)
+    assert [report[3] for report in shown.reports] == [True, True, True, True, False, False]
+    assert [report[2] for report in shown.reports] == [0, 0, 1, 1, 2, 3]
+    assert shown.reports[-1] == (60, 60, 3, False)
+    assert (tally.divergences, tally.tuning_divergences, tally.complete) == (3, 2, True)
+    assert tally.summary() == "3 divergences after tuning (the gate counts these); 2 during tuning, not counted"
+
+
+def test_progress_from_pymc_draws_is_monotone_and_leaves_tuning_divergences_out():
+    # PyMC's callback: one step of one chain at a time, chains interleaved, each with its own tuning flag
+    tune, draws = 3, 4
+    steps = []  # (chain, step): chain 0 runs ahead of chain 1
+    for step in range(tune + draws):
+        steps.append((0, step))
+        if step >= 2:
+            steps.append((1, step - 2))
+    steps += [(1, step) for step in range(tune + draws - 2, tune + draws)]
+    diverging = {(0, 1), (1, 0), (1, 2), (0, 5)}  # three during tuning, one after
+    shown = _RecordingProgress()
+    tally = sampling.SamplerProgress(shown, chains=2, tune=tune, draws=draws, interval=0.0)
+    for chain, step in steps:
+        tally.record_draw(chain, tuning=step < tune, diverging=(chain, step) in diverging)
+    assert _phases_are_monotone(shown.reports)  # chain 0 sampling while chain 1 tunes: still "tuning"
+    assert shown.reports[0][3] and not shown.reports[-1][3]
+    assert shown.reports[-1] == (14, 14, 1, False)
+    assert tally.tuning_divergences == 3
+    assert all(report[2] <= 1 for report in shown.reports)  # tuning divergences never shown as the count
+
+
+def test_progress_reports_at_most_every_interval_but_always_the_end():
+    shown = _RecordingProgress()
+    tally = sampling.SamplerProgress(shown, chains=1, tune=5, draws=5, interval=3600.0)
+    for step in range(10):
+        tally.record_draw(0, tuning=step < 5, diverging=False)
+    assert [report[0] for report in shown.reports] == [1, 10]
+    silent = sampling.SamplerProgress(None, chains=1, tune=0, draws=2)
+    silent.record_draw(0, tuning=False, diverging=True)
+    assert silent.divergences == 1 and not silent.tuning  # no tuning steps: sampling from the start
+
+
+def test_fit_closes_the_progress_with_the_gates_divergence_count(monkeypatch, kn5601, kn5601_spec):
+    model = lb.BLRM(kn5601, kn5601_spec)
+    real = mock_run_sampler(model, fitting.DEFAULT_CACHE.get(model), MOCK, 0.9, seed=1)
+    # a sampler that says nothing while it runs (the mock tier): the bar still ends on the gate's number
+    monkeypatch.setattr(sampling, "run_sampler", lambda *a, **k: _diverging_tree(real, 1))
+    shown = _RecordingProgress()
+    gate = lb.ConvergenceGate(divergences_max=1)
+    result = lb.fit(model, seed=1, settings=MOCK.replace(gate=gate), progress=shown)
+    gate_count = next(check.value for check in result.diagnostics.checks if check.name == "divergences")
+    assert gate_count == 1
+    assert shown.reports[-1] == (MOCK.chains * (MOCK.draws + MOCK.tune),) * 2 + (1, False)
+    assert any(line.endswith("sampled, 1 divergence after tuning (the gate counts these)") for line in shown.steps)
+
+
+@pytest.mark.mcmc
+@pytest.mark.parametrize("sampler", ["nutpie", "pymc"])
+def test_progress_of_a_real_fit_ends_on_the_gates_divergence_count(sampler, kn5601, kn5601_spec):
+    # seed 99 of the CRS model is the issue's fit: PyMC flags divergences while tuning, which the
+    # progress bar used to count (ending "100% sampling, 3 divergences") while the gate saw 0
+    shown = _RecordingProgress()
+    settings = lb.FitSettings(draws=300, tune=300, chains=4, sampler=sampler)
+    result = lb.fit(lb.CRSModel(kn5601, kn5601_spec), seed=99, settings=settings, progress=shown)
+    gate_count = next(check.value for check in result.diagnostics.checks if check.name == "divergences")
+    finished, total, divergences, tuning = shown.reports[-1]
+    assert finished == total == settings.chains * (settings.draws + settings.tune) and not tuning
+    assert divergences == gate_count == result.diagnostics.attempts[-1].divergences
+    assert any(f"sampled, {int(gate_count)} divergence" in line for line in shown.steps)
+    runs = _runs(shown.reports)
+    assert len(runs) == len(result.diagnostics.attempts)  # a retry, if any, is a run of its own
+    assert all(_phases_are_monotone(run) for run in runs)
+    assert all(len(run) >= 2 for run in runs)  # the sampler reported as it ran, not only at the end
+
+
+def _runs(reports):
+    """The reports split into sampler runs (a run starts again from fewer finished draws)."""
+    runs = [[reports[0]]]
+    for previous, report in zip(reports, reports[1:], strict=False):
+        if report[0] < previous[0]:
+            runs.append([])
+        runs[-1].append(report)
+    return runs

@@ -79,7 +79,7 @@ def test_dose_response_is_monotone_in_every_draw(crs_fit, sledai_fit):
 @pytest.mark.mcmc
 def test_crs_fit_on_kn5601_is_sensible(crs_fit):
     assert crs_fit.converged
-    summary = crs_fit.dose_summary().set_index("dose")
+    summary = crs_fit.dose_summary().set_index("dose_label")
     any_crs = summary["P(CRS>=1) mean"]
     # 3/5 at 3e9 and 1/4 at 4.5e9 with CRS: the pooled, monotone estimate sits between them
     assert 0.25 < any_crs["3.0e9 cells"] < 0.5
@@ -179,7 +179,7 @@ def test_sledai_parameter_recovery(kn5601_spec):
 @pytest.mark.mcmc
 def test_prior_predictive_is_plausible(crs_fit, sledai_fit):
     """Weakly informative defaults: CRS mostly mild, SLEDAI trajectories within 0-baseline."""
-    prior = crs_fit.dose_summary(prior=True).set_index("dose")
+    prior = crs_fit.dose_summary(prior=True).set_index("dose_label")
     assert 0.2 < prior.loc["3.0e9 cells", "P(CRS>=1) mean"] < 0.45
     assert prior.loc["3.0e9 cells", "P(DLT) mean"] < 0.1
     sledai_prior = sledai_fit.prior_dose_response

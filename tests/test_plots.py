@@ -120,6 +120,33 @@ def _has(labels: list[str], fragment: str) -> bool:
     return any(fragment in label for label in labels)
 
 
+#: Pieces of the models' internal names (``crs (crs_grade, K=4, none)``), never in a title.
+INTERNAL_LABELS = ("K=", "crs_grade", "crs_any", "(dlt,", "log_linear", ", none)", "exnex)", "(crs ", "(blrm ",
+                   "sledai (")
+
+
+def _assert_title_in_words(title: str, fit) -> None:
+    """The title names the model in words, not by its internal label."""
+    flat = " ".join(title.split())  # the title is wrapped to the figure's width
+    assert fit.model.name not in flat
+    assert not [label for label in INTERNAL_LABELS if label in flat], flat
+    assert plots.model_in_words(fit.model) in flat
+
+
+def _title_inside_figure(plot, path) -> None:
+    """Save ``plot`` as PNG, draw it, and check its title lies inside the figure on every side."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure = plots.figure_of(plot)
+    plots.save_plot(plot, path, dpi=60)
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    title = next(text for text in figure.texts if text.get_text() == figure.get_suptitle())
+    extent, page = title.get_window_extent(renderer), figure.bbox
+    assert page.x0 <= extent.x0 and extent.x1 <= page.x1 and page.y0 <= extent.y0 and extent.y1 <= page.y1, \
+        (title.get_text(), extent, page)
+
+
 def _save(plot, path):
     written = plots.save_plot(plot, path, dpi=40)
     assert written.exists() and written.read_bytes()[:4] == b"\x89PNG"
@@ -140,6 +167,7 @@ def test_every_kind_renders_with_the_dose_unit_where_it_shows_doses(name, kind, 
     plot = plots.make_plot(kind, fit)
     labels = _texts(plot)
     assert labels["suptitle"][0] and fit.model.spec.trial.id in labels["suptitle"][0]
+    _assert_title_in_words(labels["suptitle"][0], fit)
     unit = fit.model.spec.dosing.unit.value
     if kind in ("dose_crs", "dlt_intervals", "sledai_response", "prior_posterior"):
         assert _has(labels["xlabel"], f"({unit})")
@@ -176,6 +204,97 @@ def test_dlt_intervals_use_the_spec_intervals_the_ewoc_limit_and_name_the_dlt_ba
     assert _has(labels["xticks"], "(n = 3)")  # the first AXA-NK02 group
     stricter = _texts(plots.plot_dlt_intervals(fit, max_overdose_probability=0.1))
     assert _has(stricter["legend"], "< 0.1")
+
+
+def _panel_values(axis) -> np.ndarray:
+    """Every y value a panel draws: its lines and the outline of its bands."""
+    values = [np.asarray(line.get_ydata(), dtype=float) for line in axis.get_lines()]
+    values += [path.vertices[:, 1] for collection in axis.collections for path in collection.get_paths()]
+    values = np.concatenate([v.ravel() for v in values if np.size(v)])
+    return values[np.isfinite(values)]
+
+
+@pytest.mark.parametrize("name", ["kn5601 crs", "axa crs"])
+def test_dose_crs_panels_each_have_a_y_axis_scaled_to_their_data(name, fits):
+    figure = plots.plot_dose_crs(fits[name])
+    panels = [axis for axis in figure.axes if axis.get_ylabel().startswith("P(CRS >=")]
+    assert len(panels) == 4
+    tops = []
+    for axis in panels:
+        bottom, top = axis.get_ylim()
+        values = _panel_values(axis)
+        assert bottom <= values.min() and values.max() <= top  # the panel holds all it draws
+        assert top <= max(1.2 * values.max(), 0.03) and top <= 1.03  # and is scaled to it, not to 0-1
+        tops.append(top)
+    assert len(set(np.round(tops, 6))) > 1  # no shared y-axis: the rare grades are not flattened
+    grade_3 = next(axis for axis in panels if axis.get_ylabel() == "P(CRS >= 3)")
+    assert grade_3.get_ylim()[1] < tops[0]  # P(CRS >= 3), the CRS part of a DLT, gets its own scale
+    assert _has(_texts(figure)["text"], "each panel has its own probability scale")
+
+
+@pytest.mark.parametrize("name", ["kn5601 crs", "kn5601 blrm", "axa crs"])
+def test_the_ewoc_limit_is_drawn_on_the_overdose_interval_only(name, fits):
+    fit = fits[name]
+    intervals, limit = fit.model.spec.dlt.intervals, fit.model.spec.decision.max_overdose_probability
+    figure = plots.plot_dlt_intervals(fit)
+    stacked, overdose = figure.axes[:2]
+    ewoc_lines = [(axis, line) for axis in figure.axes for line in axis.get_lines()
+                  if line.get_label().startswith("EWOC limit")]
+    assert [axis for axis, _ in ewoc_lines] == [overdose]  # one line, on the overdose panel
+    assert np.allclose(ewoc_lines[0][1].get_ydata(), limit)
+    assert overdose.get_ylabel() == f"posterior P({intervals.overdose})"
+    # nothing on the stacked panel sits at the limit: no line cuts through the acceptable segments
+    assert not [line for line in stacked.get_lines() if np.allclose(line.get_ydata(), limit)]
+    assert not _has([t.get_text() for t in stacked.texts], "EWOC")
+    # the overdose panel's bars are the overdose interval: the bottom segments of the stacked bars
+    segments = next(bars for bars in stacked.containers if bars.get_label() == intervals.label(intervals.overdose_index))
+    assert all(bar.get_y() == 0 for bar in segments)
+    assert np.allclose([bar.get_height() for bar in overdose.patches], [bar.get_height() for bar in segments])
+    strict = plots.plot_dlt_intervals(fit, max_overdose_probability=1e-9).axes[1]  # every dose with a chance fails
+    failing = [bar.get_height() >= 1e-9 for bar in strict.patches]
+    assert any(failing)
+    assert [bool(bar.get_hatch()) for bar in strict.patches] == failing
+    assert sum("fails EWOC" in t.get_text() for t in strict.texts) == sum(failing)
+
+
+def test_the_recommendation_title_is_not_clipped(kn5601_spec, axa_spec, kn5601_decision, axa_decision, tmp_path):
+    for spec, (recommendation, _) in ((kn5601_spec, kn5601_decision), (axa_spec, axa_decision)):
+        figure = plots.plot_recommendation(recommendation, spec)
+        assert len(figure.axes) >= 1
+        _title_inside_figure(figure, tmp_path / f"{spec.trial.id}.png")
+        flat = " ".join(figure.get_suptitle().split())
+        assert flat.startswith(f"{recommendation.trial_id} (") and recommendation.action.upper() in flat
+
+
+@pytest.mark.parametrize(("name", "kind"), [("kn5601 crs", "dose_crs"), ("axa crs", "dlt_intervals"),
+                                            ("axa sledai", "sledai_months"), ("kn5601 sledai", "sledai_response"),
+                                            ("kn5601 blrm", "prior_posterior"), ("kn5601 crs", "trace")])
+def test_figure_titles_lie_inside_the_figure(name, kind, fits, tmp_path):
+    _title_inside_figure(plots.make_plot(kind, fits[name]), tmp_path / f"{kind}.png")
+
+
+def test_a_long_title_is_wrapped_to_the_figure_width(tmp_path):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(3, 2), layout="constrained")
+    figure.subplots()
+    long_title = "A trial with a very long identifier: " + "escalate to the next dose level " * 4
+    plots.set_figure_title(figure, long_title)
+    assert figure.get_suptitle().count("\n") >= 3 and " ".join(figure.get_suptitle().split()) == long_title.strip()
+    _title_inside_figure(figure, tmp_path / "long.png")
+
+
+def test_models_are_described_in_words(fits):
+    assert plots.model_in_words(fits["kn5601 crs"].model) == "ordinal CRS model (ASTCT grades 0-4)"
+    assert plots.model_in_words(fits["kn5601 blrm"].model) == "BLRM of DLT (yes / no)"
+    assert plots.model_in_words(fits["kn5601 sledai"].model) == "SLEDAI-2K reduction model (log-linear in dose)"
+    assert plots.model_in_words(fits["axa crs"].model) == ("ordinal CRS model (ASTCT grades 0-4), borrowing from "
+                                                           "KN5601 (EXNEX)")
+    assert plots.model_in_words(fits["axa sledai"].model) == ("SLEDAI-2K reduction model (log-linear in dose), "
+                                                              "with KN5601 (a level per study)")
+    title = _texts(plots.plot_dose_crs(fits["kn5601 crs"]))["suptitle"][0]
+    assert title == ("P(CRS grade >= g) by dose, one panel per grade\n"
+                     "KN5601: ordinal CRS model (ASTCT grades 0-4), seed 21")
 
 
 def test_sledai_months_shade_extrapolation_and_draw_the_patients(fits):
@@ -257,6 +376,57 @@ def test_axa_transitions_name_the_next_doses(axa_decision, axa_spec):
         if r.action != "stop":
             dose = lb.dosing.dose_label(axa_spec.dosing.levels[r.next_level], "cells/kg").removesuffix(" cells/kg")
             assert _has(texts, f"{r.action}\n{dose}")
+
+
+# ---- operating characteristics ----------------------------------------------------------------
+
+
+def _oc_summary(scenarios, spec, designs=("3+3", "boin")):
+    """A summary table as ``operating_characteristics`` writes it, with values that differ per
+    quantity (durations near 20 months, patients above the MTD near 1), so a panel showing one
+    quantity's bars with another's numbers cannot pass."""
+    import pandas as pd
+
+    rows = []
+    for s_index, scenario in enumerate(scenarios.scenarios):
+        for d_index, design in enumerate(designs):
+            def row(quantity, level, value, mcse=0.1):
+                rows.append({"scenario": scenario.name, "design": design, "quantity": quantity, "level": level,
+                             "value": value, "mcse": mcse, "trials": 40})
+            row("no dose selected", 0, 0.1, 0.02)
+            for level in range(1, len(spec.dosing.levels) + 1):
+                row("selected", level, 0.9 / len(spec.dosing.levels), 0.02)
+                row("patients", level, 3.0 + level, 0.2)
+            row("duration (months)", 0, 20.0 + 2 * s_index + d_index, 0.8)
+            row("patients above the true MTD", 0, 0.5 + 0.3 * s_index + 0.1 * d_index, 0.05)
+    return pd.DataFrame(rows)
+
+
+def test_operating_characteristics_panels_label_their_bars_with_their_own_quantity(axa_spec):
+    from conftest import ROOT
+
+    from lupusbayes.report.simulation_plots import PER_TRIAL_ROWS, plot_operating_characteristics
+    from lupusbayes.simulation import load_scenarios
+
+    scenarios = load_scenarios(ROOT / "src" / "lupusbayes" / "data" / "scenarios" / "axa_nk02.toml", axa_spec)
+    summary = _oc_summary(scenarios, axa_spec)
+    figure = plot_operating_characteristics(summary, scenarios, axa_spec)
+    grid = np.array(figure.axes).reshape(-1, len(scenarios.scenarios))  # row-major, as subplots made them
+    assert grid.shape[0] == 2 + len(PER_TRIAL_ROWS)
+    for number, (quantity, label, written) in enumerate(PER_TRIAL_ROWS):
+        row = grid[2 + number]
+        assert row[0].get_ylabel() == label
+        for column, scenario in enumerate(scenarios.scenarios):
+            axis = row[column]
+            expected = summary[(summary["scenario"] == scenario.name) & (summary["quantity"] == quantity)]
+            heights = [bar.get_height() for bar in axis.patches]
+            assert np.allclose(heights, expected["value"])  # the bars are the quantity ...
+            assert [t.get_text() for t in axis.texts] == [written.format(h) for h in heights]  # ... and so are the numbers
+            assert axis.get_ylim()[1] > max(heights)
+    assert "months" in grid[2, 0].get_ylabel() and "MTD" in grid[3, 0].get_ylabel()
+    assert grid[0, 0].get_ylabel() == "selected (% of trials)" and "per level" in grid[1, 0].get_ylabel()
+    assert all(axis.get_xlabel() for axis in grid[:, 0])
+    pyplot.close(figure)
 
 
 # ---- files and errors -------------------------------------------------------------------------

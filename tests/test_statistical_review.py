@@ -24,7 +24,7 @@ from lupusbayes.report import text
 
 def test_the_kn5601_dlt_prior_is_not_the_any_crs_prior(kn5601, kn5601_spec):
     check = prior_predictive(lb.BLRM(kn5601, kn5601_spec), seed=3)
-    table = check.dose_summary().set_index("dose")
+    table = check.dose_summary().set_index("dose_label")
     # before: 0.18 / 0.27 / 0.35 / 0.46 (the CRS >= 1 prior) and 4.1 expected DLTs among 11
     assert table["P(DLT) median"].loc["3.0e9 cells"] == pytest.approx(0.05, abs=0.01)
     assert table["P(DLT) mean"].max() < 0.16
@@ -217,7 +217,7 @@ def test_a_sledai_variant_without_the_monotone_constraint(kn5601, kn5601_spec):
 
 
 def test_sledai_predictions_beyond_the_observed_follow_up_are_flagged(mock_sledai_fit):
-    table = mock_sledai_fit.dose_summary().set_index(["dose", "month"])
+    table = mock_sledai_fit.dose_summary().set_index(["dose_label", "month"])
     assert table.loc[("4.5e9 cells", 6.0), "extrapolated"] and table.loc[("3.0e9 cells", 6.0), "extrapolated"]
     assert not table.loc[("4.5e9 cells", 3.0), "extrapolated"] and not table.loc[("1.0e9 cells", 6.0), "extrapolated"]
     assert table.loc[("4.5e9 cells", 6.0), "observed to month"] == 3.0

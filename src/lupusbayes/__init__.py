@@ -9,6 +9,8 @@ The public API, in pipeline order::
     report = lb.screen(cohort.patients, spec) # eligibility
     crs = lb.fit(lb.CRSModel(cohort, spec), seed=1)       # models + fitting
     crs.dose_summary()                        # P(CRS >= g) and P(DLT) per dose
+    decision = lb.recommend("axa_nk02", "trial_state.csv")  # the next dose group, fitting what it needs
+    lb.src_report("axa_nk02", "trial_state.csv", out="src.html")  # the SRC report, in one call
 
 Importing ``lupusbayes`` does not import PyMC; the model and fitting names load it on first use.
 """
@@ -31,6 +33,7 @@ from lupusbayes.endpoints import RESPONSE_DEFINITIONS, add_response_flags
 from lupusbayes.errors import (
     CohortError,
     ConvergenceGateError,
+    DecisionError,
     DosingError,
     FitFileError,
     LupusBayesError,
@@ -65,6 +68,10 @@ _LAZY = {
     "load_fit": "lupusbayes.fitting",
     "compare_models": "lupusbayes.fitting",
     "DesignCache": "lupusbayes.fitting",
+    "recommend": "lupusbayes.workflow",
+    "src_report": "lupusbayes.workflow",
+    "decision_inputs": "lupusbayes.workflow",
+    "FitCache": "lupusbayes.fitting.fitcache",
 }
 
 
@@ -111,5 +118,6 @@ __all__ = [
     "OutputExistsError",
     "OutputPathError",
     "ConvergenceGateError",
+    "DecisionError",
     *_LAZY,
 ]

@@ -17,6 +17,7 @@ recommendation's headline says which DLTs the model cannot see.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from os import PathLike
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -35,7 +36,7 @@ from lupusbayes.spec import DoseObservation, TrialSpec
 
 __all__ = ["DecisionInputs", "decision_inputs", "toxicity_model_kind", "unmodelled_dlts", "check_fit_matches",
            "toxicity_draws", "efficacy_draws", "expected_toxicity_model", "expected_efficacy_model", "borrows",
-           "simulation_priors"]
+           "simulation_priors", "model_for", "fitting_cohort", "MODEL_KINDS", "Decision", "decide_from_inputs", "recommend", "report_inputs", "src_report"]
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ def decision_inputs(spec: TrialSpec, state: TrialState, *, design: Design | str 
                     codata: Sequence[Cohort] = (), toxicity_fit=None, efficacy_fit=None, seed: int = 20251108,
                     force: bool = False, progress=None, allow_unmodelled_dlt: bool = False,
                     toxicity_fit_source: str = "the toxicity fit", efficacy_fit_source: str = "the efficacy fit",
-                    error: type[LupusBayesError] = DecisionError) -> DecisionInputs:
+                    error: type[LupusBayesError] = DecisionError, cache=None) -> DecisionInputs:
     """The posteriors a design reads for ``state``, fitted (seeded by ``seed``) unless given, and the context.
 
     Parameters
@@ -224,6 +225,9 @@ def decision_inputs(spec: TrialSpec, state: TrialState, *, design: Design | str 
     allow_unmodelled_dlt
         With ``toxicity_model = "crs"``: decide although a DLT is not explained by CRS, with an
         alert in the recommendation's headline (otherwise that is a :class:`DecisionError`).
+    cache
+        A :class:`~lupusbayes.fitting.fitcache.FitCache`: fits made before with the same data, spec,
+        settings and seed are read from it instead of refitted (None: always fit).
 
     Examples
     --------
@@ -234,7 +238,10 @@ def decision_inputs(spec: TrialSpec, state: TrialState, *, design: Design | str 
     >>> decide(inputs.context, inputs.design).action
     'escalate'
     """
-    from lupusbayes.fitting import fit
+    from lupusbayes.fitting.fitcache import cached_fit
+
+    def fit(model, *, seed, progress):
+        return cached_fit(model, seed=seed, cache=cache, progress=progress)
 
     design = design if isinstance(design, Design) else design_for(spec, design)
     fits: dict = {}
@@ -291,13 +298,52 @@ def decision_inputs(spec: TrialSpec, state: TrialState, *, design: Design | str 
     return DecisionInputs(spec, design, context, fits)
 
 
+# ---- one model on given data (lupusbayes fit / prior) ------------------------------------------------
+
+MODEL_KINDS = ("crs", "blrm", "sledai")
+
+
+def model_for(kind: str, spec: TrialSpec, cohort: Cohort | None):
+    """The model ``kind`` (``"crs"``, ``"blrm"``, ``"sledai"``) of ``spec`` on ``cohort``."""
+    from lupusbayes.models.sledai import SledaiModel
+    from lupusbayes.models.toxicity import BLRM, CRSModel
+
+    if kind not in MODEL_KINDS:
+        raise ModelSetupError(f"unknown model {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+    return {"crs": CRSModel, "blrm": BLRM, "sledai": SledaiModel}[kind](cohort, spec)
+
+
+def fitting_cohort(spec: TrialSpec, data: Sequence[str | Cohort] | None, kind: str) -> Cohort | None:
+    """The cohort a fit of one model uses: the given files (or cohorts), stacked. Nothing is added that
+    was not asked for: the shipped KN5601 cohort enters only when named (``"kn5601"``).
+
+    Without data only a BLRM can be fitted, from the spec's ``[[observations]]`` (None is returned).
+
+    Raises
+    ------
+    LupusBayesError
+        No data, and the model is not a BLRM with observations in the spec.
+    """
+    from lupusbayes.cohort import load_cohort
+
+    if data:
+        return combine_cohorts([item if isinstance(item, Cohort) else load_cohort(item) for item in data])
+    if kind == "blrm" and spec.observations:
+        return None
+    where = " or add [[observations]] (DLT counts per dose) to the spec" if kind == "blrm" else ""
+    raise LupusBayesError(
+        f"{spec.source}: no data to fit the {kind} model to: give --data FILE (repeat it for several studies; "
+        f"'--data kn5601' is the shipped KN5601 cohort){where}"
+    )
+
+
 def borrows(spec: TrialSpec) -> bool:
     """Whether the spec's DLT model borrows from co-data (``[model.blrm] hierarchy`` exnex or exchangeable)."""
     return spec.models.blrm.hierarchy in ("exnex", "exchangeable")
 
 
 def simulation_priors(spec: TrialSpec, codata: Sequence[Cohort], *, seed: int, progress=None,
-                      error: type[LupusBayesError] = DecisionError):
+                      error: type[LupusBayesError] = DecisionError, cache=None):
     """The priors a simulation of ``spec``'s trial decides with: derived from ``codata`` as real decisions
     borrow from it (:func:`lupusbayes.fitting.codata.codata_priors`), or None without co-data.
 
@@ -315,4 +361,182 @@ def simulation_priors(spec: TrialSpec, codata: Sequence[Cohort], *, seed: int, p
         return None
     from lupusbayes.fitting.codata import codata_priors
 
-    return codata_priors(spec, codata, seed=seed, progress=progress)
+    return codata_priors(spec, codata, seed=seed, progress=progress, cache=cache)
+
+
+# ---- one call each: the recommendation, the SRC report -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What :func:`recommend` returns: the recommendation, the transition table, and the inputs
+    (spec, design, context with the posteriors, the fits behind them).
+
+    ``str(decision)`` is what ``lupusbayes decide`` prints; :meth:`to_dict` what ``--json`` prints
+    (levels counted from 1).
+    """
+
+    recommendation: object
+    transitions: tuple
+    inputs: DecisionInputs
+
+    @property
+    def fits(self) -> dict:
+        return self.inputs.fits
+
+    def _boin_rule(self):
+        from lupusbayes.decisions.rules import BoinRule
+
+        return next((rule for rule in self.inputs.design.rules if isinstance(rule, BoinRule)), None)
+
+    def text(self, *, transitions: bool = True) -> str:
+        """The recommendation with every rule and its numbers; then, when asked for and computed, the
+        recommendation after every outcome of the next cohort (and BOIN's decision table)."""
+        from lupusbayes.decisions.boin import boin_decision_table
+        from lupusbayes.report import text
+
+        spec = self.inputs.spec
+        parts = [text.recommendation_text(self.recommendation, spec)]
+        if transitions and self.transitions:
+            parts += ["", text.transitions_text(self.transitions, spec)]
+            boin_rule = self._boin_rule()
+            if boin_rule is not None:
+                parts += ["", "BOIN decision table (DLTs among the patients treated at the current level):",
+                          text.boin_table_text(boin_decision_table(boin_rule.boundaries,
+                                                                   min(boin_rule.boundaries.max_patients, 12)))]
+        return "\n".join(parts)
+
+    def to_dict(self, *, transitions: bool = True) -> dict:
+        """The recommendation as JSON-ready data (levels count from 1), with the transitions when computed."""
+        from lupusbayes.decisions.boin import boin_decision_table
+
+        payload = self.recommendation.to_dict()
+        if transitions and self.transitions:
+            payload["transitions"] = [{"n_dlt": t.n_dlt, "n_responders": t.n_responders, "pending": t.pending,
+                                       "recommendation": t.recommendation.to_dict()} for t in self.transitions]
+            boin_rule = self._boin_rule()
+            if boin_rule is not None:
+                payload["boin_decision_table"] = list(boin_decision_table(boin_rule.boundaries,
+                                                                          min(boin_rule.boundaries.max_patients, 30)))
+        return payload
+
+    def __str__(self) -> str:
+        return self.text(transitions=False)
+
+    def __repr__(self) -> str:
+        r = self.recommendation
+        return (f"Decision({r.trial_id}, design {r.design}: {r.action}"
+                + (f" {r.next_dose_label}" if r.next_dose_label else "") + f"; fits: {', '.join(self.fits) or 'none'})")
+
+
+def decide_from_inputs(inputs: DecisionInputs, *, transitions: bool = True) -> Decision:
+    """The :class:`Decision` of prepared inputs (:func:`decision_inputs`): the recommendation, and the
+    recommendation after every outcome of the next cohort when ``transitions``."""
+    from lupusbayes.decisions import decide, transition_table
+
+    recommendation = decide(inputs.context, inputs.design)
+    table = transition_table(inputs.context, inputs.design, recommendation=recommendation) if transitions else ()
+    return Decision(recommendation, table, inputs)
+
+
+def _spec_and_state(spec, state, as_of):
+    from pathlib import Path
+
+    from lupusbayes.decisions import load_state, state_from_outcomes
+    from lupusbayes.spec import load_spec
+
+    spec = spec if isinstance(spec, TrialSpec) else load_spec(spec)
+    if isinstance(state, TrialState):
+        return spec, state
+    text = str(state)
+    if not Path(text).exists() and text.lower() != "kn5601" and any(c.isdigit() for c in text[:1]):
+        return spec, state_from_outcomes(spec, text)  # an outcome string, e.g. "1NNN 2NNT"
+    return spec, load_state(text, spec, as_of=as_of)
+
+
+def recommend(spec, state, *, design=None, codata: Sequence[Cohort] = (), fits: dict | None = None,
+              seed: int = 20251108, force: bool = False, as_of=None, transitions: bool = True, cache=None,
+              allow_unmodelled_dlt: bool = False, progress=None) -> Decision:
+    """The recommendation for the next cohort, in one call: what ``lupusbayes decide`` prints.
+
+    Parameters
+    ----------
+    spec
+        A :class:`~lupusbayes.TrialSpec`, a spec file or a shipped name (``"axa_nk02"``).
+    state
+        A :class:`~lupusbayes.decisions.TrialState`, a state file (patients or counts), ``"kn5601"``,
+        or outcome strings (``"1NNN 2NNT"``); ``as_of`` is the cut-off for infusion dates.
+    design, seed, force, allow_unmodelled_dlt
+        As for :func:`decision_inputs`.
+    codata
+        Other studies' cohorts: :class:`~lupusbayes.Cohort` objects, files, or ``"kn5601"``.
+    fits
+        Saved fits to use, ``{"toxicity": ..., "efficacy": ...}``: :class:`~lupusbayes.FitResult` objects
+        or fit files; each must be the fit this decision would make (checked, else a one-line error).
+    cache
+        A :class:`~lupusbayes.fitting.fitcache.FitCache` (fits made before are read, not refitted).
+
+    Examples
+    --------
+    >>> import lupusbayes as lb
+    >>> decision = lb.recommend("kn5601", "1NNN 2NNN", design="3+3")
+    >>> decision.recommendation.action, decision.recommendation.next_dose_label
+    ('escalate', '3.0e9 cells')
+    """
+    from lupusbayes.cohort import load_cohort
+    from lupusbayes.fitting import load_fit
+
+    spec, state = _spec_and_state(spec, state, as_of)
+    codata = [item if isinstance(item, Cohort) else load_cohort(item) for item in codata]
+    given = {label: fit if not isinstance(fit, str | PathLike) else load_fit(fit, spec=spec)
+             for label, fit in (fits or {}).items()}
+    unknown = sorted(set(given) - {"toxicity", "efficacy"})
+    if unknown:
+        raise DecisionError(f"fits: {unknown[0]!r} is not a fit a decision reads; give 'toxicity' and/or 'efficacy'")
+    sources = {label: f"the {label} fit" + (f" {fit}" if isinstance(fit, str | PathLike) else "")
+               for label, fit in (fits or {}).items()}
+    inputs = decision_inputs(spec, state, design=design, codata=codata, toxicity_fit=given.get("toxicity"),
+                             efficacy_fit=given.get("efficacy"), seed=seed, force=force, progress=progress,
+                             allow_unmodelled_dlt=allow_unmodelled_dlt, cache=cache,
+                             toxicity_fit_source=sources.get("toxicity", "the toxicity fit"),
+                             efficacy_fit_source=sources.get("efficacy", "the efficacy fit"))
+    return decide_from_inputs(inputs, transitions=transitions)
+
+
+def report_inputs(decision: Decision, *, seed: int, command: str = "lupusbayes.src_report(...)"):
+    """Everything the SRC report shows, from a :class:`Decision` (its fits' own prior draws, no refit)."""
+    from lupusbayes.eligibility import screen
+    from lupusbayes.report.html import ReportInputs, report_figures
+    from lupusbayes.summary import summarise_cohort
+
+    inputs = decision.inputs
+    spec, state = inputs.spec, inputs.context.state
+    priors = {label: result.prior_check() for label, result in inputs.fits.items()}  # drawn with the fit
+    figures = report_figures(spec, inputs.fits, decision.recommendation, decision.transitions)
+    return ReportInputs(
+        spec=spec, state=state, recommendation=decision.recommendation, command=command, seed=seed,
+        cohort_summary=summarise_cohort(state.cohort, seed=seed) if state.cohort is not None else None,
+        screening=screen(state.cohort.patients, spec) if state.cohort is not None else None,
+        fits=dict(inputs.fits), priors=priors, transitions=decision.transitions, figures=figures,
+    )
+
+
+def src_report(spec, state, *, out=None, overwrite: bool = False, mkdir: bool = False, seed: int = 20251108,
+               command: str = "lupusbayes.src_report(...)", **options) -> str:
+    """The Safety Review Committee report in one call: the HTML text, written to ``out`` when given.
+
+    ``spec``, ``state`` and ``options`` are those of :func:`recommend` (a :class:`Decision` may be
+    given as ``decision=`` to report it without deciding again).
+    """
+    from pathlib import Path
+
+    from lupusbayes._io import check_output_path, write_text_atomic
+    from lupusbayes.report.html import src_report_html
+
+    if out is not None:
+        check_output_path(out, overwrite=overwrite, mkdir=mkdir)  # before any work
+    decision = options.pop("decision", None) or recommend(spec, state, seed=seed, **options)
+    html_text = src_report_html(report_inputs(decision, seed=seed, command=command))
+    if out is not None:
+        write_text_atomic(Path(out), html_text, overwrite=overwrite, mkdir=mkdir)
+    return html_text

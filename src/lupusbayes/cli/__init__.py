@@ -30,14 +30,14 @@ examples:
   lupusbayes data check my_cohort.csv --json       validate a cohort file
   lupusbayes data screen my_cohort.csv --spec axa_nk02
   lupusbayes spec check models/axa_nk02.toml
-  lupusbayes fit kn5601 --model crs --out crs.nc --seed 1
+  lupusbayes fit kn5601 --data kn5601 --model crs --out crs.nc --seed 1
   lupusbayes check crs.nc
   lupusbayes plot crs.nc --kind dose_crs --out dose_crs.png
   lupusbayes decide kn5601 --state kn5601
   lupusbayes decide axa_nk02 --state axa_patients.csv --codata kn5601 --as-of 2026-06-01
   lupusbayes decide kn5601 --design 3+3 --outcomes "1NNN 2NNN 3NNT" --transitions
   lupusbayes report kn5601 --state kn5601 --out report.html
-  lupusbayes simulate axa_nk02 --n-trials 2000 --seed 1 --out oc/
+  lupusbayes simulate axa_nk02 --codata kn5601 --n-trials 2000 --seed 1 --out oc/
   lupusbayes demo --out outputs/demo --seed 20251108
 
 exit codes: 0 ok, 2 bad input, 3 convergence gate failed, 1 internal error

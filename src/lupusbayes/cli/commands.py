@@ -17,4 +17,5 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("plot", "draw a saved fit: diagnostics, dose-response, SLEDAI-2K, the recommendation"),
     "simulate": ("simulate", "operating characteristics: simulate thousands of trials of each design under scenarios"),
     "demo": ("demo", "run the whole pipeline on the shipped KN5601 data"),
+    "cache": ("cache", "list or clear the fits kept between commands (decide, report, simulate)"),
 }

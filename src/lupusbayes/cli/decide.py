@@ -6,14 +6,13 @@ import argparse
 import sys
 from datetime import date
 
+from lupusbayes.cli.cache import add_cache_option, fit_cache_for
 from lupusbayes.cli.commands import COMMANDS
 from lupusbayes.cli.output import EXIT_GATE_FAILED, EXIT_OK, add_progress_option, print_json, progress_for, seed_value
 from lupusbayes.cohort import load_cohort, parse_trial_date
-from lupusbayes.decisions import decide, design_for, load_state, state_from_outcomes, transition_table
-from lupusbayes.decisions.boin import boin_decision_table
-from lupusbayes.decisions.rules import BoinRule
+from lupusbayes.decisions import design_for, load_state, state_from_outcomes
 from lupusbayes.spec import DESIGNS, load_spec
-from lupusbayes.workflow import DecisionInputs, decision_inputs
+from lupusbayes.workflow import DecisionInputs, decide_from_inputs, decision_inputs
 
 __all__ = ["add_commands", "add_decision_arguments", "prepare", "gate_exit", "Prepared", "as_of_date"]
 
@@ -45,7 +44,7 @@ def prepare(args: argparse.Namespace) -> DecisionInputs:
     return decision_inputs(spec, state, design=design, codata=codata, toxicity_fit=toxicity_fit,
                            efficacy_fit=efficacy_fit, seed=args.seed, force=args.force, progress=progress_for(args),
                            allow_unmodelled_dlt=args.allow_unmodelled_dlt, toxicity_fit_source=str(args.fit),
-                           efficacy_fit_source=str(args.efficacy_fit))
+                           efficacy_fit_source=str(args.efficacy_fit), cache=fit_cache_for(args))
 
 
 def gate_exit(prepared: Prepared, args: argparse.Namespace) -> int:
@@ -59,31 +58,12 @@ def gate_exit(prepared: Prepared, args: argparse.Namespace) -> int:
 
 
 def _decide(args: argparse.Namespace) -> int:
-    from lupusbayes.report import text
-
     prepared = prepare(args)
-    spec, design, context = prepared.spec, prepared.design, prepared.context
-    recommendation = decide(context, design)
-    transitions = transition_table(context, design, recommendation=recommendation) if args.transitions else ()
-    boin_rule = next((rule for rule in design.rules if isinstance(rule, BoinRule)), None)
+    decision = decide_from_inputs(prepared, transitions=args.transitions)
     if args.json:
-        payload = recommendation.to_dict()
-        if args.transitions:
-            payload["transitions"] = [{"n_dlt": t.n_dlt, "n_responders": t.n_responders, "pending": t.pending,
-                                       "recommendation": t.recommendation.to_dict()} for t in transitions]
-            if boin_rule is not None:
-                payload["boin_decision_table"] = list(boin_decision_table(boin_rule.boundaries,
-                                                                          min(boin_rule.boundaries.max_patients, 30)))
-        print_json(payload)
+        print_json(decision.to_dict())
     else:
-        print(text.recommendation_text(recommendation, spec))
-        if args.transitions:
-            print()
-            print(text.transitions_text(transitions, spec))
-            if boin_rule is not None:
-                print("\nBOIN decision table (DLTs among the patients treated at the current level):")
-                print(text.boin_table_text(boin_decision_table(boin_rule.boundaries,
-                                                               min(boin_rule.boundaries.max_patients, 12))))
+        print(decision.text())
     return gate_exit(prepared, args)
 
 
@@ -102,6 +82,7 @@ def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
                         help="co-data cohort for the models (repeatable; 'kn5601' is the shipped cohort)")
     parser.add_argument("--seed", type=seed_value, default=20251108, help="seed for the fits and draws made here")
     parser.add_argument("--force", action="store_true", help="use fits that failed their convergence gate (said in the output)")
+    add_cache_option(parser)
     parser.add_argument("--allow-unmodelled-dlt", dest="allow_unmodelled_dlt", action="store_true",
                         help="with toxicity_model = 'crs': decide although a recorded DLT is not explained by CRS "
                         "(the headline says which DLTs the model cannot see); refused otherwise")

@@ -22,36 +22,9 @@ from lupusbayes.cli.output import (
     records,
     seed_value,
 )
-from lupusbayes.cohort import combine_cohorts, load_cohort
-from lupusbayes.errors import LupusBayesError
 from lupusbayes.spec import load_spec
 
 __all__ = ["add_commands"]
-
-
-def _build_model(kind: str, spec, cohort):
-    from lupusbayes.models.sledai import SledaiModel
-    from lupusbayes.models.toxicity import BLRM, CRSModel
-
-    return {"crs": CRSModel, "blrm": BLRM, "sledai": SledaiModel}[kind](cohort, spec)
-
-
-def _cohort_for(spec, data: list[str] | None, kind: str):
-    """The cohort a fit uses: the given files, stacked. Nothing is added that was not asked for.
-
-    Without ``--data`` only a BLRM can be fitted, from the spec's ``[[observations]]``; the shipped
-    KN5601 cohort enters only as ``--data kn5601``.
-    """
-    if data:
-        cohorts = [load_cohort(name) for name in data]
-        return combine_cohorts(cohorts)
-    if kind == "blrm" and spec.observations:
-        return None
-    where = " or add [[observations]] (DLT counts per dose) to the spec" if kind == "blrm" else ""
-    raise LupusBayesError(
-        f"{spec.source}: no data to fit the {kind} model to: give --data FILE (repeat it for several studies; "
-        f"'--data kn5601' is the shipped KN5601 cohort){where}"
-    )
 
 
 def _fit_settings(spec, args: argparse.Namespace):
@@ -81,9 +54,11 @@ def _fit(args: argparse.Namespace) -> int:
     from lupusbayes.fitting import fit
     from lupusbayes.report import text
 
+    from lupusbayes.workflow import fitting_cohort, model_for
+
     out = check_output_path(args.out, overwrite=args.overwrite, mkdir=args.mkdir)  # before any work
     spec = load_spec(args.spec)
-    model = _build_model(args.model, spec, _cohort_for(spec, args.data, args.model))
+    model = model_for(args.model, spec, fitting_cohort(spec, args.data, args.model))
     result = fit(model, seed=args.seed, settings=_fit_settings(spec, args), progress=progress_for(args))
     result.save(out, overwrite=args.overwrite)
     if args.json:
@@ -123,9 +98,10 @@ def _check(args: argparse.Namespace) -> int:
 def _prior(args: argparse.Namespace) -> int:
     from lupusbayes.fitting import prior_predictive
     from lupusbayes.report import text
+    from lupusbayes.workflow import fitting_cohort, model_for
 
     spec = load_spec(args.spec)
-    model = _build_model(args.model, spec, _cohort_for(spec, args.data, args.model))
+    model = model_for(args.model, spec, fitting_cohort(spec, args.data, args.model))
     check = prior_predictive(model, seed=args.seed, draws=args.draws)
     if args.json:
         print_json({"model": model.name, "trial_id": spec.trial.id, "seed": args.seed, "draws": args.draws,

@@ -19,10 +19,10 @@ def _decision(fit, args: argparse.Namespace):
     """The recommendation and transition table from the fit (toxicity), the state and an
     optional SLEDAI-2K fit, as ``lupusbayes decide --fit`` makes them (the same checks)."""
     from lupusbayes.cohort import load_cohort
-    from lupusbayes.decisions import decide, load_state, transition_table
+    from lupusbayes.decisions import load_state
     from lupusbayes.fitting import load_fit
     from lupusbayes.report.plots import PlotError
-    from lupusbayes.workflow import decision_inputs
+    from lupusbayes.workflow import decide_from_inputs, decision_inputs
 
     spec = fit.model.spec
     if fit.model.kind == "sledai":
@@ -33,8 +33,8 @@ def _decision(fit, args: argparse.Namespace):
     inputs = decision_inputs(spec, state, codata=[load_cohort(path) for path in args.codata or []], toxicity_fit=fit,
                              efficacy_fit=sledai, toxicity_fit_source=str(args.fit),
                              efficacy_fit_source=str(args.efficacy_fit), error=PlotError)
-    recommendation = decide(inputs.context, inputs.design)
-    return recommendation, transition_table(inputs.context, inputs.design, recommendation=recommendation)
+    decision = decide_from_inputs(inputs)
+    return decision.recommendation, decision.transitions
 
 
 def _sources(fit, kinds: list[str], args: argparse.Namespace) -> dict[str, object]:

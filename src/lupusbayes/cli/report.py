@@ -10,29 +10,15 @@ from lupusbayes._io import check_output_path
 from lupusbayes.cli.commands import COMMANDS
 from lupusbayes.cli.decide import add_decision_arguments, gate_exit, prepare
 from lupusbayes.cli.output import add_output_options
-from lupusbayes.decisions import decide, transition_table
-from lupusbayes.eligibility import screen
-from lupusbayes.fitting import prior_predictive
-from lupusbayes.report.html import ReportInputs, report_figures, write_src_report
-from lupusbayes.summary import summarise_cohort
+from lupusbayes.report.html import write_src_report
+from lupusbayes.workflow import decide_from_inputs, report_inputs
 
 __all__ = ["add_commands", "build_report_inputs"]
 
 
-def build_report_inputs(prepared, *, seed: int, command: str) -> ReportInputs:
-    """Everything the report shows, from a prepared decision (see :func:`lupusbayes.cli.decide.prepare`)."""
-    spec, design, context = prepared.spec, prepared.design, prepared.context
-    recommendation = decide(context, design)
-    transitions = transition_table(context, design, recommendation=recommendation)
-    state = context.state
-    priors = {label: prior_predictive(result.model, seed=seed, draws=2000) for label, result in prepared.fits.items()}
-    figures = report_figures(spec, prepared.fits, recommendation, transitions)
-    return ReportInputs(
-        spec=spec, state=state, recommendation=recommendation, command=command, seed=seed,
-        cohort_summary=summarise_cohort(state.cohort, seed=seed) if state.cohort is not None else None,
-        screening=screen(state.cohort.patients, spec) if state.cohort is not None else None,
-        fits=dict(prepared.fits), priors=priors, transitions=transitions, figures=figures,
-    )
+def build_report_inputs(prepared, *, seed: int, command: str):
+    """Everything the report shows, from a prepared decision: :func:`lupusbayes.workflow.report_inputs`."""
+    return report_inputs(decide_from_inputs(prepared), seed=seed, command=command)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -11,12 +11,14 @@ from pathlib import Path
 
 from lupusbayes._io import check_output_path, staged_directory
 from lupusbayes._version import __version__
+from lupusbayes.cli.cache import add_cache_option, fit_cache_for
 from lupusbayes.cli.commands import COMMANDS
 from lupusbayes.cli.output import add_output_options, bounded_int, print_json, progress_wanted, records, seed_value
 from lupusbayes.cohort import load_cohort
 from lupusbayes.decisions import design_for
 from lupusbayes.errors import LupusBayesError
 from lupusbayes.simulation import (
+    DEFAULT_DESIGNS,
     DEFAULT_CHUNK_SIZE,
     SHIPPED_SCENARIOS,
     SimulationPlan,
@@ -30,7 +32,6 @@ from lupusbayes.workflow import simulation_priors
 
 __all__ = ["add_commands"]
 
-DEFAULT_DESIGNS = ("lupusbayes", "blrm_ewoc", "boin", "3+3")
 
 
 ALIASES = {"blrm": "blrm_ewoc"}
@@ -131,7 +132,7 @@ def _simulate(args: argparse.Namespace) -> int:
     if any(design_for(spec, name).needs_toxicity_model for name in args.designs):  # BOIN and the 3+3 need none
         if codata and wanted:
             print("deriving the decision priors from the co-data (an EXNEX BLRM and a SLEDAI-2K fit)", file=sys.stderr)
-        priors = simulation_priors(spec, codata, seed=args.seed, error=LupusBayesError)
+        priors = simulation_priors(spec, codata, seed=args.seed, error=LupusBayesError, cache=fit_cache_for(args))
     try:
         plan = SimulationPlan(spec, scenarios, args.designs, n_trials=args.n_trials, seed=args.seed,
                               chunk_size=args.chunk_size, priors=priors)
@@ -197,9 +198,9 @@ def add_commands(commands) -> None:
         epilog="examples:\n"
         "  lupusbayes simulate axa_nk02 --codata kn5601 --n-trials 2000 --seed 1 --out oc/\n"
         "  lupusbayes simulate axa_nk02 --codata kn5601 --scenarios my_scenarios.toml --designs lupusbayes,boin "
-        "--workers 2 --seed 1 --out oc/\n"
+        "--workers 2 --seed 1 --out oc_my_scenarios/\n"
         "  lupusbayes simulate axa_nk02 --codata kn5601 --n-trials 20000 --dask tcp://scheduler:8786 "
-        "--checkpoint oc-chunks/ --seed 1 --out oc/",
+        "--checkpoint oc-chunks/ --seed 1 --out oc_cluster/",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("spec", help="trial spec: a TOML file or a shipped name (kn5601, axa_nk02)")
@@ -223,5 +224,6 @@ def add_commands(commands) -> None:
     parser.add_argument("--checkpoint", metavar="FOLDER", help="keep finished chunks here; a rerun of the same plan "
                         "resumes from them")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_cache_option(parser)
     add_output_options(parser)
     parser.set_defaults(handler=_simulate)

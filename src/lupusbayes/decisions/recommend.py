@@ -110,13 +110,34 @@ class Recommendation:
                 return value.item()
             return value
 
+        def number(level):  # levels a user reads count from 1, as protocols and the R packages count them
+            return None if level is None else int(level) + 1
+
         payload = {name: convert(getattr(self, name)) for name in
-                   ("design", "action", "current_level", "next_level", "next_dose_label", "n_next", "wait_days",
-                    "earliest_date", "warnings", "stop_reasons", "forced", "trial_id", "state_source",
-                    "posterior_sources", "notes", "alerts")}
-        payload["verdicts"] = [convert(asdict(verdict)) for verdict in self.verdicts]
-        payload["selection"] = convert(asdict(self.selection)) if self.selection is not None else None
-        payload["levels_count_from"] = 0
+                   ("design", "action", "next_dose_label", "n_next", "wait_days", "earliest_date", "warnings",
+                    "stop_reasons", "forced", "trial_id", "state_source", "posterior_sources", "notes", "alerts")}
+        payload["current_level"], payload["next_level"] = number(self.current_level), number(self.next_level)
+        payload["paused"] = self.paused
+        verdicts = []
+        for verdict in self.verdicts:
+            row = convert(asdict(verdict))
+            row["allowed"] = None if verdict.allowed is None else sorted(number(level) for level in verdict.allowed)
+            row["preference"] = None if verdict.preference is None else [number(level) for level in verdict.preference]
+            row["wait_days"] = [[number(level), days] for level, days in verdict.wait_days]
+            row["max_enrol"] = [[number(level), count] for level, count in verdict.max_enrol]
+            row["hold_exempt_level"] = number(verdict.hold_exempt_level)
+            for check, original in zip(row["checks"], verdict.checks, strict=True):
+                check["level"] = number(original.level)
+            verdicts.append(row)
+        payload["verdicts"] = verdicts
+        selection = None
+        if self.selection is not None:
+            selection = convert(asdict(self.selection))
+            selection["level"] = number(self.selection.level)
+            for row in selection["rows"]:
+                row["level"] = number(row["level"])
+        payload["selection"] = selection
+        payload["levels_count_from"] = 1
         return payload
 
 

@@ -146,11 +146,12 @@ def _robust(ex: BivariateNormalMixture, nex: BivariateNormalPrior, weight: float
     return BivariateNormalMixture(tuple(weight * w for w in ex.weights) + (1.0 - weight,), ex.components + (nex,))
 
 
-def codata_priors(spec: TrialSpec, codata: Sequence[Cohort], *, seed: int, progress=None) -> CodataPriors:
+def codata_priors(spec: TrialSpec, codata: Sequence[Cohort], *, seed: int, progress=None, cache=None) -> CodataPriors:
     """The target study's toxicity and response priors given ``codata`` (see the module docstring).
 
     Two MCMC fits of the co-data alone (the EXNEX BLRM on the DLT status, the SLEDAI-2K model) with the
-    spec's ``[fitting]`` settings, seeded by ``seed``.
+    spec's ``[fitting]`` settings, seeded by ``seed`` (read from ``cache``, a
+    :class:`~lupusbayes.fitting.fitcache.FitCache`, when made before).
 
     Raises
     ------
@@ -158,7 +159,7 @@ def codata_priors(spec: TrialSpec, codata: Sequence[Cohort], *, seed: int, progr
         A fit behind a prior failed its convergence gate (a prior is never derived from it).
     """
     from lupusbayes.errors import ConvergenceGateError
-    from lupusbayes.fitting.sample import fit
+    from lupusbayes.fitting.fitcache import cached_fit
     from lupusbayes.models.sledai import SledaiModel
     from lupusbayes.models.toxicity import BLRM
 
@@ -169,7 +170,7 @@ def codata_priors(spec: TrialSpec, codata: Sequence[Cohort], *, seed: int, progr
     checks: dict = {}
 
     blrm = BLRM(cohort, spec)
-    toxicity_fit = fit(blrm, seed=seed, progress=progress)
+    toxicity_fit = cached_fit(blrm, seed=seed, progress=progress, cache=cache)
     if not toxicity_fit.converged:
         raise ConvergenceGateError(f"the EXNEX BLRM fit of the co-data ({cohort.source}) failed its convergence gate: "
                                    "no prior is derived from it; refit with more draws ([fitting] draws)")
@@ -191,7 +192,7 @@ def codata_priors(spec: TrialSpec, codata: Sequence[Cohort], *, seed: int, progr
     }
 
     sledai = SledaiModel(cohort, spec)
-    efficacy_fit = fit(sledai, seed=seed, progress=progress)
+    efficacy_fit = cached_fit(sledai, seed=seed, progress=progress, cache=cache)
     if not efficacy_fit.converged:
         raise ConvergenceGateError(f"the SLEDAI-2K fit of the co-data ({cohort.source}) failed its convergence gate: "
                                    "no prior is derived from it; refit with more draws ([fitting] draws)")

@@ -175,8 +175,8 @@ def load_fit(path: str | Path, *, spec: TrialSpec | None = None) -> FitResult:
         raise attrs.error("the stored spec does not match its stored hash: the file was altered; refit")
     if spec is not None and stored_hash != spec.sha256:
         raise attrs.error(
-            f"fitted with another spec ({attrs.attrs.get('spec_source')}, sha256 {stored_hash[:12]}...) "
-            f"than {spec.source} (sha256 {spec.sha256[:12]}...); refit with this spec"
+            f"fitted with another spec: {attrs.attrs.get('spec_source')}, sha256 {stored_hash[:12]}..., not "
+            f"{spec.source}, sha256 {spec.sha256[:12]}...; refit with this spec"
         )
     missing = [group for group in REQUIRED_GROUPS if group not in tree.children]
     if missing:

@@ -218,6 +218,13 @@ class FitResult:
         """The same statistics under the prior: does the prior allow what was observed?"""
         return self._check_table("prior_predictive")
 
+    def prior_check(self) -> PriorPredictive:
+        """The prior and its predictive checks as the fit drew them (its ``prior`` groups): what
+        :func:`~lupusbayes.fitting.sample.prior_predictive` gives, without drawing again."""
+        groups = ("prior", "prior_predictive", "observed_data", "prior_dose_response")
+        return PriorPredictive(self.model, xr.DataTree.from_dict({name: self.tree[name].to_dataset()
+                                                                 for name in groups}), self.seed)
+
     def loo(self) -> Any:
         """PSIS-LOO (``arviz.loo``), with a warning when any Pareto k exceeds 0.7."""
         with warnings.catch_warnings():

@@ -28,8 +28,8 @@ from lupusbayes.fitting.result import FitResult, PriorPredictive
 from lupusbayes.models.base import BayesianModel
 from lupusbayes.spec import FitSettings
 
-__all__ = ["fit", "FitProgress", "prior_predictive", "sample_prior", "draw_prior", "run_sampler", "assemble_tree",
-           "seed_streams", "stream_seed", "SEED_STREAMS", "nutpie_draws", "count_divergences"]
+__all__ = ["fit", "FitProgress", "SamplerProgress", "prior_predictive", "sample_prior", "draw_prior", "run_sampler",
+           "assemble_tree", "seed_streams", "stream_seed", "SEED_STREAMS", "nutpie_draws", "count_divergences"]
 
 
 class FitProgress(Protocol):
@@ -39,7 +39,137 @@ class FitProgress(Protocol):
         """A stage begins (one line)."""
 
     def sampling(self, finished_draws: int, total_draws: int, divergences: int, tuning: bool) -> None:
-        """Sampler progress over all chains, called a few times a second."""
+        """Sampler progress over all chains, called a few times a second.
+
+        ``finished_draws`` and ``total_draws`` count tuning steps and kept draws of all chains;
+        ``divergences`` counts divergent transitions among the kept draws only (the number the
+        convergence gate checks; see :class:`SamplerProgress`); ``tuning`` is true until every
+        chain has finished its tuning steps, then false for the rest of the run.
+        """
+
+
+class SamplerProgress:
+    """One sampler run's progress over all chains, counted the way the convergence gate counts.
+
+    The gate (:func:`count_divergences`, then :func:`~lupusbayes.fitting.diagnostics.diagnose`)
+    counts the divergent transitions in the kept draws' ``sample_stats.diverging``: the tuning
+    steps are discarded (nutpie's ``save_warmup=False``, PyMC's ``tune``), and a divergence
+    while the step size is still being adapted says nothing about the draws the posterior is
+    made of. The samplers' own counters do not all make that cut (PyMC flags divergences at
+    every step, tuning included), so this class makes it: :attr:`divergences` are those after
+    tuning, the gate's number; :attr:`tuning_divergences` are reported apart and not counted.
+
+    The phase is "tuning" until every chain has finished its tuning steps, then "sampling" for
+    the rest of the run: it never flips back when chains run at different speeds or one after
+    another (4 chains on 2 cores).
+
+    The samplers feed it through :meth:`record_chains` (nutpie: a snapshot of every chain) or
+    :meth:`record_draw` (PyMC: one draw of one chain); it passes the totals on to a
+    :class:`FitProgress` at most every ``interval`` seconds, and always when the run is complete.
+
+    Examples
+    --------
+    >>> tally = SamplerProgress(None, chains=1, tune=2, draws=2)
+    >>> for tuning, diverging in [(True, True), (True, False), (False, False), (False, True)]:
+    ...     tally.record_draw(0, tuning=tuning, diverging=diverging)
+    >>> tally.divergences, tally.tuning_divergences, tally.tuning, tally.complete
+    (1, 1, False, True)
+    >>> tally.summary()
+    '1 divergence after tuning (the gate counts these); 1 during tuning, not counted'
+    """
+
+    def __init__(self, progress: FitProgress | None, *, chains: int, tune: int, draws: int,
+                 interval: float = 0.2) -> None:
+        self.progress = progress
+        self.chains, self.tune, self.draws = int(chains), int(tune), int(draws)
+        self.total_draws = self.chains * (self.tune + self.draws)
+        self.interval = interval
+        self._finished: dict[object, int] = {}  # per chain: tuning steps and draws done
+        self._kept_divergences: dict[object, int] = {}  # per chain: divergences after tuning
+        self._tuning_divergences: dict[object, int] = {}  # per chain: divergences while tuning
+        self._sampling_started = self.tune == 0  # latched: the phase never goes back to tuning
+        self._last_report = -np.inf
+
+    # ---- what the run has done ----------------------------------------------------------------
+
+    @property
+    def finished_draws(self) -> int:
+        """Tuning steps and draws finished, over all chains."""
+        return sum(self._finished.values())
+
+    @property
+    def divergences(self) -> int:
+        """Divergent transitions after tuning, over all chains: what the gate counts."""
+        return sum(self._kept_divergences.values())
+
+    @property
+    def tuning_divergences(self) -> int:
+        """Divergent transitions during tuning, over all chains (discarded with the tuning steps)."""
+        return sum(self._tuning_divergences.values())
+
+    @property
+    def tuning(self) -> bool:
+        """True until every chain has finished its tuning steps; false from then on."""
+        return not self._sampling_started
+
+    @property
+    def complete(self) -> bool:
+        """Every chain has finished its tuning steps and draws."""
+        return self.finished_draws >= self.total_draws
+
+    def summary(self) -> str:
+        """``'0 divergences after tuning (the gate counts these); 4 during tuning, not counted'``."""
+        kept, tuning = self.divergences, self.tuning_divergences
+        line = f"{kept} divergence{'' if kept == 1 else 's'} after tuning (the gate counts these)"
+        return line + (f"; {tuning} during tuning, not counted" if tuning else "")
+
+    # ---- what the samplers report ---------------------------------------------------------------
+
+    def record_draw(self, chain, *, tuning: bool, diverging: bool) -> None:
+        """One step of one chain (PyMC's callback): a tuning step or a kept draw, divergent or not."""
+        self._finished[chain] = self._finished.get(chain, 0) + 1
+        if diverging:
+            counter = self._tuning_divergences if tuning else self._kept_divergences
+            counter[chain] = counter.get(chain, 0) + 1
+        self._report()
+
+    def record_chains(self, chains) -> None:
+        """A snapshot of every chain (nutpie's callback: ``nutpie.ChainProgress`` objects).
+
+        A chain's divergences are split by where they happened: ``divergent_draws`` numbers the
+        steps from the first tuning step, so those numbered ``tune`` or later are kept draws.
+        """
+        for number, chain in enumerate(chains):
+            divergent_steps = np.asarray(list(chain.divergent_draws), dtype=int)
+            kept = int(np.sum(divergent_steps >= self.tune))
+            self._finished[number] = int(chain.finished_draws)
+            self._kept_divergences[number] = kept
+            self._tuning_divergences[number] = divergent_steps.size - kept
+        self._report()
+
+    def _report(self) -> None:
+        """Update the phase, then pass the totals on, at most every ``interval`` seconds and
+        always once complete."""
+        if not self._sampling_started:
+            done_tuning = sum(1 for finished in self._finished.values() if finished >= self.tune)
+            self._sampling_started = done_tuning >= self.chains
+        if self.progress is None:
+            return
+        now = time.perf_counter()
+        if now - self._last_report < self.interval and not self.complete:
+            return
+        self._last_report = now
+        self.progress.sampling(self.finished_draws, self.total_draws, self.divergences, self.tuning)
+
+    def finish(self, kept_divergences: int) -> None:
+        """Close the run: if the sampler's last report came before its end, report the end, with
+        the divergences counted in the kept draws (``kept_divergences``)."""
+        if self.complete:
+            return
+        self._finished = {chain: self.tune + self.draws for chain in range(self.chains)}
+        self._kept_divergences = {0: int(kept_divergences)}
+        self._last_report = -np.inf
+        self._report()
 
 
 #: The named random streams spawned from a fit's master seed, in spawn order.
@@ -60,27 +190,32 @@ def stream_seed(sequence: np.random.SeedSequence) -> int:
 
 
 def run_sampler(model: BayesianModel, design: CompiledDesign, settings: FitSettings, target_accept: float,
-                seed: int, progress: FitProgress | None = None) -> xr.DataTree:
+                seed: int, progress: FitProgress | SamplerProgress | None = None) -> xr.DataTree:
     """One NUTS run (PyMC or nutpie, as ``settings.sampler`` says): ``posterior`` and ``sample_stats``.
 
-    The single entry point to MCMC, so tests of plumbing can replace it (the mock tier).
+    ``progress`` receives the run's progress over all chains (see :class:`SamplerProgress`,
+    which counts divergences as the gate does); pass a ``SamplerProgress`` to read its counts
+    after the run. The single entry point to MCMC, so tests of plumbing can replace it (the mock tier).
     """
+    tally = progress if isinstance(progress, SamplerProgress) or progress is None else \
+        SamplerProgress(progress, chains=settings.chains, tune=settings.tune, draws=settings.draws)
     if settings.sampler == "nutpie":
-        return _sample_nutpie(model, design, settings, target_accept, seed, progress)
+        sampled = _sample_nutpie(model, design, settings, target_accept, seed, tally)
+    else:
+        sampled = _sample_pymc(model, design, settings, target_accept, seed, tally)
+    if tally is not None:
+        tally.finish(count_divergences(sampled))
+    return sampled
+
+
+def _sample_pymc(model: BayesianModel, design: CompiledDesign, settings: FitSettings, target_accept: float,
+                 seed: int, tally: SamplerProgress | None) -> xr.DataTree:
+    """PyMC's NUTS; its callback sees every step of every chain, tuning steps included."""
     import pymc as pm
 
-    callback = None
-    if progress is not None:
-        total = settings.chains * (settings.draws + settings.tune)
-        counter = {"draws": 0, "divergences": 0, "last": 0.0}
-
-        def callback(trace, draw):  # PyMC calls this after every draw of every chain
-            counter["draws"] += 1
-            counter["divergences"] += int(bool(draw.stats[0].get("diverging", False))) if draw.stats else 0
-            now = time.perf_counter()
-            if now - counter["last"] > 0.2 or counter["draws"] == total:
-                counter["last"] = now
-                progress.sampling(counter["draws"], total, counter["divergences"], bool(draw.tuning))
+    def record(trace, draw) -> None:  # PyMC calls this after every step of every chain
+        diverging = any(bool(stats.get("diverging", False)) for stats in (draw.stats or ()))
+        tally.record_draw(draw.chain, tuning=bool(draw.tuning), diverging=diverging)
 
     with quiet_pymc():
         return pm.sample(
@@ -95,7 +230,7 @@ def run_sampler(model: BayesianModel, design: CompiledDesign, settings: FitSetti
             quiet=True,
             progressbar=False,
             compute_convergence_checks=False,
-            callback=callback,
+            callback=None if tally is None else record,
         )
 
 
@@ -104,14 +239,10 @@ LOW_RANK_MAX_PARAMETERS = 200
 
 
 def _sample_nutpie(model: BayesianModel, design: CompiledDesign, settings: FitSettings, target_accept: float,
-                   seed: int, progress: FitProgress | None) -> xr.DataTree:
+                   seed: int, tally: SamplerProgress | None) -> xr.DataTree:
     """nutpie on the design's compiled model: a refit only swaps the data."""
-    def report(chains) -> None:
-        progress.sampling(sum(c.finished_draws for c in chains), sum(c.total_draws for c in chains),
-                          sum(c.divergences for c in chains), any(c.tuning for c in chains))
-
     return nutpie_draws(design.nutpie_model(model), settings, target_accept, seed,
-                        progress_callback=None if progress is None else report)
+                        progress_callback=None if tally is None else tally.record_chains)
 
 
 def nutpie_draws(compiled, settings: FitSettings, target_accept: float, seed: int, *,
@@ -200,17 +331,24 @@ def fit(
     attempts: list[SamplingAttempt] = []
     say(f"{model.name}: sampling {settings.chains} chains x {settings.draws} draws after {settings.tune} tuning steps"
         f" ({settings.sampler}; compiling on first use)")
-    tick = time.perf_counter()
-    sampled = run_sampler(model, design, settings, settings.target_accept, stream_seed(streams["sampling"]), progress)
-    attempts.append(SamplingAttempt(settings.target_accept, count_divergences(sampled), time.perf_counter() - tick))
-    if attempts[-1].divergences > settings.gate.divergences_max:
-        say(f"{model.name}: {attempts[-1].divergences} divergences; sampling again at target_accept "
-            f"{settings.retry_target_accept:g}")
+
+    def sample(target_accept: float, stream: str) -> xr.DataTree:
+        """One run, recorded in ``attempts``; with progress, a closing line of its divergences."""
+        tally = None if progress is None else \
+            SamplerProgress(progress, chains=settings.chains, tune=settings.tune, draws=settings.draws)
         tick = time.perf_counter()
-        sampled = run_sampler(model, design, settings, settings.retry_target_accept, stream_seed(streams["retry"]),
-                              progress)
-        attempts.append(SamplingAttempt(settings.retry_target_accept, count_divergences(sampled),
-                                        time.perf_counter() - tick))
+        sampled = run_sampler(model, design, settings, target_accept, stream_seed(streams[stream]), tally)
+        attempts.append(SamplingAttempt(target_accept, count_divergences(sampled), time.perf_counter() - tick))
+        if tally is not None:
+            tally.finish(attempts[-1].divergences)  # no-op when the sampler reported its end
+            say(f"{model.name}: sampled, {tally.summary()}")
+        return sampled
+
+    sampled = sample(settings.target_accept, "sampling")
+    if attempts[-1].divergences > settings.gate.divergences_max:
+        say(f"{model.name}: {attempts[-1].divergences} divergences after tuning, more than the gate's "
+            f"{settings.gate.divergences_max}; sampling again at target_accept {settings.retry_target_accept:g}")
+        sampled = sample(settings.retry_target_accept, "retry")
     say(f"{model.name}: prior draws, predictive checks, log-likelihood, dose-response, diagnostics")
     tree = assemble_tree(model, design, sampled, streams, prior_draws=prior_draws)
     diagnostics = diagnose(model, tree, settings, attempts)

@@ -706,7 +706,7 @@ class SledaiModel(BayesianModel):
         table["observed to month"] = table["dose"].map(seen)
         table["extrapolated"] = ~(table["month"] <= table["observed to month"])
         table.insert(0, "dose_label", [dose_label(d, unit) for d in table["dose"]])
-        return table.drop(columns="dose").rename(columns={"dose_label": "dose"})
+        return table  # dose_label as text, dose the number in the spec's unit
 
     def parameters_of_interest(self) -> list[str]:
         return ["plateau_reduction"]

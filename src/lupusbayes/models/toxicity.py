@@ -468,7 +468,9 @@ class ToxicityModel(BayesianModel):
         return quantities
 
     def summary_table(self, dose_response: xr.Dataset, *, interval: float = 0.9) -> pd.DataFrame:
-        """One row per dose: P(CRS >= g) and P(DLT) with interval and MCSE; interval probabilities."""
+        """One row per dose: P(CRS >= g) and P(DLT) with interval and MCSE; interval probabilities.
+
+        ``dose_label`` is the dose as text (``"4.5e9 cells"``), ``dose`` the number in the spec's unit."""
         unit = self.spec.dosing.unit.value
         pieces = []
         if "p_crs_at_least" in dose_response:
@@ -482,7 +484,8 @@ class ToxicityModel(BayesianModel):
                 pieces.append(pd.DataFrame({f"P({name})": probability.to_series(), f"P({name}) mcse": mcse.to_series(),
                                             f"P({name}) mcse is upper bound": is_bound.to_series()}))
         table = pd.concat(pieces, axis=1)
-        table.insert(0, "dose", [dose_label(d, unit) for d in table.index])
+        table.insert(0, "dose_label", [dose_label(d, unit) for d in table.index])
+        table.insert(1, "dose", table.index.to_numpy(dtype=float))  # a number, in the spec's unit
         if "p_dlt" in dose_response:
             table["P(DLT) basis"] = self.dlt_basis
         return table.reset_index(drop=True)

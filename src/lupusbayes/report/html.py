@@ -7,6 +7,11 @@ warnings, the transition table, and a reproducibility block (versions, seeds, ha
 spec and the data, the command that made it). Images are embedded (PNG, base64), there is no
 script and no link to fetch, and a print stylesheet keeps sections together on paper, so the
 file opens offline anywhere and prints cleanly to PDF.
+
+Every table is an HTML ``<table>`` (:func:`_html_table`) inside a box that scrolls sideways when
+the table is wider than the page, so the page itself never does; tables with one row per dose
+are transposed (one row per quantity, one column per dose) so they are long, not wide.
+Sections are numbered in code, once each, in the order they appear.
 """
 
 from __future__ import annotations
@@ -15,20 +20,25 @@ import base64
 import hashlib
 import html
 import io
+import math
 import platform
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lupusbayes._io import write_text_atomic
 from lupusbayes._version import __version__
 from lupusbayes.decisions import Recommendation, TrialState
 from lupusbayes.eligibility import ScreeningReport
-from lupusbayes.fitting import FitResult, PriorPredictive
+from lupusbayes.endpoints import RESPONSE_DEFINITIONS
+from lupusbayes.fitting import Diagnostics, FitResult, PriorPredictive
+from lupusbayes.models.summaries import MCSE_BOUND_NOTE
 from lupusbayes.report import text
 from lupusbayes.spec import TrialSpec
 from lupusbayes.summary import CohortSummary
@@ -39,24 +49,39 @@ __all__ = ["ReportInputs", "src_report_html", "write_src_report", "report_figure
 LIBRARIES = ("numpy", "scipy", "pandas", "xarray", "pymc", "pytensor", "nutpie", "arviz", "arviz-base",
              "arviz-stats", "arviz-plots", "matplotlib", "h5netcdf")
 
+#: The width of the interval every dose-response table shows (``mean [low, high]``).
+INTERVAL = 0.9
+
+#: Text that starts with a number (``0.175 [0.001, 0.622]``, ``0.005 +/- 0.003``): aligned as a number.
+_NUMBER_TEXT = re.compile(r"[-+]?(\d|\.\d)")
+
+#: What pandas' ``infer_dtype`` calls a column of numbers.
+_NUMERIC_KINDS = ("integer", "floating", "mixed-integer-float", "decimal")
+
+#: What an empty cell means, for the columns where empty would not say it.
+_MISSING_TEXT = {"observed to month": "no patients"}
+
 _STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1f2328; margin: 2em auto;
-       max-width: 1100px; line-height: 1.4; font-size: 14px; }
+       max-width: 1100px; padding: 0 1em; line-height: 1.4; font-size: 14px; }
 h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.25em; border-bottom: 1px solid #d0d7de;
   padding-bottom: 0.2em; margin-top: 1.6em; } h3 { font-size: 1.05em; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 12px; }
-th, td { border: 1px solid #d0d7de; padding: 2px 6px; text-align: right; } th { background: #f6f8fa; }
-td:first-child, th:first-child { text-align: left; }
+.table-box { overflow-x: auto; max-width: 100%; margin: 0.5em 0 1em; }
+table { border-collapse: collapse; font-size: 12px; }
+caption { caption-side: top; text-align: left; color: #57606a; font-size: 1.05em; padding: 0 0 0.3em; }
+th, td { border: 1px solid #d0d7de; padding: 2px 6px; text-align: right; vertical-align: top; }
+th { background: #f6f8fa; } .text, th[scope=row] { text-align: left; }
 .verdict { border-left: 4px solid #0969da; padding: 0.4em 0.8em; background: #f6f8fa; margin: 0.6em 0; }
 .action { font-size: 1.3em; font-weight: bold; }
 .warning { color: #9a6700; } .fail { color: #cf222e; font-weight: bold; } .ok { color: #1a7f37; }
 .note { color: #57606a; font-size: 0.95em; }
 figure { margin: 0.8em 0; page-break-inside: avoid; } figure img { max-width: 100%; }
 figcaption { color: #57606a; font-size: 0.9em; }
-pre { background: #f6f8fa; padding: 0.6em; overflow-x: auto; font-size: 12px; white-space: pre-wrap; }
+pre { background: #f6f8fa; padding: 0.6em; font-size: 12px; white-space: pre-wrap; overflow-wrap: anywhere; }
+code { overflow-wrap: anywhere; }
 section { page-break-inside: auto; }
 @media print { body { margin: 0; max-width: none; font-size: 11px; } h2 { page-break-after: avoid; }
-  table, figure, .verdict { page-break-inside: avoid; } }
+  .table-box { overflow: visible; } table, figure, .verdict { page-break-inside: avoid; } }
 """
 
 
@@ -98,12 +123,106 @@ def _img(caption: str, figure: Any) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def _table(frame: pd.DataFrame, *, digits: int = 3) -> str:
-    return frame.to_html(index=False, border=0, na_rep="", float_format=lambda v: f"{v:.{digits}g}", escape=True)
+# ---- tables ----------------------------------------------------------------------------------
 
 
-def _pre(content: str) -> str:
+def _is_missing(value: Any) -> bool:
+    """True for None, NaN, ``pd.NA`` and ``NaT`` (and False for anything that is not a scalar)."""
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _short_float(value: float) -> str:
+    """A large number in 3 significant digits with a short exponent: ``4.5e9``, ``2.09e7``."""
+    mantissa, _, exponent = f"{value:.3g}".partition("e")
+    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
+
+
+def _number_texts(values: np.ndarray) -> list[str]:
+    """Finite numbers of one column as text, in one format for the whole column.
+
+    Whole numbers as integers; a column of probabilities (all in [0, 1]) to 3 decimals; very
+    large numbers (doses in cells) as ``4.5e9``; anything else to 3 significant digits.
+    """
+    if np.all(values == np.round(values)) and np.all(np.abs(values) < 1e5):
+        return [str(int(v)) for v in values]
+    if np.all((values >= 0) & (values <= 1)):
+        return [f"{v:.3f}" for v in values]
+    if np.any(np.abs(values) >= 1e5):
+        return [_short_float(v) for v in values]
+    return [np.format_float_positional(v, precision=3, unique=False, fractional=False, trim="-") for v in values]
+
+
+def _column_texts(column: pd.Series, missing: str = "") -> tuple[list[str], bool]:
+    """The cells of one column as text, and whether the column holds numbers (aligned right).
+
+    Missing values (NaN, ``<NA>``) become ``missing``, never ``NaN``; booleans ``yes``/``no``.
+    """
+    values = column.astype(object).tolist()
+    present = [v for v in values if not _is_missing(v)]
+    kind = pd.api.types.infer_dtype(present, skipna=True) if present else "empty"
+    if kind == "boolean":
+        texts = {i: "yes" if v else "no" for i, v in enumerate(values) if not _is_missing(v)}
+    elif kind in _NUMERIC_KINDS:
+        finite = [(i, float(v)) for i, v in enumerate(values) if not _is_missing(v) and math.isfinite(float(v))]
+        numbers = _number_texts(np.array([v for _, v in finite])) if finite else []
+        texts = {i: number for (i, _), number in zip(finite, numbers, strict=True)}
+        texts |= {i: str(v) for i, v in enumerate(values) if not _is_missing(v) and i not in texts}  # +/-inf
+    else:
+        texts = {i: str(v) for i, v in enumerate(values) if not _is_missing(v)}
+    looks_numeric = bool(texts) and all(_NUMBER_TEXT.match(cell) for cell in texts.values())  # "0.175 [0.001, 0.622]"
+    numeric = kind in _NUMERIC_KINDS or looks_numeric
+    return [texts.get(i, missing) for i in range(len(values))], numeric
+
+
+def _header_cell(name: Any, *, scope: str = "col", numeric: bool = True) -> str:
+    """A header cell, aligned as its column; long snake_case names may break after their underscores."""
+    css = "" if numeric else ' class="text"'
+    return f'<th scope="{scope}"{css}>{html.escape(str(name)).replace("_", "_<wbr>")}</th>'
+
+
+def _html_table(frame: pd.DataFrame, caption: str = "", *, transpose: bool = False) -> str:
+    """``frame`` as an HTML table (every text escaped), in a box that scrolls sideways if it must.
+
+    Without ``transpose`` a row of the frame is a row of the table, its columns' names the
+    header; numbers are aligned right and formatted per column (:func:`_number_texts`).
+    With ``transpose`` the frame's first column (e.g. the dose) becomes the header and every
+    other column a row, headed by its name: a table with one row per dose and many quantities
+    is then long, not wide.
+    """
+    names = list(frame.columns)
+    columns = [_column_texts(frame.iloc[:, position], _MISSING_TEXT.get(str(name), ""))
+               for position, name in enumerate(names)]
+    if transpose:
+        head = "".join([_header_cell(names[0], numeric=False), *(_header_cell(label) for label in columns[0][0])])
+        rows = ["".join([_header_cell(name, scope="row"), *(f"<td>{html.escape(cell)}</td>" for cell in cells)])
+                for name, (cells, _) in zip(names[1:], columns[1:], strict=True)]
+    else:
+        head = "".join(_header_cell(name, numeric=numeric) for name, (_, numeric) in zip(names, columns, strict=True))
+        rows = ["".join(f'<td class="{"number" if numeric else "text"}">{html.escape(cells[row])}</td>'
+                        for cells, numeric in columns) for row in range(len(frame))]
+    caption_html = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    body = "".join(f"<tr>{row}</tr>" for row in rows)
+    return f'<div class="table-box"><table>{caption_html}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _html_list(items, *, css: str = "") -> str:
+    """An escaped bulleted list (nothing when there are no items)."""
+    items = list(items)
+    if not items:
+        return ""
+    css_class = f' class="{css}"' if css else ""
+    return "<ul>" + "".join(f"<li{css_class}>{html.escape(item)}</li>" for item in items) + "</ul>"
+
+
+def _preformatted(content: str) -> str:
+    """Text whose line breaks and spaces matter (a command line), wrapped to the page; never a table."""
     return f"<pre>{html.escape(content)}</pre>"
+
+
+# ---- the sections ----------------------------------------------------------------------------
 
 
 def _versions() -> pd.DataFrame:
@@ -135,23 +254,233 @@ def _recommendation_section(inputs: ReportInputs) -> str:
         provisional = " (PROVISIONAL)" if r.selection.provisional else ""
         parts.append(f"<p>Selected{provisional}: <b>{html.escape(r.selection.dose_label or 'no dose')}</b>: "
                      f"{html.escape(r.selection.reason)}</p>")
-    parts.append("</div><h3>Every rule</h3><table><tr><th>rule</th><th>question</th><th>verdict</th></tr>")
-    for verdict in r.verdicts:
-        parts.append(f"<tr><td>{html.escape(verdict.rule)}</td><td>{html.escape(verdict.question)}</td>"
-                     f"<td style='text-align:left'>{html.escape(verdict.verdict)}</td></tr>")
-    parts.append("</table>")
+    parts.append("</div><h3>Every rule</h3>")
+    parts.append(_html_table(pd.DataFrame([{"rule": v.rule, "question": v.question, "verdict": v.verdict}
+                                           for v in r.verdicts], columns=["rule", "question", "verdict"]),
+                             "Each rule of the design: the question it asks and its answer now"))
     rows = [{"rule": v.rule, "level": c.level + 1, "quantity": c.quantity,
              "value": c.estimate.text() if c.estimate is not None else "",
              "threshold": "" if c.threshold is None else f"{c.threshold:g}", "passed": "yes" if c.passed else "NO"}
             for v in r.verdicts for c in v.checks]
     if rows:
-        parts.append("<h3>The numbers behind the rules</h3>" + _table(pd.DataFrame(rows)))
+        parts.append("<h3>The numbers behind the rules</h3>" + _html_table(
+            pd.DataFrame(rows), "Each rule's number at each dose level (levels count from 1) against its threshold"))
     if r.warnings:
-        parts.append("<h3>Warnings</h3><ul>" + "".join(f'<li class="warning">{html.escape(w)}</li>'
-                                                      for w in r.warnings) + "</ul>")
+        parts.append("<h3>Warnings</h3>" + _html_list(r.warnings, css="warning"))
     if r.notes:
-        parts.append("<h3>Notes</h3><ul>" + "".join(f'<li class="note">{html.escape(n)}</li>' for n in r.notes) + "</ul>")
+        parts.append("<h3>Notes</h3>" + _html_list(r.notes, css="note"))
     return "".join(parts)
+
+
+def _transition_action(recommendation: Recommendation, spec: TrialSpec) -> str:
+    """What the design would do after one outcome: ``'escalate to level 3 (...)'`` or ``'STOP (...)'``."""
+    r = recommendation
+    if r.action == "stop":
+        selected = f", select {r.selection.dose_label}" if r.selection and r.selection.dose_label else ""
+        return f"STOP ({'; '.join(r.stop_reasons)}){selected}"
+    return f"{r.action} {'at' if r.action == 'hold' else 'to'} {text.level_text(spec, r.next_level)}"
+
+
+def _transitions_section(transitions, spec: TrialSpec) -> str:
+    """One row per outcome of the next cohort (or of the patients still in the DLT window)."""
+    first = transitions[0]
+    if first.pending:
+        caption = (f"When the {len(transitions) - 1} patient(s) inside the DLT window have completed it: "
+                   "the recommendation for each number of DLTs among them")
+    else:
+        caption = (f"After the next cohort at {text.level_text(spec, first.recommendation.current_level)}: "
+                   "the recommendation for each outcome of the cohort")
+    with_responders = any(row.n_responders is not None for row in transitions)
+    rows = []
+    for row in transitions:
+        entry = {"DLTs": row.n_dlt}
+        if with_responders:
+            entry["responders"] = row.n_responders
+        entry["then"] = _transition_action(row.recommendation, spec)
+        entry["caveats"] = "; ".join(w for w in row.recommendation.warnings if "Pareto" in w or "close call" in w)
+        rows.append(entry)
+    frame = pd.DataFrame(rows)
+    if not frame["caveats"].any():
+        frame = frame.drop(columns="caveats")
+    return _html_table(frame, caption)
+
+
+def _cohort_summary_html(summary: CohortSummary) -> str:
+    """The descriptive cohort summary: one table per view, then its notes and the response definitions."""
+    parts = [f"<h3>Cohort summary</h3><p>{summary.n_patients} patients; studies: {html.escape(', '.join(summary.studies))}</p>",
+             _html_table(summary.crs_by_grade, "Patients by highest CRS grade (ASTCT)"),
+             _html_table(summary.crs_by_dose, "CRS by dose"),
+             _html_table(summary.sledai, "SLEDAI-2K per patient: at baseline and at the latest visit"),
+             _html_table(summary.responses_overall,
+                         "Responses at the latest visit, all patients (SLEDAI-2K only: a component or a proxy "
+                         "of each response; see the definitions below)"),
+             _html_table(summary.responses_by_dose, "Responses at the latest visit, by dose")]
+    if summary.dose_per_kg is not None:
+        parts.append(_html_table(summary.dose_per_kg, "Dose in cells/kg (where the weight is not reported: the 90% "
+                                                      "interval from the CDC 2000 weight-for-age reference)"))
+    if summary.notes:
+        parts.append("<p>Notes:</p>" + _html_list(summary.notes, css="note"))
+    parts.append("<p>Definitions:</p>" + _html_list(f"{d.label}: {d.sledai_rule}. Full definition: {d.full_definition}."
+                                                   for d in RESPONSE_DEFINITIONS.values()))
+    return "".join(parts)
+
+
+def _data_section(inputs: ReportInputs) -> str:
+    state = inputs.state
+    if state.cohort is not None:
+        parts = [_html_table(state.cohort.to_frame(layout="wide"),
+                             f"The trial state's patients, one row per patient (from {state.source})")]
+    else:
+        n, y = state.evaluable_counts()
+        parts = [_html_table(pd.DataFrame({"dose level": range(1, len(n) + 1), "patients": n, "DLTs": y}),
+                             f"DLT-evaluable patients and DLTs per dose level (from {state.source})")]
+    if inputs.cohort_summary is not None:
+        parts.append(_cohort_summary_html(inputs.cohort_summary))
+    return "".join(parts)
+
+
+def _screening_section(report: ScreeningReport, *, n_patients: int, n_criteria: int) -> str:
+    """Failures, criteria the data cannot assess, and criteria left to the investigator."""
+    failures, unknown = report.failures, report.not_assessable
+    parts = [f"<p>Screening {n_patients} patients against {html.escape(report.trial_id)} ({n_criteria} criteria).</p>"]
+    if failures.empty:
+        parts.append("<p>No patient fails a criterion that the data can check.</p>")
+    else:
+        parts.append(_html_table(failures[["patient_id", "criterion_id", "value", "requirement"]],
+                                 f"Failed criteria ({len(failures)}): the patient, the criterion, the value and what "
+                                 "the criterion requires"))
+    if not unknown.empty:
+        counts = unknown.groupby("criterion_id").size()
+        parts.append(f"<p>Not assessable (data missing): {len(unknown)} patient-criterion pairs: "
+                     + html.escape(", ".join(f"{criterion} ({n})" for criterion, n in counts.items())) + "</p>")
+    if report.manual_criteria:
+        parts.append("<p>Checked by the investigator, not from data:</p>"
+                     + _html_list(f"{criterion.id}: {criterion.text}" for criterion in report.manual_criteria))
+    return "".join(parts)
+
+
+def _spec_html(spec: TrialSpec) -> str:
+    """What the spec says (:func:`~lupusbayes.report.text.spec_text`): its first line, then a list."""
+    first, *details = text.spec_text(spec).splitlines()
+    return f"<p>{html.escape(first)}</p>" + _html_list(line.strip() for line in details)
+
+
+def _model_notes(result: FitResult | PriorPredictive, table: pd.DataFrame) -> list[str]:
+    """The caveats that go with a dose-response table: the model's notes, and what ``+/- <x`` means."""
+    notes = list(result.model.notes())
+    if any(table[c].any() for c in table.columns if c.endswith("mcse is upper bound")):
+        notes.append(f"'+/- <x': {MCSE_BOUND_NOTE}")
+    return notes
+
+
+def _dose_response_caption(table: pd.DataFrame, spec: TrialSpec, *, distribution: str) -> str:
+    """What a dose-response table shows, said from its own columns.
+
+    Only a table with a column per toxicity interval mentions the toxicity intervals; a table
+    with months (the SLEDAI-2K model) says it is per dose and month.
+    """
+    per = "per dose and month" if "month" in table.columns else "per dose"
+    parts = [f"{distribution} {per}: mean [{INTERVAL:.0%} interval] of each quantity"]
+    intervals = spec.dlt.intervals
+    labels = [intervals.label(k) for k, name in enumerate(intervals.names) if f"P({name})" in table.columns]
+    if labels:
+        parts.append("probability that P(DLT) is in each toxicity interval (" + ", ".join(labels)
+                     + ") +/- its Monte Carlo error")
+    if "extrapolated" in table.columns:
+        parts.append("'extrapolated': the month is beyond the follow-up observed at that dose")
+    return "; ".join(parts)
+
+
+def _dose_response_html(table: pd.DataFrame, spec: TrialSpec, *, distribution: str) -> str:
+    """A dose summary (prior or posterior) as ``mean [low, high]`` per quantity.
+
+    One row per dose (no months): transposed, one row per quantity and one column per dose.
+    """
+    compact = text.compact_table(table)
+    one_row_per_dose = "month" not in compact.columns and compact["dose"].is_unique
+    return _html_table(compact, _dose_response_caption(table, spec, distribution=distribution),
+                       transpose=one_row_per_dose)
+
+
+def _priors_section(inputs: ReportInputs) -> str:
+    """The spec in a few lines, then each model's prior per dose and its prior predictive checks."""
+    parts = [_spec_html(inputs.spec)]
+    for label, prior in inputs.priors.items():
+        table = prior.dose_summary(interval=INTERVAL)
+        parts += [f"<h3>Prior of the {html.escape(label)} model: {html.escape(prior.model.name)}</h3>",
+                  f"<p class='note'>Trial {html.escape(prior.model.spec.trial.id)}; seed {prior.seed}; "
+                  f"{prior.tree['prior'].sizes['draw']} prior draws.</p>",
+                  _dose_response_html(table, inputs.spec, distribution="Prior"),
+                  _html_list(_model_notes(prior, table), css="note"),
+                  _html_table(prior.check_table(), "Prior predictive checks: the data's statistics under the prior "
+                              "(a mid p-value near 0 or 1: the prior makes what was observed implausible)")]
+    return "".join(parts)
+
+
+def _diagnostics_html(diagnostics: Diagnostics) -> str:
+    """The convergence gate: a table of its checks, then the sampling runs and the largest decision MCSE."""
+    checks = pd.DataFrame([{"check": c.name, "value": f"{c.value:.4g}" if math.isfinite(c.value) else "not computed",
+                            "threshold": f"{c.threshold:.4g}", "result": "ok" if c.passed else "FAIL",
+                            "worst": c.worst, "note": c.note} for c in diagnostics.checks],
+                          columns=["check", "value", "threshold", "result", "worst", "note"])
+    checks = checks.drop(columns=[c for c in ("worst", "note") if not checks[c].any()])
+    table = _html_table(checks, "The convergence gate's checks: each measured value against its threshold")
+    after_checks = text.diagnostics_lines(diagnostics)[1 + len(diagnostics.checks):]  # sampling runs, largest MCSE
+    return table + _html_list(line.strip() for line in after_checks)
+
+
+def _fit_section(result: FitResult, spec: TrialSpec) -> str:
+    """A fit: its convergence gate, dose-response, what the data changed and its predictive checks."""
+    table = result.dose_summary(interval=INTERVAL)
+    return "".join([
+        f"<p class='{'ok' if result.converged else 'fail'}'>Convergence gate: "
+        f"{'PASSED' if result.converged else 'FAILED'}</p>",
+        _diagnostics_html(result.diagnostics),
+        "<h3>Dose-response</h3>", _dose_response_html(table, spec, distribution="Posterior"),
+        _html_list(_model_notes(result, table), css="note"),
+        "<h3>What the data changed</h3>",
+        _html_table(result.prior_posterior_table(interval=INTERVAL),
+                    f"Prior and posterior mean and {INTERVAL:.0%} interval of each parameter; sd_ratio = posterior SD "
+                    "/ prior SD (near 1: the posterior is mostly prior)"),
+        "<h3>Predictive checks</h3>",
+        _html_table(result.ppc_table(), "Posterior predictive checks: the data's statistics against replicated data "
+                    "(mid p-value)"),
+        "<p class='note'>With few patients these checks have little power: a p-value away from 0 and 1 "
+        "means no misfit was detected, not that the model fits.</p>",
+    ])
+
+
+def _reproducibility_section(inputs: ReportInputs) -> str:
+    spec, state = inputs.spec, inputs.state
+    items = pd.DataFrame([
+        {"item": "spec", "value": f"{spec.source} (sha256 {spec.sha256})"},
+        {"item": "data", "value": f"{state.source} (sha256 {_data_hash(state)})"},
+        {"item": "decision seed", "value": str(inputs.seed)},
+        *({"item": f"{label} fit", "value": f"{result.model.name}, seed {result.seed}, {result.settings.chains} x "
+           f"{result.settings.draws} draws ({result.settings.sampler})"} for label, result in inputs.fits.items()),
+    ])
+    return "".join(["<p>Command:</p>", _preformatted(inputs.command),
+                    _html_table(items, "Inputs: the spec and the data (with their SHA-256), the seeds and the fits"),
+                    _html_table(_versions(), "Software versions")])
+
+
+def _sections(inputs: ReportInputs) -> list[tuple[str, str]]:
+    """The report's sections in order, as (title, HTML body); numbered by :func:`src_report_html`."""
+    spec, state = inputs.spec, inputs.state
+    sections = [("Recommendation", _recommendation_section(inputs))]
+    if inputs.transitions:
+        sections.append(("What comes after the next cohort", _transitions_section(inputs.transitions, spec)))
+    sections.append(("Data", _data_section(inputs)))
+    if inputs.screening is not None:
+        sections.append(("Eligibility screening", _screening_section(inputs.screening, n_patients=state.n_patients,
+                                                                     n_criteria=len(spec.eligibility))))
+    sections.append(("Models, priors and the prior predictive", _priors_section(inputs)))
+    sections += [(f"Fit of the {label} model: {result.model.name}", _fit_section(result, spec))
+                 for label, result in inputs.fits.items()]
+    if inputs.figures:
+        sections.append(("Figures", "".join(_img(caption, figure) for caption, figure in inputs.figures)))
+    sections.append(("Reproducibility", _reproducibility_section(inputs)))
+    return sections
 
 
 def src_report_html(inputs: ReportInputs) -> str:
@@ -161,59 +490,15 @@ def src_report_html(inputs: ReportInputs) -> str:
     cut_off = state.as_of.isoformat() if state.as_of else "not given"
     out = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<title>SRC report: {html.escape(spec.trial.id)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>Safety Review Committee report: {html.escape(spec.trial.id)}</h1>",
         f"<p>{html.escape(spec.trial.title)}<br>Data cut-off: {cut_off}. Design: {html.escape(inputs.recommendation.design)}. "
         f"Made on {made_on} with lupusbayes {__version__}.</p>",
-        "<h2>1. Recommendation</h2>", _recommendation_section(inputs),
     ]
-    if inputs.transitions:
-        out += ["<h2>2. What comes after the next cohort</h2>",
-                _pre(text.transitions_text(inputs.transitions, spec))]
-    out.append("<h2>3. Data</h2>")
-    if state.cohort is not None:
-        out.append(_table(state.cohort.to_frame(layout="wide")))
-    else:
-        n, y = state.evaluable_counts()
-        out.append(_table(pd.DataFrame({"dose level": range(1, len(n) + 1), "patients": n, "DLTs": y})))
-    if inputs.cohort_summary is not None:
-        out.append(_pre(text.cohort_summary_text(inputs.cohort_summary)))
-    if inputs.screening is not None:
-        out += ["<h2>4. Eligibility screening</h2>",
-                _pre(text.screening_text(inputs.screening, n_patients=state.n_patients,
-                                         n_criteria=len(spec.eligibility)))]
-    out.append("<h2>5. Models, priors and the prior predictive</h2>")
-    out.append(_pre(text.spec_text(spec)))
-    for label, prior in inputs.priors.items():
-        out += [f"<h3>{html.escape(label)}: {html.escape(prior.model.name)}</h3>", _pre(text.prior_predictive_text(prior))]
-    for label, result in inputs.fits.items():
-        out += [f"<h2>6. {html.escape(label)} fit: {html.escape(result.model.name)}</h2>",
-                f"<p class='{'ok' if result.converged else 'fail'}'>Convergence gate: "
-                f"{'PASSED' if result.converged else 'FAILED'}</p>",
-                _pre("\n".join(text.diagnostics_lines(result.diagnostics))),
-                "<h3>Dose-response</h3>", _pre(text.compact_table(result.dose_summary()).to_string(index=False)),
-                "<h3>What the data changed</h3>", _table(result.prior_posterior_table()),
-                "<h3>Predictive checks</h3>", _table(result.ppc_table()),
-                "<p class='note'>With few patients these checks have little power: a p-value away from 0 and 1 "
-                "means no misfit was detected, not that the model fits.</p>"]
-        if result.model.notes():
-            out.append("<ul>" + "".join(f"<li class='note'>{html.escape(n)}</li>" for n in result.model.notes()) + "</ul>")
-    if inputs.figures:
-        out.append("<h2>7. Figures</h2>")
-        out += [_img(caption, figure) for caption, figure in inputs.figures]
-    out += [
-        "<h2>8. Reproducibility</h2>",
-        f"<p>Command: <code>{html.escape(inputs.command)}</code></p>",
-        _table(pd.DataFrame([
-            {"item": "spec", "value": f"{spec.source} (sha256 {spec.sha256})"},
-            {"item": "data", "value": f"{state.source} (sha256 {_data_hash(state)})"},
-            {"item": "decision seed", "value": str(inputs.seed)},
-            *({"item": f"{label} fit", "value": f"{result.model.name}, seed {result.seed}, {result.settings.chains} x "
-               f"{result.settings.draws} draws ({result.settings.sampler})"} for label, result in inputs.fits.items()),
-        ])),
-        _table(_versions()),
-        "</body></html>",
-    ]
+    out += [f"<section id='section-{number}'><h2>{number}. {html.escape(title)}</h2>\n{body}</section>"
+            for number, (title, body) in enumerate(_sections(inputs), start=1)]
+    out.append("</body></html>")
     return "\n".join(out)
 
 

@@ -155,12 +155,20 @@ def _error(value: float, digits: int) -> str:
 def prior_predictive_text(check: PriorPredictive, *, interval: float = 0.9) -> str:
     """A model's prior per dose (mean, median, interval) and its prior predictive checks."""
     table = check.dose_summary(interval=interval)
-    shown = table[[c for c in table.columns if not c.endswith((" sd", " mcse_mean", " mcse", " is upper bound"))]]
+    shown = table[[c for c in table.columns if c not in ("dose", "P(DLT) basis")  # the basis: in the notes
+                   and not c.endswith((" sd", " mcse_mean", " mcse", " is upper bound"))]]
+    shown = shown.rename(columns={"dose_label": "dose"})
+    if "observed to month" in shown.columns:  # NaN: no patient of the trial had this dose
+        shown = shown.assign(**{"observed to month": [f"{m:g}" if m == m else "no patients"
+                                                      for m in shown["observed to month"]]})
+    toxicity = any(c.startswith("P(DLT)") for c in shown.columns)
     lines = [
         f"Prior of {check.model.name} (trial {check.model.spec.trial.id}; seed {check.seed}; "
         f"{check.tree['prior'].sizes['draw']} draws)",
         "",
-        f"Per dose: prior mean, {interval:.0%} range and median; probabilities of the toxicity intervals",
+        (f"Per dose: prior mean, {interval:.0%} range and median; probabilities of the toxicity intervals" if toxicity
+         else f"Per dose and month: prior mean, {interval:.0%} range and median of the SLEDAI-2K reduction and the "
+         "response probabilities"),
         shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"),
         *notes_lines(check, table),
         "",
@@ -187,6 +195,9 @@ def compact_table(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """
     out = pd.DataFrame(index=table.index)
     used: set[str] = set()
+    if "dose_label" in table.columns:  # the label reads better than the number
+        out["dose"] = table["dose_label"]
+        used |= {"dose_label", "dose"}
     for column in table.columns:
         if column in used:
             continue
@@ -205,6 +216,9 @@ def compact_table(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
             used |= {column, f"{column} mcse", bound_column}
         elif column == "P(DLT) basis":
             used.add(column)  # said once under the table (notes_lines), not on every row
+        elif column == "observed to month":  # NaN: no patient of the trial had this dose
+            out[column] = [f"{month:g}" if month == month else "no patients" for month in table[column]]
+            used.add(column)
         elif column == "extrapolated":
             out[column] = ["yes" if flag else "" for flag in table[column]]
             used.add(column)

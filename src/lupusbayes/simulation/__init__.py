@@ -21,6 +21,7 @@ from lupusbayes.simulation.metrics import (
 from lupusbayes.simulation.patients import LatentPatients, arrival_days, draw_latent_patients
 from lupusbayes.simulation.runner import (
     DEFAULT_CHUNK_SIZE,
+    DEFAULT_DESIGNS,
     CheckpointError,
     Chunk,
     SimulationPlan,
@@ -36,4 +37,5 @@ __all__ = [
     "PosteriorBank", "TrialResults", "simulate_trials", "SimulationError",
     "operating_characteristics", "comparison_table", "QUANTITIES", "paired_differences", "differences_table",
     "SimulationPlan", "SimulationResult", "Chunk", "simulate", "run_chunk", "CheckpointError", "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_DESIGNS",
 ]

@@ -41,9 +41,11 @@ from lupusbayes.simulation.scenarios import ScenarioSet
 from lupusbayes.spec import DESIGNS, CodataPriors, TrialSpec
 
 __all__ = ["SimulationPlan", "Chunk", "SimulationResult", "simulate", "run_chunk", "CheckpointError",
-           "clear_posterior_cache", "DEFAULT_CHUNK_SIZE", "MAX_TRIALS"]
+           "clear_posterior_cache", "DEFAULT_CHUNK_SIZE", "DEFAULT_DESIGNS", "MAX_TRIALS"]
 
 DEFAULT_CHUNK_SIZE = 100
+#: The designs a simulation compares unless told otherwise: the trial's own, the BLRM with EWOC, BOIN, 3+3.
+DEFAULT_DESIGNS = ("lupusbayes", "blrm_ewoc", "boin", "3+3")
 MAX_TRIALS = 1_000_000
 
 

@@ -79,7 +79,9 @@ def load_spec(path: str | Path) -> TrialSpec:
     (25000000.0, 75000000.0, 250000000.0)
     """
     path = Path(path)
+    source = None
     if not path.exists() and path.suffix == "" and len(path.parts) == 1:
+        source = f"{path.name.lower().replace('-', '_')} (shipped)"  # named so in messages, not by its installed path
         path = shipped_spec_path(path.name)
     try:
         raw = path.read_bytes()
@@ -98,7 +100,7 @@ def load_spec(path: str | Path) -> TrialSpec:
         line = raw.count(b"\n", 0, error.start) + 1
         raise SpecError(f"line {line}: not UTF-8 text (byte 0x{raw[error.start]:02X}); save the spec as UTF-8",
                         source=path) from None
-    return parse_spec(text, source=str(path))
+    return parse_spec(text, source=source or str(path))
 
 
 def parse_toml(text: str, *, source: str) -> TomlTable:

@@ -13,6 +13,9 @@
   fit (:func:`plot_kinds_for`; :func:`report_kinds_for`: the domain plots a report shows), and
   :func:`save_plot`.
 
+Figure titles say what the figure shows and which model, in words (:func:`model_in_words`), and
+are wrapped to the figure's width (:func:`set_figure_title`), so they are never clipped.
+
 Every function takes its data first and options by keyword, reads a fit as
 :func:`~lupusbayes.fitting.load_fit` returns it (so a saved fit is enough), and returns the
 figure, to restyle or save. The domain plots are matplotlib ``Figure`` objects not registered
@@ -30,8 +33,8 @@ Examples
 >>> plots.save_plot(plots.plot_dose_crs(fit), "dose_crs.png")      # doctest: +SKIP
 """
 
-from lupusbayes.report.plots._data import PlotError
-from lupusbayes.report.plots._style import DomainLabeller, figure_of, literal_text
+from lupusbayes.report.plots._data import PlotError, model_in_words
+from lupusbayes.report.plots._style import DomainLabeller, figure_of, literal_text, set_figure_title
 from lupusbayes.report.plots.decisions import plot_recommendation, plot_transitions
 from lupusbayes.report.plots.diagnostics import (
     plot_dose_forest,
@@ -64,6 +67,7 @@ from lupusbayes.report.plots.toxicity import plot_dlt_intervals, plot_dose_crs
 __all__ = [
     "KINDS", "NEEDS", "PLOT_FORMATS", "REPORT_KINDS", "PlotKind", "PlotError", "plot_kinds_for",
     "report_kinds_for", "make_plot", "save_plot", "plot_format", "figure_of", "literal_text", "DomainLabeller",
+    "model_in_words", "set_figure_title",
     "plot_trace", "plot_rank", "plot_posterior", "plot_dose_forest", "plot_group_forest", "plot_pair",
     "plot_energy", "plot_predictive", "plot_predictive_pit", "plot_pareto_k",
     "plot_prior_posterior_doses", "plot_dose_crs", "plot_dlt_intervals", "plot_sledai_months",

@@ -15,7 +15,7 @@ from lupusbayes.fitting import FitResult
 from lupusbayes.models.base import SAMPLE_DIMS
 from lupusbayes.models.design import dose_group_label
 
-__all__ = ["PlotError", "fit_title", "thinned", "group_label", "patients_per_level", "observed_toxicity_groups",
+__all__ = ["PlotError", "fit_title", "model_in_words", "thinned", "group_label", "patients_per_level", "observed_toxicity_groups",
            "require_variables"]
 
 
@@ -32,11 +32,53 @@ def require_variables(fit: FitResult, names: tuple[str, ...], what: str) -> None
                         "does not hold")
 
 
+#: A SLEDAI-2K model's dose-response shape, in words.
+_SLEDAI_SHAPES = {"log_linear": "log-linear in dose", "emax": "Emax in dose"}
+
+
+def model_in_words(model) -> str:
+    """What a fitted model is, in words, for a figure's title (not its internal ``name``).
+
+    ``'ordinal CRS model (ASTCT grades 0-4)'``, ``'BLRM of DLT (yes / no)'``,
+    ``'BLRM of any CRS (yes / no), borrowing from KN5601 (EXNEX)'``,
+    ``'SLEDAI-2K reduction model (log-linear in dose)'``: the outcome and model, then how
+    the co-data enter (other studies than the spec's trial), and a missing dose effect.
+
+    Examples
+    --------
+    >>> import lupusbayes as lb
+    >>> model_in_words(lb.CRSModel(lb.load_kn5601(), lb.load_spec("kn5601")))
+    'ordinal CRS model (ASTCT grades 0-4)'
+    """
+    settings = model.settings
+    codata = ", ".join(study for study in getattr(model, "studies", ()) if study != model.spec.trial.id)
+    if model.kind == "sledai":
+        shape = _SLEDAI_SHAPES.get(settings.dose_response, settings.dose_response.replace("_", " "))
+        monotone = "" if settings.monotone else ", not forced to rise with dose"
+        words = f"SLEDAI-2K reduction model ({shape}{monotone})"
+        return words + (f", with {codata} (a level per study)" if codata else "")
+    if settings.outcome == "crs_grade":
+        words = f"ordinal CRS model (ASTCT grades 0-{settings.max_grade})"
+    elif settings.outcome == "crs_any":
+        words = "BLRM of any CRS (yes / no)"
+    else:
+        words = "BLRM of DLT (yes / no)"
+    hierarchy = getattr(model, "hierarchy", "none")
+    if codata:
+        words += {"none": f", pooled with {codata} (no discounting)", "exnex": f", borrowing from {codata} (EXNEX)",
+                  "exchangeable": f", borrowing from {codata} (exchangeable)"}.get(hierarchy, f", with {codata}")
+    return words + ("" if settings.dose_effect else ", no dose effect")
+
+
 def fit_title(fit: FitResult, what: str) -> str:
-    """A plot's title: what it shows, then the trial, the model and the seed, and, for a fit
-    that failed its convergence gate, that it did (such a fit must not drive decisions)."""
-    gate = "" if fit.converged else " - FAILED its convergence gate: not for decisions"
-    return f"{what}\n{fit.model.spec.trial.id}: {fit.model.name}, seed {fit.seed}{gate}"
+    """A plot's title: what it shows, then the trial, the model in words (:func:`model_in_words`)
+    and the seed, and, for a fit that failed its convergence gate, that it did (such a fit must
+    not drive decisions).
+
+    ``'Probability of CRS by dose and grade\nKN5601: ordinal CRS model (ASTCT grades 0-4), seed 1'``
+    """
+    gate = " - FAILED its convergence gate: not for decisions" if not fit.converged else ""
+    return f"{what}\n{fit.model.spec.trial.id}: {model_in_words(fit.model)}, seed {fit.seed}{gate}"
 
 
 def thinned(draws: xr.Dataset, max_draws: int = 1000) -> xr.Dataset:

@@ -17,13 +17,16 @@ import numpy as np
 from arviz_base.labels import BaseLabeller
 from matplotlib import colors
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import text_to_path
 
 from lupusbayes.dosing import dose_label
 from lupusbayes.spec import TrialSpec
 
 __all__ = [
     "DomainLabeller", "VARIABLE_LABELS", "PARAMETER_MEANINGS", "ACTION_COLOURS", "PRIOR_COLOUR",
-    "POSTERIOR_COLOUR", "OBSERVED_COLOUR", "plot_style", "new_figure", "add_notes", "legend_entries", "figure_of", "literal_text",
+    "POSTERIOR_COLOUR", "OBSERVED_COLOUR", "plot_style", "new_figure", "add_notes", "legend_entries", "figure_of",
+    "literal_text", "set_figure_title", "wrap_to_width",
     "dose_axis_label", "dose_tick_label", "set_dose_ticks", "crs_event", "month_label", "interval_colours",
     "text_colour",
 ]
@@ -156,6 +159,36 @@ def add_notes(figure: Figure, notes: Iterable[str], *, legend=()) -> None:
     if lines:
         figure.text(0.01, notes_height / height - 0.01, "\n".join(lines), ha="left", va="top", fontsize=7.5,
                     color="#444444")
+
+
+def wrap_to_width(text: str, width_points: float, fontsize: float | str) -> str:
+    """``text`` with each of its lines broken between words so that no line is wider than
+    ``width_points`` at ``fontsize`` (measured with the font matplotlib will draw it in)."""
+    font = FontProperties(size=fontsize)
+
+    def width(line: str) -> float:
+        return text_to_path.get_text_width_height_descent(line, font, ismath=False)[0]
+
+    lines = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            candidate = f"{line} {word}" if line else word
+            if line and width(candidate) > width_points:
+                lines.append(line)
+                line = word
+            else:
+                line = candidate
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def set_figure_title(figure: Figure, title: str, *, fontsize: float | str | None = None, **options):
+    """The figure's title (``suptitle``), wrapped to the figure's width so that it is never clipped
+    at its edges, whatever the trial id, model or recommendation it names. Returns the text."""
+    size = fontsize if fontsize is not None else matplotlib.rcParams["figure.titlesize"]
+    available = 0.94 * figure.get_figwidth() * 72  # points, less a margin each side
+    return figure.suptitle(wrap_to_width(title, available, size), fontsize=size, **options)
 
 
 def figure_of(plot) -> Figure:

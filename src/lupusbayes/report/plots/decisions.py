@@ -21,6 +21,7 @@ from lupusbayes.report.plots._style import (
     legend_entries,
     new_figure,
     plot_style,
+    set_figure_title,
     text_colour,
 )
 from lupusbayes.report.text import action_line, level_text
@@ -101,8 +102,8 @@ def plot_recommendation(recommendation: Recommendation, spec: TrialSpec) -> Figu
             axis.set_xlabel(dose_axis_label(spec))
             if all(0 <= c.estimate.value <= 1 for c in checks) and all(0 <= t <= 1 for t in thresholds):
                 axis.set_ylim(-0.03, 1.03)
-        figure.suptitle("\n".join(textwrap.wrap(f"{recommendation.trial_id} ({recommendation.design} design): "
-                                                f"{recommendation_headline(recommendation, spec)}", 90)))
+        set_figure_title(figure, f"{recommendation.trial_id} ({recommendation.design} design): "
+                                 f"{recommendation_headline(recommendation, spec)}")
         legend = legend_entries(handles=[Patch(color=_PASSED, label="check passed"),
                                          Patch(color=_FAILED, label="check failed"),
                                          Patch(color="#4c72b0", alpha=0.1, label="next cohort's level")])
@@ -173,7 +174,8 @@ def plot_transitions(transitions: tuple[Transition, ...], spec: TrialSpec) -> Fi
         axis.set_ylabel(f"DLTs among the next {size}")
         axis.spines[:].set_visible(False)
         actions = dict.fromkeys(t.recommendation.action for t in transitions)
-        figure.suptitle(f"{spec.trial.id}: after the next cohort of {size} at {level_text(spec, first.current_level)}")
+        set_figure_title(figure, f"{spec.trial.id}: after the next cohort of {size} at "
+                                 f"{level_text(spec, first.current_level)}")
         legend = legend_entries(handles=[Patch(color=ACTION_COLOURS.get(a, "#bbbbbb"), label=a) for a in actions])
         add_notes(figure, legend=legend, notes=[
             f"cell text: the action and the next dose ({unit}); the hypothetical patients complete their DLT window",

@@ -20,7 +20,13 @@ from lupusbayes.fitting import FitResult
 from lupusbayes.fitting.result import REPORTED_PARAMETERS
 from lupusbayes.models.base import SAMPLE_DIMS
 from lupusbayes.report.plots._data import fit_title, thinned
-from lupusbayes.report.plots._style import PARAMETER_MEANINGS, DomainLabeller, add_notes, figure_of
+from lupusbayes.report.plots._style import (
+    PARAMETER_MEANINGS,
+    DomainLabeller,
+    add_notes,
+    figure_of,
+    set_figure_title,
+)
 
 __all__ = ["plot_trace", "plot_rank", "plot_posterior", "plot_dose_forest", "plot_group_forest", "plot_pair",
            "plot_energy", "plot_predictive", "plot_predictive_pit", "plot_pareto_k", "diagnostic_parameters",
@@ -89,7 +95,7 @@ def _relabel(collection, replacements: dict[str, str]) -> None:
 
 def _title(collection, fit: FitResult, text: str) -> None:
     """The figure's title: what is shown, then the fit (:func:`fit_title`)."""
-    figure_of(collection).suptitle(fit_title(fit, text))
+    set_figure_title(figure_of(collection), fit_title(fit, text))
 
 
 def plot_trace(fit: FitResult, *, var_names: list[str] | None = None):

@@ -23,6 +23,7 @@ from lupusbayes.report.plots._style import (
     month_label,
     new_figure,
     plot_style,
+    set_figure_title,
 )
 
 __all__ = ["plot_sledai_months", "plot_sledai_response", "RESPONSE_VARIABLES"]
@@ -116,7 +117,7 @@ def plot_sledai_months(fit: FitResult, *, interval: float = 0.9, grid_points: in
             axis.set_xlim(0, last_month)
             axis.set_ylim(0, highest + 2)
             axis.set_xticks(np.unique(np.r_[0.0, fit.dose_response["month"].to_numpy()]))
-        figure.suptitle(fit_title(fit, f"SLEDAI-2K over follow-up by dose ({unit})"))
+        set_figure_title(figure, fit_title(fit, f"SLEDAI-2K over follow-up by dose ({unit})"))
         add_notes(figure, legend=legend_entries(axes), notes=[
             f"line and band: expected SLEDAI-2K of a new {spec.trial.id} patient with baseline {baseline} points "
             f"(posterior median, {interval:.0%} interval); lines with dots: the trial's patients (baseline, visits)",
@@ -168,7 +169,7 @@ def plot_sledai_response(fit: FitResult, *, interval: float = 0.9) -> Figure:
             axis.set_xlabel(dose_axis_label(spec))
             axis.set_ylabel("probability for a new patient")
             axis.set_ylim(-0.02, 1.02)
-        figure.suptitle(fit_title(fit, "SLEDAI-2K response probabilities by dose and month"))
+        set_figure_title(figure, fit_title(fit, "SLEDAI-2K response probabilities by dose and month"))
         add_notes(figure, legend=legend_entries(axes), notes=[
             f"points and bars: posterior median and {interval:.0%} interval for a new patient with the reference "
             f"baseline; hollow points: months beyond the follow-up observed at that dose (extrapolated)",

@@ -20,6 +20,7 @@ from lupusbayes.report.plots._style import (
     month_label,
     new_figure,
     plot_style,
+    set_figure_title,
 )
 
 __all__ = ["plot_prior_posterior_doses", "dose_quantities"]
@@ -88,7 +89,7 @@ def plot_prior_posterior_doses(fit: FitResult, *, interval: float = 0.9) -> Figu
             axis.set_xticks(positions, [f"{dose_tick_label(level, unit)}\n(n = {n})" for level, n in
                                         zip(levels, counts, strict=True)])
             axis.set_xlabel(dose_axis_label(spec))
-        figure.suptitle(fit_title(fit, "What the data changed, per dose"))
+        set_figure_title(figure, fit_title(fit, "What the data changed, per dose"))
         basis = fit.dose_response["p_dlt"].attrs.get("definition", "") if "p_dlt" in fit.dose_response else ""
         add_notes(figure, legend=legend_entries(axes), notes=[
             "numbers at the bottom: posterior SD / prior SD at the dose (near 1: the data said little there)",
