@@ -98,7 +98,7 @@ def reachable_states(spec, priors, design, count: int, rng: np.random.Generator,
                 if recommendation.wait_days > 0:
                     today += recommendation.wait_days
                     continue
-            level = spec.dosing.starting_level - 1 if recommendation is None else recommendation.next_level
+            level = spec.dosing.starting_level - 1 if recommendation is None else recommendation.next_level_index
             n_next = 1 if recommendation is None else recommendation.n_next
             for _ in range(n_next):
                 u = rng.random()
@@ -109,8 +109,8 @@ def reachable_states(spec, priors, design, count: int, rng: np.random.Generator,
 
 
 def _summary(recommendation) -> tuple:
-    selected = recommendation.selection.level if recommendation.selection is not None else None
-    return recommendation.action, recommendation.next_level, recommendation.n_next, recommendation.wait_days, selected
+    selected = recommendation.selection.level_index if recommendation.selection is not None else None
+    return recommendation.action, recommendation.next_level_index, recommendation.n_next, recommendation.wait_days, selected
 
 
 def _numbers(recommendation) -> str:

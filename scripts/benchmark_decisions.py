@@ -36,7 +36,7 @@ def exact_decisions(repeats: int = 200) -> float:
         n = rng.integers(0, 7, 3)
         y = rng.binomial(n, 0.15)
         started = time.perf_counter()
-        state = state_from_counts(spec, n, y, current_level=int(np.flatnonzero(n)[-1]) if n.any() else None)
+        state = state_from_counts(spec, n, y, current_level_index=int(np.flatnonzero(n)[-1]) if n.any() else None)
         toxicity = exact_blrm(spec.dosing.levels, n, y, prior=spec.models.blrm.prior,
                               reference_dose=spec.dosing.reference_dose)
         decide(DecisionContext(spec, state, toxicity=toxicity), design)

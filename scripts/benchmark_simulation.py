@@ -190,7 +190,7 @@ def decision_points(spec, count: int, rng: np.random.Generator) -> list[tuple[np
     return points
 
 
-def current_level(n: np.ndarray) -> int | None:
+def current_level_index(n: np.ndarray) -> int | None:
     given = np.flatnonzero(n)
     return int(given[-1]) if given.size else None
 
@@ -277,8 +277,8 @@ def ewoc_check(recommendation, level: int):
 
 
 def outcome(recommendation) -> tuple:
-    selected = recommendation.selection.level if recommendation.selection is not None else None
-    return recommendation.action, recommendation.next_level, selected
+    selected = recommendation.selection.level_index if recommendation.selection is not None else None
+    return recommendation.action, recommendation.next_level_index, selected
 
 
 def describe(recommendation) -> str:
@@ -303,7 +303,7 @@ def exact_vs_nuts(spec, n_points: int, seed: int, *, compare: bool) -> dict:
     possible = len(decision_points(spec, 10**9, rng))
     points = decision_points(spec, n_points, rng)
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=len(points))]
-    states = [state_from_counts(spec, n, y, current_level=current_level(n)) for n, y in points]
+    states = [state_from_counts(spec, n, y, current_level_index=current_level_index(n)) for n, y in points]
     print(f"\n2. Exact posterior vs NUTS, design blrm_ewoc: {len(points)} DLT-count states (n per level in "
           f"{{{', '.join(map(str, PATIENTS_PER_LEVEL))}}}, <= {spec.escalation.max_patients} in all; {possible} such "
           f"states); EWOC: P(P(DLT) >= {threshold:g}) < {limit:g}")

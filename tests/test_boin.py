@@ -185,7 +185,7 @@ def test_decision_for_and_eliminates():
 )
 def test_select_mtd_worked_examples(n_patients, n_dlt, selected):
     selection = boin_select_mtd(n_patients, n_dlt, target=0.3)
-    assert selection.selected_level == selected
+    assert selection.selected_level_index == selected
     assert str(selected + 1 if selected is not None else "no level") in selection.reason
 
 
@@ -208,7 +208,7 @@ def test_select_mtd_symmetric_distances_favour_the_lower_level():
     # 0.05/3.1 and 1.05/3.1): the i * 1e-10 jitter favours the lower level.
     target = (0.05 / 3.1 + 1.05 / 3.1) / 2
     selection = boin_select_mtd((3, 3), (0, 1), target=target)
-    assert selection.selected_level == 0
+    assert selection.selected_level_index == 0
 
 
 def test_select_mtd_rejects_bad_counts():
@@ -242,12 +242,12 @@ def test_pava_is_non_decreasing_and_keeps_the_weighted_mean(pairs):
 
 def test_next_dose_escalates_deescalates_and_stays():
     escalate = boin_next_dose(0, [3, 0, 0], [0, 0, 0], BOUNDARIES_30)
-    assert (escalate.action, escalate.next_level) == ("escalate", 1)
+    assert (escalate.action, escalate.next_level_index) == ("escalate", 1)
     stay = boin_next_dose(1, [3, 3, 0], [0, 1, 0], BOUNDARIES_30)
-    assert (stay.action, stay.next_level) == ("stay", 1)
+    assert (stay.action, stay.next_level_index) == ("stay", 1)
     assert "between the boundaries" in stay.reason
     deescalate = boin_next_dose(1, [3, 3, 0], [0, 2, 0], BOUNDARIES_30)
-    assert (deescalate.action, deescalate.next_level) == ("deescalate", 0)
+    assert (deescalate.action, deescalate.next_level_index) == ("deescalate", 0)
     assert deescalate.reason == (
         "2 DLTs in 3 patients at level 2 (rate 0.67) >= de-escalation boundary 2 (lambda_d 0.359): de-escalate to level 1."
     )
@@ -256,29 +256,29 @@ def test_next_dose_escalates_deescalates_and_stays():
 
 def test_next_dose_does_not_escalate_to_an_eliminated_level():
     decision = boin_next_dose(1, [3, 3, 3], [0, 0, 3], BOUNDARIES_30, [False, False, True])
-    assert (decision.action, decision.next_level) == ("stay", 1)
+    assert (decision.action, decision.next_level_index) == ("stay", 1)
     assert "level 3 is eliminated" in decision.reason
 
 
 def test_next_dose_stays_at_the_top_and_bottom():
     top = boin_next_dose(2, [3, 3, 3], [0, 0, 0], BOUNDARIES_30)
-    assert (top.action, top.next_level) == ("stay", 2)
+    assert (top.action, top.next_level_index) == ("stay", 2)
     assert "highest" in top.reason
     bottom = boin_next_dose(0, [3, 0, 0], [2, 0, 0], BOUNDARIES_30)  # 2/3: de-escalate signal, not elimination
-    assert (bottom.action, bottom.next_level) == ("stay", 0)
+    assert (bottom.action, bottom.next_level_index) == ("stay", 0)
     assert "lowest" in bottom.reason
 
 
 def test_next_dose_eliminates_the_current_and_higher_levels():
     decision = boin_next_dose(1, [3, 3, 0, 0], [0, 3, 0, 0], BOUNDARIES_30)
-    assert (decision.action, decision.next_level) == ("deescalate", 0)
+    assert (decision.action, decision.next_level_index) == ("deescalate", 0)
     assert decision.eliminated == (False, True, True, True)
     assert "levels 2-4 are eliminated" in decision.reason
 
 
 def test_next_dose_stops_when_the_lowest_level_is_eliminated():
     decision = boin_next_dose(0, [3, 0, 0], [3, 0, 0], BOUNDARIES_30)
-    assert (decision.action, decision.next_level) == ("stop", None)
+    assert (decision.action, decision.next_level_index) == ("stop", None)
     assert decision.eliminated == (True, True, True)
     assert "Pr(p > 0.30) = 0.992 > 0.95" in decision.reason
 
@@ -286,7 +286,7 @@ def test_next_dose_stops_when_the_lowest_level_is_eliminated():
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ((3, [3, 3], [0, 0]), "current_level must be a 0-based level from 0 to 1"),
+        ((3, [3, 3], [0, 0]), "current_level_index must be a 0-based level from 0 to 1"),
         ((1, [3, 0], [0, 0]), "must have between 1 and"),
         ((0, [31, 0], [0, 0]), "must have between 1 and"),
         ((1, [3, 3], [0, 0], BOUNDARIES_30, [False, True]), "is eliminated"),
@@ -314,7 +314,7 @@ def trial_states(draw):
 
 
 def _aggressiveness(decision) -> int:
-    return -1 if decision.next_level is None else decision.next_level
+    return -1 if decision.next_level_index is None else decision.next_level_index
 
 
 @settings(max_examples=300, deadline=None)
@@ -322,9 +322,9 @@ def _aggressiveness(decision) -> int:
 def test_next_dose_never_skips_and_one_more_dlt_is_never_more_aggressive(state):
     current, n_patients, n_dlt, eliminated = state
     decision = boin_next_dose(current, n_patients, n_dlt, BOUNDARIES_30, eliminated)
-    if decision.next_level is not None:
-        assert abs(decision.next_level - current) <= 1
-        assert not decision.eliminated[decision.next_level]
+    if decision.next_level_index is not None:
+        assert abs(decision.next_level_index - current) <= 1
+        assert not decision.eliminated[decision.next_level_index]
     if n_dlt[current] < n_patients[current]:
         worse = list(n_dlt)
         worse[current] += 1
@@ -357,12 +357,12 @@ def simulate_one_trial_at_a_time(uniforms, p_true, boundaries, cohort_size, n_co
             if decision.action == "stop":
                 stopped = True
                 break
-            level = decision.next_level
+            level = decision.next_level_index
         selected = None
         if not stopped:
             selected = boin_select_mtd(
                 n_patients, n_dlt, target=boundaries.target, cutoff_eliminate=boundaries.cutoff_eliminate
-            ).selected_level
+            ).selected_level_index
         results["selected_level"].append(-1 if selected is None else selected)
         results["n_patients"].append(n_patients)
         results["n_dlt"].append(n_dlt)

@@ -150,7 +150,7 @@ def test_a_dlt_in_the_sentinel_never_shortens_its_wait():
     group = [_record(f"S1-0{i}", 0, 60) for i in (1, 2, 3)]
     safe = decide(_exact_context(AXA, TrialState(AXA, (*group, _record("S2-01", 1, 5)), "t")))
     toxic = decide(_exact_context(AXA, TrialState(AXA, (*group, _record("S2-01", 1, 5, dlt=True)), "t")))
-    assert (safe.action, safe.next_level, safe.n_next, safe.wait_days) == ("hold", 1, 2, 26)  # day 31: its response
+    assert (safe.action, safe.next_level_index, safe.n_next, safe.wait_days) == ("hold", 1, 2, 26)  # day 31: its response
     assert toxic.paused and toxic.wait_days == 26 and toxic.n_next == 0  # nobody is dosed before day 31
     assert any("SRC reviews it" in w for w in toxic.warnings)
 
@@ -164,7 +164,7 @@ def test_no_design_doses_while_the_last_cohort_is_inside_the_window(design):
     spec = SPECS[design]
     patients = [_record(f"a{i}", 0, 60) for i in range(3)] + [_record(f"b{i}", 1, 2) for i in range(3)]
     recommendation = decide(_exact_context(spec, TrialState(spec, tuple(patients), "t")), design_for(spec))
-    assert recommendation.paused and recommendation.wait_days == 26 and recommendation.next_level is None
+    assert recommendation.paused and recommendation.wait_days == 26 and recommendation.next_level_index is None
 
 
 def test_the_pause_has_a_date_and_its_transitions_are_the_pending_outcomes():
@@ -179,7 +179,7 @@ def test_the_pause_has_a_date_and_its_transitions_are_the_pending_outcomes():
     rows = transition_table(context, recommendation=recommendation)
     assert [row.n_dlt for row in rows] == [0, 1, 2, 3]  # the outcomes of the 3 pending patients
     assert all(not row.recommendation.paused for row in rows)
-    levels = [-1 if row.recommendation.next_level is None else row.recommendation.next_level for row in rows]
+    levels = [-1 if row.recommendation.next_level_index is None else row.recommendation.next_level_index for row in rows]
     assert levels[0] == 1 and levels == sorted(levels, reverse=True)  # 0/3: level 3 stays closed (EWOC)
 
 
@@ -317,7 +317,7 @@ def histories(draw, spec):
         if recommendation.action == "stop" or recommendation.paused:
             break
         for _ in range(recommendation.n_next):
-            patients.append(_random_patient(draw, recommendation.next_level, len(patients)))
+            patients.append(_random_patient(draw, recommendation.next_level_index, len(patients)))
     if patients and draw(st.booleans()):  # the last cohort still inside the window
         cut = draw(st.integers(0, 27))
         size = draw(st.integers(1, min(3, len(patients))))
@@ -366,16 +366,16 @@ def _doses_now(recommendation) -> bool:
 
 def _selected(recommendation) -> int:
     selection = recommendation.selection
-    return -1 if selection is None or selection.level is None else selection.level
+    return -1 if selection is None or selection.level_index is None else selection.level_index
 
 
 def assert_at_most_as_aggressive(worse, better, what):
     """``worse`` (after more toxicity) is no more aggressive than ``better`` (see the module docstring)."""
     if _doses_now(worse):
         assert _doses_now(better), f"{what}: doses now where the less toxic history did not"
-        assert worse.next_level <= better.next_level, f"{what}: a higher next level"
+        assert worse.next_level_index <= better.next_level_index, f"{what}: a higher next level"
         assert worse.wait_days >= better.wait_days, f"{what}: a shorter wait"
-        if worse.next_level == better.next_level:
+        if worse.next_level_index == better.next_level_index:
             assert worse.n_next <= better.n_next, f"{what}: a larger next cohort"
     elif worse.paused and better.paused:
         assert worse.wait_days >= better.wait_days, f"{what}: a shorter pause"
@@ -417,9 +417,9 @@ def test_more_toxicity_is_never_more_aggressive(name, data):
 
 def _check_allowed_and_selected(spec, recommendation, state):
     if _doses_now(recommendation):
-        assert recommendation.next_level in recommendation.allowed_levels
-        if state.current_level is not None:
-            assert recommendation.next_level <= max(state.highest_tried_level, state.current_level) + 1
+        assert recommendation.next_level_index in recommendation.allowed_levels
+        if state.current_level_index is not None:
+            assert recommendation.next_level_index <= max(state.highest_tried_level, state.current_level_index) + 1
     if recommendation.action == "stop" and _selected(recommendation) >= 0:
         assert state.treated_counts()[_selected(recommendation)] >= min_patients_at_selection(spec)
 
@@ -459,7 +459,7 @@ def test_the_three_state_formats_give_one_answer(name, data, tmp_path_factory):
     for state in states:
         inputs = decision_inputs(spec, state, design=design)
         r = decide(inputs.context, inputs.design)
-        answers.append((r.action, r.next_level, r.n_next, r.stop_reasons, _selected(r)))
+        answers.append((r.action, r.next_level_index, r.n_next, r.stop_reasons, _selected(r)))
     assert all(answer == answers[0] for answer in answers), (outcomes, answers)
 
 

@@ -45,16 +45,16 @@ BOIN = lb.parse_spec(BOIN_TEXT)
 # ---- hand-computable cases -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("outcomes", "action", "next_level", "selected"), [
+@pytest.mark.parametrize(("outcomes", "action", "next_level_index", "selected"), [
     ("1NNN", "escalate", 1, None),
     ("1NNN 2NNN 3NNT", "hold", 2, None),
     ("1NNN 2NNN 3NNT 3NTN", "stop", None, 1),
 ])
-def test_three_plus_three_paths_of_the_escalation_readme(outcomes, action, next_level, selected):
+def test_three_plus_three_paths_of_the_escalation_readme(outcomes, action, next_level_index, selected):
     recommendation = decide(DecisionContext(THREE_PLUS_THREE, state_from_outcomes(THREE_PLUS_THREE, outcomes)))
-    assert (recommendation.action, recommendation.next_level) == (action, next_level)
+    assert (recommendation.action, recommendation.next_level_index) == (action, next_level_index)
     if selected is not None:
-        assert recommendation.selection.level == selected and recommendation.selection.dose_label == "2.0e9 cells"
+        assert recommendation.selection.level_index == selected and recommendation.selection.dose_label == "2.0e9 cells"
 
 
 def test_boin_through_the_framework_follows_its_boundaries():
@@ -62,9 +62,9 @@ def test_boin_through_the_framework_follows_its_boundaries():
              "1NNN 2NNN 3NNN 3NNN 3NNT": ("escalate", 3)}
     for outcomes, expected in cases.items():
         recommendation = decide(DecisionContext(BOIN, state_from_outcomes(BOIN, outcomes)))
-        assert (recommendation.action, recommendation.next_level) == expected, outcomes
+        assert (recommendation.action, recommendation.next_level_index) == expected, outcomes
     stopped = decide(DecisionContext(BOIN, state_from_outcomes(BOIN, "1TTT")))
-    assert stopped.action == "stop" and stopped.selection.level is None
+    assert stopped.action == "stop" and stopped.selection.level_index is None
 
 
 def _draws(p_dlt: np.ndarray, **extra) -> DrawsPosterior:
@@ -88,7 +88,7 @@ def test_ewoc_reads_known_interval_probabilities():
     assert values == pytest.approx([0.0, 0.0, 0.10, 0.30])
     assert ewoc.allowed == frozenset({0, 1, 2})
     assert ewoc.checks[0].estimate.error_kind == "mcse bound" and ewoc.checks[0].estimate.error > 0
-    assert (recommendation.action, recommendation.next_level) == ("hold", 2)  # level 4 is EWOC-inadmissible
+    assert (recommendation.action, recommendation.next_level_index) == ("hold", 2)  # level 4 is EWOC-inadmissible
 
 
 def test_a_close_call_is_flagged():
@@ -104,14 +104,14 @@ def test_loss_based_choice_matches_a_hand_computation():
     crmpack = spec_with(KN5601[:start] + KN5601[end:], 'design = "blrm_loss"')  # crmPack's default intervals
     p = np.tile([0.05, 0.25, 0.45, 0.7], (1000, 1))  # each level sits in one interval with certainty
     recommendation = decide(DecisionContext(crmpack, state_from_outcomes(crmpack, "1NNN 2NNN"), toxicity=_draws(p)))
-    losses = {c.level: c.estimate.value for v in recommendation.verdicts for c in v.checks if c.quantity == "expected loss"}
+    losses = {c.level_index: c.estimate.value for v in recommendation.verdicts for c in v.checks if c.quantity == "expected loss"}
     assert losses == pytest.approx({0: 1.0, 1: 0.0, 2: 1.0, 3: 2.0})  # crmPack losses 1 / 0 / 1 / 2
-    assert recommendation.next_level == 1
+    assert recommendation.next_level_index == 1
     lupus = spec_with(KN5601, 'design = "blrm_loss"')  # the shipped lupus intervals: 5-10% is the target
     p = np.tile([0.03, 0.07, 0.15, 0.3], (1000, 1))
     recommendation = decide(DecisionContext(lupus, state_from_outcomes(lupus, "1NNN 2NNN"), toxicity=_draws(p)))
-    losses = {c.level: c.estimate.value for v in recommendation.verdicts for c in v.checks if c.quantity == "expected loss"}
-    assert losses == pytest.approx({0: 1.0, 1: 0.0, 2: 1.0, 3: 2.0}) and recommendation.next_level == 1
+    losses = {c.level_index: c.estimate.value for v in recommendation.verdicts for c in v.checks if c.quantity == "expected loss"}
+    assert losses == pytest.approx({0: 1.0, 1: 0.0, 2: 1.0, 3: 2.0}) and recommendation.next_level_index == 1
 
 
 # ---- the lupusbayes design: sentinel, windows, efficacy-driven escalation ---------------------------
@@ -142,7 +142,7 @@ def _efficacy(p_response_level_0: float) -> DrawsPosterior:
 def test_the_sentinel_waits_28_days_and_its_response_before_the_rest_of_its_group():
     context = DecisionContext(AXA_SPEC, _state(_patient(0, 10)), toxicity=_axa_toxicity())
     recommendation = decide(context)
-    assert (recommendation.action, recommendation.next_level, recommendation.n_next) == ("hold", 0, 2)
+    assert (recommendation.action, recommendation.next_level_index, recommendation.n_next) == ("hold", 0, 2)
     assert recommendation.wait_days == 21  # day 31: the 28-day window and the month-1 response (30.4 days)
     no_wait = lb.parse_spec(AXA.replace("[decision.boin]", "[decision.efficacy]\nwait_for_response = false\n\n"
                                         "[decision.boin]", 1))
@@ -155,24 +155,24 @@ def test_a_new_dose_opens_with_one_sentinel_after_the_group_window():
     context = DecisionContext(AXA_SPEC, _state(*group), toxicity=_axa_toxicity((3, 0, 0)))
     recommendation = decide(context)
     # patient 3 is inside the DLT window: nobody is dosed for 8 days, then the design decides again
-    assert recommendation.paused and recommendation.wait_days == 8 and recommendation.next_level is None
+    assert recommendation.paused and recommendation.wait_days == 8 and recommendation.next_level_index is None
     group[-1] = _patient(0, 25)
     later = decide(DecisionContext(AXA_SPEC, _state(_patient(0, 40), _patient(0, 30), _patient(0, 28)),
                                    toxicity=_axa_toxicity((3, 0, 0))))
-    assert (later.action, later.next_level, later.n_next, later.wait_days) == ("escalate", 1, 1, 0)
+    assert (later.action, later.next_level_index, later.n_next, later.wait_days) == ("escalate", 1, 1, 0)
 
 
 def test_efficacy_driven_escalation_after_a_safe_inefficacious_sentinel():
     unseen = decide(DecisionContext(AXA_SPEC, _state(_patient(0, 31)), toxicity=_axa_toxicity((1, 0, 0)),
                                     efficacy=_efficacy(0.1)))
-    assert (unseen.action, unseen.next_level) == ("hold", 0)  # its response is not observed: no shortcut
+    assert (unseen.action, unseen.next_level_index) == ("hold", 0)  # its response is not observed: no shortcut
     assert any("not yet observable" in v.verdict for v in unseen.verdicts)
     state = _state(PatientRecord("S1", 0, 31, False, responder=False))
     insufficient = decide(DecisionContext(AXA_SPEC, state, toxicity=_axa_toxicity((1, 0, 0)), efficacy=_efficacy(0.1)))
-    assert (insufficient.action, insufficient.next_level) == ("escalate", 1)
+    assert (insufficient.action, insufficient.next_level_index) == ("escalate", 1)
     assert any("efficacy-driven" in v.verdict for v in insufficient.verdicts)
     promising = decide(DecisionContext(AXA_SPEC, state, toxicity=_axa_toxicity((1, 0, 0)), efficacy=_efficacy(0.6)))
-    assert (promising.action, promising.next_level) == ("hold", 0)
+    assert (promising.action, promising.next_level_index) == ("hold", 0)
 
 
 def test_the_trial_ends_when_the_top_group_is_complete_and_selects_the_best_utility():
@@ -181,10 +181,10 @@ def test_the_trial_ends_when_the_top_group_is_complete_and_selects_the_best_util
     recommendation = decide(context)
     assert recommendation.action == "stop" and "the highest dose's group is complete" in recommendation.stop_reasons
     rows = recommendation.selection.rows
-    assert [row["level"] for row in rows] == [0, 1, 2]
+    assert [row["level_index"] for row in rows] == [0, 1, 2]
     for row in rows:  # utility = P(response) - 2 x P(DLT), posterior means
         assert row["utility"] == pytest.approx(row["P(response)"].value - 2.0 * row["P(DLT)"].value)
-    assert recommendation.selection.level == max(rows, key=lambda row: row["utility"])["level"]
+    assert recommendation.selection.level_index == max(rows, key=lambda row: row["utility"])["level_index"]
 
 
 # ---- the gate -------------------------------------------------------------------------------------
@@ -234,7 +234,7 @@ def _context(spec, state, design):
 
 
 def _aggressiveness(recommendation) -> int:
-    return -1 if recommendation.action == "stop" else recommendation.next_level
+    return -1 if recommendation.action == "stop" else recommendation.next_level_index
 
 
 DESIGN_SPECS = {
@@ -251,22 +251,22 @@ def test_invariants_of_every_design(name, history, data):
     design = design_for(spec)
     state = _state_of(spec, history)
     recommendation = decide(_context(spec, state, design))
-    current = state.current_level
+    current = state.current_level_index
     if recommendation.action != "stop":
         # never a skip, never above a level a rule forbids (EWOC, BOIN elimination, no skipping)
-        assert recommendation.next_level <= current + 1
-        assert recommendation.next_level in recommendation.allowed_levels
+        assert recommendation.next_level_index <= current + 1
+        assert recommendation.next_level_index in recommendation.allowed_levels
     ewoc = next((v for v in recommendation.verdicts if v.rule == "EWOC"), None)
     if ewoc is not None and recommendation.action != "stop":
-        assert recommendation.next_level in ewoc.allowed
+        assert recommendation.next_level_index in ewoc.allowed
     # shuffling the rules changes nothing
     shuffled = list(design.rules)
     data.draw(st.randoms(use_true_random=False)).shuffle(shuffled)
     again = decide(_context(spec, state, design), design.with_rules(shuffled))
-    assert (again.action, again.next_level, again.n_next, again.wait_days, again.stop_reasons,
-            set(again.warnings)) == (recommendation.action, recommendation.next_level, recommendation.n_next,
+    assert (again.action, again.next_level_index, again.n_next, again.wait_days, again.stop_reasons,
+            set(again.warnings)) == (recommendation.action, recommendation.next_level_index, recommendation.n_next,
                                      recommendation.wait_days, recommendation.stop_reasons, set(recommendation.warnings))
-    assert (again.selection and again.selection.level) == (recommendation.selection and recommendation.selection.level)
+    assert (again.selection and again.selection.level_index) == (recommendation.selection and recommendation.selection.level_index)
     # one more DLT never makes the recommendation more aggressive
     candidates = [(c, p) for c, (_, dlts) in enumerate(history) for p, dlt in enumerate(dlts) if not dlt]
     if candidates:
@@ -287,14 +287,14 @@ def test_sentinel_and_group_windows_are_respected(days, level):
     if recommendation.action == "stop":
         return
     sentinel = days[0]
-    if len(days) == 1 and recommendation.next_level == level:  # the rest of the sentinel's group
+    if len(days) == 1 and recommendation.next_level_index == level:  # the rest of the sentinel's group
         assert recommendation.wait_days >= max(0, 28 - sentinel)
-    if recommendation.next_level != level or len(days) == 3:  # a new group
+    if recommendation.next_level_index != level or len(days) == 3:  # a new group
         assert recommendation.wait_days >= max(0, 28 - min(days))
     if recommendation.paused:  # nobody dosed until every patient has completed the DLT window
         assert recommendation.wait_days >= max(0, 28 - min(days))  # (a sentinel also waits for its response)
         return
-    if recommendation.next_level > level:  # a new dose opens with its sentinel
+    if recommendation.next_level_index > level:  # a new dose opens with its sentinel
         assert recommendation.n_next == 1
 
 
@@ -305,8 +305,8 @@ def test_counts_only_states_work_for_count_designs(tmp_path, capsys):
     path = tmp_path / "counts.csv"
     path.write_text("dose,n_patients,n_dlt\n1e9,3,0\n2e9,3,1\n")
     state = load_state(path, BOIN)
-    assert state.counts_only and state.current_level == 1
-    assert decide(DecisionContext(BOIN, state)).next_level == 1
+    assert state.counts_only and state.current_level_index == 1
+    assert decide(DecisionContext(BOIN, state)).next_level_index == 1
     spec = BOIN_TEXT
     spec_path = tmp_path / "boin.toml"
     spec_path.write_text(spec)
@@ -383,7 +383,7 @@ def test_transitions_from_draws_reweight_and_flag_unreliable_rows():
     state = _state(_patient(0, 60), _patient(0, 60), _patient(0, 60))
     rows = transition_table(DecisionContext(AXA_SPEC, state, toxicity=toxicity))
     assert [row.n_dlt for row in rows] == [0, 1]  # the next cohort is a sentinel of 1
-    assert rows[0].recommendation.next_level >= rows[1].recommendation.next_level
+    assert rows[0].recommendation.next_level_index >= rows[1].recommendation.next_level_index
     updated = toxicity.updated(1, 1, n_dlt=1)
     assert updated.reweighted and np.isfinite(updated.pareto_k)
     assert updated.mean("p_dlt")[1].value > toxicity.mean("p_dlt")[1].value  # a DLT raises P(DLT)

@@ -374,7 +374,7 @@ def test_axa_transitions_name_the_next_doses(axa_decision, axa_spec):
     for transition in transitions:
         r = transition.recommendation
         if r.action != "stop":
-            dose = lb.dosing.dose_label(axa_spec.dosing.levels[r.next_level], "cells/kg").removesuffix(" cells/kg")
+            dose = lb.dosing.dose_label(axa_spec.dosing.levels[r.next_level_index], "cells/kg").removesuffix(" cells/kg")
             assert _has(texts, f"{r.action}\n{dose}")
 
 

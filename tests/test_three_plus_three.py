@@ -81,35 +81,35 @@ def test_parse_outcomes_rejects_non_strings():
 
 def test_readme_examples():
     first = three_plus_three_from_outcomes("1NNN", 5)
-    assert (first.action, first.next_level, first.selected_level) == ("escalate", 1, None)
+    assert (first.action, first.next_level_index, first.selected_level_index) == ("escalate", 1, None)
 
     third_level = three_plus_three_from_outcomes("1NNN 2NNN 3NNT", 5)
-    assert (third_level.action, third_level.next_level) == ("stay", 2)
+    assert (third_level.action, third_level.next_level_index) == ("stay", 2)
 
     stop = three_plus_three_from_outcomes("1NNN 2NNN 3NNT 3NTN", 5)
-    assert (stop.action, stop.next_level, stop.selected_level) == ("stop", None, 1)
+    assert (stop.action, stop.next_level_index, stop.selected_level_index) == ("stop", None, 1)
     assert stop.reason == "2 DLTs in 6 patients at level 3 (at least 2 DLTs): stop and select level 2."
 
-    assert three_plus_three_from_outcomes("2NTN", 5).next_level == 1
+    assert three_plus_three_from_outcomes("2NTN", 5).next_level_index == 1
     deescalate = three_plus_three_from_outcomes("2NTT", 5, allow_deescalate=True)
-    assert (deescalate.action, deescalate.next_level) == ("deescalate", 0)
+    assert (deescalate.action, deescalate.next_level_index) == ("deescalate", 0)
 
 
 def test_too_toxic_second_level_selects_the_first_even_with_three_patients():
     decision = three_plus_three_from_outcomes("1NNN 2NNT 2NNT", 5)
-    assert (decision.action, decision.selected_level) == ("stop", 0)
+    assert (decision.action, decision.selected_level_index) == ("stop", 0)
 
 
 def test_top_level_without_dlts_stops_and_selects_it():
     decision = three_plus_three_from_outcomes("1NNN 2NNN 3NNN 4NNN 5NNN", 5)
-    assert (decision.action, decision.next_level, decision.selected_level) == ("stop", None, 4)
+    assert (decision.action, decision.next_level_index, decision.selected_level_index) == ("stop", None, 4)
     assert "highest level" in decision.reason
 
 
 def test_no_patients_starts_at_the_lowest_level():
     decision = three_plus_three_from_outcomes("", 5)
-    assert (decision.action, decision.next_level, decision.selected_level) == ("stay", 0, None)
-    assert three_plus_three_next([0, 0], [0, 0], None).next_level == 0
+    assert (decision.action, decision.next_level_index, decision.selected_level_index) == ("stay", 0, None)
+    assert three_plus_three_next([0, 0], [0, 0], None).next_level_index == 0
 
 
 # escalation's tests/testthat/test_three_plus_three.R: (outcomes, recommended dose counted from
@@ -145,7 +145,7 @@ WITH_DEESCALATION = [
 def _recommended(decision):
     """escalation's (recommended dose counted from 1, continue) for a decision."""
     continuing = decision.action != "stop"
-    level = decision.next_level if continuing else decision.selected_level
+    level = decision.next_level_index if continuing else decision.selected_level_index
     return (None if level is None else level + 1), continuing
 
 
@@ -163,17 +163,17 @@ def test_matches_escalation_with_deescalation(outcomes, dose, continuing):
 
 def test_stops_when_the_next_level_is_already_closed():
     decision = three_plus_three_from_outcomes("1NNN 2NNN 3NNN 4NNN 5NNT 5TTT 4NNT", 5, allow_deescalate=True)
-    assert (decision.action, decision.selected_level) == ("stop", 3)
+    assert (decision.action, decision.selected_level_index) == ("stop", 3)
     assert decision.reason == "1 DLT in 6 patients at level 4, and level 5 has 4 DLTs in 6 patients: stop and select level 4."
 
 
 def test_korn_selects_the_highest_level_with_six_patients_and_at_most_one_dlt():
     # Level 3 (1-based) is too toxic and level 2 already has 6 patients: select level 2.
     decision = three_plus_three_next([3, 6, 3, 0], [0, 1, 2, 0], 2, allow_deescalate=True)
-    assert (decision.action, decision.selected_level) == ("stop", 1)
+    assert (decision.action, decision.selected_level_index) == ("stop", 1)
     assert "level 2 is the highest with 6 patients and at most 1 DLT" in decision.reason
     without = three_plus_three_next([3, 6, 3, 0], [0, 1, 2, 0], 2)
-    assert (without.action, without.selected_level) == ("stop", 1)
+    assert (without.action, without.selected_level_index) == ("stop", 1)
 
 
 @pytest.mark.parametrize(
@@ -227,13 +227,13 @@ def reachable_states(draw):
         decision = three_plus_three_next(n_patients, n_dlt, level, allow_deescalate=allow_deescalate)
         if decision.action == "stop":
             break
-        level = decision.next_level
+        level = decision.next_level_index
     return n_levels, allow_deescalate, states
 
 
 def _dose_reached(decision) -> int:
     """The level the decision leads to: the next level, or the selected one (-1 for none)."""
-    level = decision.next_level if decision.action != "stop" else decision.selected_level
+    level = decision.next_level_index if decision.action != "stop" else decision.selected_level_index
     return -1 if level is None else level
 
 
@@ -243,8 +243,8 @@ def test_never_skips_and_one_more_dlt_is_never_more_aggressive(path):
     _, allow_deescalate, states = path
     for n_patients, n_dlt, level in states:
         decision = three_plus_three_next(n_patients, n_dlt, level, allow_deescalate=allow_deescalate)
-        if decision.next_level is not None:
-            assert abs(decision.next_level - level) <= 1
+        if decision.next_level_index is not None:
+            assert abs(decision.next_level_index - level) <= 1
         else:
             assert decision.action == "stop"
         if n_dlt[level] < n_patients[level]:
@@ -273,12 +273,12 @@ def simulate_one_trial_at_a_time(uniforms, p_true, max_patients, allow_deescalat
             enrolled += 3
             decision = three_plus_three_next(n_patients, n_dlt, level, allow_deescalate=allow_deescalate)
             if decision.action == "stop":
-                selected, stopped_early = decision.selected_level, decision.selected_level is None
+                selected, stopped_early = decision.selected_level_index, decision.selected_level_index is None
                 break
             if enrolled >= max_patients:  # stopped by the sample size: the classical rule, never an untreated level
                 selected, _ = classical_three_plus_three_mtd(n_patients, n_dlt)
                 break
-            level = decision.next_level
+            level = decision.next_level_index
         results["selected_level"].append(-1 if selected is None else selected)
         results["n_patients"].append(n_patients)
         results["n_dlt"].append(n_dlt)

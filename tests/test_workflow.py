@@ -19,7 +19,8 @@ def test_recommend_takes_names_and_outcome_strings_and_answers_as_decide(capsys)
     assert main(["decide", "kn5601", "--design", "3+3", "--outcomes", "1NNN 2NNN", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload == decision.recommendation.to_dict()
-    assert payload["next_level"] == decision.recommendation.next_level + 1 == 3  # the JSON counts from 1
+    recommendation = decision.recommendation
+    assert payload["next_level"] == recommendation.next_level == recommendation.next_level_index + 1 == 3  # from 1
 
 
 def test_recommend_with_a_patients_file_keeps_its_fits_and_reads_the_cache(mock_sampling):

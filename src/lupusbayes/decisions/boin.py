@@ -16,7 +16,7 @@ The fast simulator of many BOIN trials at once (``get.oc``),
 
 Conventions
 -----------
-* Dose levels are **0-based indices** in the API (``current_level=0`` is the lowest level and
+* Dose levels are **0-based indices** in the API (``current_level_index=0`` is the lowest level and
   ``n_patients_by_level[0]`` its count). Text meant for people (reason sentences and the
   ``"NA"`` of decision tables) numbers levels **from 1**, as the R packages do.
 * Options of ``get.oc`` not implemented here: ``n.earlystop`` (its default of 100 switches it
@@ -326,7 +326,7 @@ class BoinDecision:
     Attributes
     ----------
     action : {"escalate", "stay", "deescalate", "stop"}
-    next_level : int or None
+    next_level_index : int or None
         0-based level for the next cohort; None when the trial stops.
     eliminated : tuple of bool
         Eliminated levels after this decision.
@@ -335,13 +335,13 @@ class BoinDecision:
     """
 
     action: Action
-    next_level: int | None
+    next_level_index: int | None
     eliminated: tuple[bool, ...]
     reason: str
 
 
 def boin_next_dose(
-    current_level: int,
+    current_level_index: int,
     n_patients_by_level: Sequence[int],
     n_dlt_by_level: Sequence[int],
     boundaries: BoinBoundaries,
@@ -360,7 +360,7 @@ def boin_next_dose(
 
     Parameters
     ----------
-    current_level : int
+    current_level_index : int
         0-based level of the cohort just treated; it must have patients.
     n_patients_by_level, n_dlt_by_level : sequence of int
         Cumulative patients and DLTs at each level (0-based).
@@ -378,53 +378,53 @@ def boin_next_dose(
     --------
     >>> boundaries = boin_boundaries(0.3, max_patients=30)
     >>> decision = boin_next_dose(1, [3, 3, 0], [0, 2, 0], boundaries)
-    >>> decision.action, decision.next_level
+    >>> decision.action, decision.next_level_index
     ('deescalate', 0)
     >>> decision.reason
     '2 DLTs in 3 patients at level 2 (rate 0.67) >= de-escalation boundary 2 (lambda_d 0.359): de-escalate to level 1.'
     """
     n_patients, n_dlt = check_level_counts(n_patients_by_level, n_dlt_by_level)
     n_levels = n_patients.size
-    current_level = check_level(current_level, n_levels, "current_level")
+    current_level_index = check_level(current_level_index, n_levels, "current_level_index")
     eliminated = _check_eliminated(eliminated_by_level, n_levels)
-    if eliminated[current_level]:
-        raise ValueError(f"current_level {current_level} is eliminated; BOIN never returns to an eliminated level")
-    n, y = int(n_patients[current_level]), int(n_dlt[current_level])
+    if eliminated[current_level_index]:
+        raise ValueError(f"current_level {current_level_index} is eliminated; BOIN never returns to an eliminated level")
+    n, y = int(n_patients[current_level_index]), int(n_dlt[current_level_index])
     if not 1 <= n <= boundaries.max_patients:
         raise ValueError(
             f"the current level must have between 1 and boundaries.max_patients = {boundaries.max_patients} "
             f"patients (got {n})"
         )
 
-    shown = current_level + 1  # levels counted from 1 in sentences
+    shown = current_level_index + 1  # levels counted from 1 in sentences
     observed = f"{plural(y, 'DLT')} in {plural(n, 'patient')} at level {shown} (rate {y / n:.2f})"
     escalate_at_most = boundaries.escalate_at_most[n - 1]
     deescalate_at_least = boundaries.deescalate_at_least[n - 1]
 
-    def decide(action: Action, next_level: int | None, sentence: str) -> BoinDecision:
-        return BoinDecision(action, next_level, tuple(map(bool, eliminated)), sentence)
+    def decide(action: Action, next_level_index: int | None, sentence: str) -> BoinDecision:
+        return BoinDecision(action, next_level_index, tuple(map(bool, eliminated)), sentence)
 
     if boundaries.eliminates(n, y):
-        eliminated[current_level:] = True
+        eliminated[current_level_index:] = True
         posterior = float(_probability_above_target(y, n, boundaries.target))
         why = (
             f"{observed} >= elimination boundary {boundaries.eliminate_at_least[n - 1]} "
             f"(Pr(p > {boundaries.target:.2f}) = {posterior:.3f} > {boundaries.cutoff_eliminate})"
         )
-        if current_level == 0:
+        if current_level_index == 0:
             return decide("stop", None, f"{why}: every level is eliminated; stop the trial with no level selected.")
         eliminated_levels = f"level {shown} is eliminated" if shown == n_levels else f"levels {shown}-{n_levels} are eliminated"
-        return decide("deescalate", current_level - 1, f"{why}: {eliminated_levels}; de-escalate to level {shown - 1}.")
+        return decide("deescalate", current_level_index - 1, f"{why}: {eliminated_levels}; de-escalate to level {shown - 1}.")
 
-    if y <= escalate_at_most and current_level < n_levels - 1:
+    if y <= escalate_at_most and current_level_index < n_levels - 1:
         why = f"{observed} <= escalation boundary {escalate_at_most} (lambda_e {boundaries.lambda_escalate:.3f})"
-        if eliminated[current_level + 1]:
-            return decide("stay", current_level, f"{why}, but level {shown + 1} is eliminated: stay at level {shown}.")
-        return decide("escalate", current_level + 1, f"{why}: escalate to level {shown + 1}.")
-    if y >= deescalate_at_least and current_level > 0:
+        if eliminated[current_level_index + 1]:
+            return decide("stay", current_level_index, f"{why}, but level {shown + 1} is eliminated: stay at level {shown}.")
+        return decide("escalate", current_level_index + 1, f"{why}: escalate to level {shown + 1}.")
+    if y >= deescalate_at_least and current_level_index > 0:
         lambda_d = boundaries.lambda_deescalate
         why = f"{observed} >= de-escalation boundary {deescalate_at_least} (lambda_d {lambda_d:.3f})"
-        return decide("deescalate", current_level - 1, f"{why}: de-escalate to level {shown - 1}.")
+        return decide("deescalate", current_level_index - 1, f"{why}: de-escalate to level {shown - 1}.")
     if y <= escalate_at_most:
         why = f"{observed} <= escalation boundary {escalate_at_most}, but level {shown} is the highest"
     elif y >= deescalate_at_least:
@@ -434,7 +434,7 @@ def boin_next_dose(
             f"{observed} is between the boundaries "
             f"(escalate if <= {escalate_at_most}, de-escalate if >= {deescalate_at_least})"
         )
-    return decide("stay", current_level, f"{why}: stay at level {shown}.")
+    return decide("stay", current_level_index, f"{why}: stay at level {shown}.")
 
 
 # ---- selecting the MTD ----------------------------------------------------------------------
@@ -446,7 +446,7 @@ class MtdSelection:
 
     Attributes
     ----------
-    selected_level : int or None
+    selected_level_index : int or None
         0-based selected level; None when no level is selected (select.mtd's code 99).
     isotonic_estimates : tuple of float
         PAVA estimates of the DLT probability at admissible levels (treated and not
@@ -457,7 +457,7 @@ class MtdSelection:
         One sentence with the numbers behind the selection (levels counted from 1).
     """
 
-    selected_level: int | None
+    selected_level_index: int | None
     isotonic_estimates: tuple[float, ...]
     eliminated: tuple[bool, ...]
     reason: str
@@ -499,7 +499,7 @@ def boin_select_mtd(
     Examples
     --------
     >>> selection = boin_select_mtd([3, 3, 15, 9, 0], [0, 0, 4, 4, 0], target=0.3)
-    >>> selection.selected_level  # 0-based: the third level
+    >>> selection.selected_level_index  # 0-based: the third level
     2
     >>> [round(estimate, 2) for estimate in selection.isotonic_estimates]
     [0.02, 0.02, 0.27, 0.45, nan]

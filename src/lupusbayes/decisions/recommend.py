@@ -41,29 +41,37 @@ class Selection:
     (``n_pending`` of them): the selection must be confirmed once they have completed it.
     """
 
-    level: int | None
+    level_index: int | None
     dose_label: str
     reason: str
     rows: tuple[dict[str, Any], ...] = ()
     provisional: bool = False
     n_pending: int = 0
 
+    @property
+    def level(self) -> int | None:
+        """The selected level counted from 1, as the text and the protocol count it (None: no dose)."""
+        return None if self.level_index is None else self.level_index + 1
+
 
 @dataclass(frozen=True)
 class Recommendation:
     """What the next cohort gets, when, how many, and why (every rule's verdict), or why the trial stops.
 
-    ``action`` is ``"start"``, ``"escalate"``, ``"hold"``, ``"de-escalate"`` or ``"stop"``;
-    levels are 0-based. ``wait_days`` counts from the data cut-off (``earliest_date`` when the
-    state has one). A hold for patients inside the DLT window doses nobody: ``n_next`` is 0,
-    ``next_level`` None, and the trial decides again after ``wait_days`` with their outcomes
-    (:attr:`paused`).
+    ``action`` is ``"start"``, ``"escalate"``, ``"hold"``, ``"de-escalate"`` or ``"stop"``.
+    :attr:`current_level` and :attr:`next_level` count from 1, as the text, the JSON and the
+    protocol do; ``current_level_index`` and ``next_level_index`` are the same levels counted
+    from 0 (positions in ``spec.dosing.levels``), as every ``*_index`` is. ``wait_days`` counts
+    from the data cut-off (``earliest_date`` when the state has one). A hold for patients inside
+    the DLT window doses nobody: ``n_next`` is 0, ``next_level`` None, and the trial decides again
+    after ``wait_days`` with their outcomes (:attr:`paused`). The rules' verdicts
+    (:class:`~lupusbayes.decisions.rules.RuleVerdict`) are internals and hold indices.
     """
 
     design: str
     action: str
-    current_level: int | None
-    next_level: int | None
+    current_level_index: int | None
+    next_level_index: int | None
     next_dose_label: str
     n_next: int
     wait_days: int
@@ -78,6 +86,16 @@ class Recommendation:
     posterior_sources: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=(), repr=False)
     alerts: tuple[str, ...] = ()
+
+    @property
+    def current_level(self) -> int | None:
+        """The level of the last cohort, counted from 1 (None before the first)."""
+        return None if self.current_level_index is None else self.current_level_index + 1
+
+    @property
+    def next_level(self) -> int | None:
+        """The next cohort's level, counted from 1 (None when nobody is dosed next)."""
+        return None if self.next_level_index is None else self.next_level_index + 1
 
     @property
     def paused(self) -> bool:
@@ -116,7 +134,7 @@ class Recommendation:
         payload = {name: convert(getattr(self, name)) for name in
                    ("design", "action", "next_dose_label", "n_next", "wait_days", "earliest_date", "warnings",
                     "stop_reasons", "forced", "trial_id", "state_source", "posterior_sources", "notes", "alerts")}
-        payload["current_level"], payload["next_level"] = number(self.current_level), number(self.next_level)
+        payload["current_level"], payload["next_level"] = self.current_level, self.next_level
         payload["paused"] = self.paused
         verdicts = []
         for verdict in self.verdicts:
@@ -127,15 +145,16 @@ class Recommendation:
             row["max_enrol"] = [[number(level), count] for level, count in verdict.max_enrol]
             row["hold_exempt_level"] = number(verdict.hold_exempt_level)
             for check, original in zip(row["checks"], verdict.checks, strict=True):
-                check["level"] = number(original.level)
+                check["level"] = number(original.level_index)
+                del check["level_index"]
             verdicts.append(row)
         payload["verdicts"] = verdicts
         selection = None
         if self.selection is not None:
             selection = convert(asdict(self.selection))
-            selection["level"] = number(self.selection.level)
+            selection["level"] = number(selection.pop("level_index"))
             for row in selection["rows"]:
-                row["level"] = number(row["level"])
+                row["level"] = number(row.pop("level_index"))
         payload["selection"] = selection
         payload["levels_count_from"] = 1
         return payload
@@ -176,12 +195,12 @@ def _select(context: DecisionContext, design: Design, allowed: frozenset[int], v
     if design.selection == "boin":
         boin = spec.decision.boin
         selection = boin_select_mtd(n, y, target=boin.target, cutoff_eliminate=boin.cutoff_eliminate)
-        if selection.selected_level is None or eligible[selection.selected_level]:
-            return chosen(selection.selected_level, selection.reason)
+        if selection.selected_level_index is None or eligible[selection.selected_level_index]:
+            return chosen(selection.selected_level_index, selection.reason)
         keep = eligible & ~np.asarray(selection.eliminated)
         masked = boin_select_mtd(np.where(keep, n, 0), np.where(keep, y, 0), target=boin.target,
                                  cutoff_eliminate=boin.cutoff_eliminate)
-        return chosen(masked.selected_level, f"{masked.reason} ({too_few})")
+        return chosen(masked.selected_level_index, f"{masked.reason} ({too_few})")
     if design.selection == "three_plus_three":
         verdict = next(v for v in verdicts if v.rule == "3+3")
         if stopped_by_design:
@@ -196,7 +215,7 @@ def _select(context: DecisionContext, design: Design, allowed: frozenset[int], v
         return chosen(None, "no dose that was given (to at least "
                       f"{minimum} patients) is admissible: no dose is selected")
     if design.selection == "least_loss":
-        losses = {c.level: c.estimate.value for v in verdicts for c in v.checks if c.quantity == "expected loss"}
+        losses = {c.level_index: c.estimate.value for v in verdicts for c in v.checks if c.quantity == "expected loss"}
         level = min(tried, key=lambda lv: (losses[lv], lv))
         return chosen(level, f"the least expected loss among admissible doses given ({losses[level]:.3f})")
     if design.selection == "utility" and context.efficacy is not None and context.efficacy.has("p_response_final"):
@@ -206,12 +225,12 @@ def _select(context: DecisionContext, design: Design, allowed: frozenset[int], v
         rows = []
         for level in tried:
             utility = response[level].value - settings.dlt_penalty * dlt[level].value
-            rows.append({"level": level, "dose": dose_label(spec.dosing.levels[level], unit),
+            rows.append({"level_index": level, "dose": dose_label(spec.dosing.levels[level], unit),
                          "P(response)": response[level], "P(DLT)": dlt[level], "utility": utility})
-        best = max(rows, key=lambda row: (round(row["utility"], 12), -row["level"]))
+        best = max(rows, key=lambda row: (round(row["utility"], 12), -row["level_index"]))
         reason = (f"the optimal biological dose: utility P({settings.response} at month {settings.final_month:g}) - "
                   f"{settings.dlt_penalty:g} x P(DLT) is highest ({best['utility']:.3f}) among admissible doses given")
-        return chosen(best["level"], reason, rows)
+        return chosen(best["level_index"], reason, rows)
     level = max(tried)
     return chosen(level, "the highest admissible dose given")
 
@@ -238,12 +257,12 @@ def decide(context: DecisionContext, design: Design | None = None) -> Recommenda
             allowed &= verdict.allowed
     stops = sorted({verdict.stop for verdict in verdicts if verdict.stop})
     preferences = [verdict.preference for verdict in verdicts if verdict.preference is not None]
-    current = state.current_level
-    next_level = None
+    current = state.current_level_index
+    next_level_index = None
     if not stops:
         (preference,) = preferences  # a design has one proposal rule, and it ranks the levels unless it stops
-        next_level = next((level for level in preference if level in allowed), None)
-        if next_level is None:
+        next_level_index = next((level for level in preference if level in allowed), None)
+        if next_level_index is None:
             stops = [STOP_NO_LEVEL_ADMISSIBLE]
     warnings = sorted({w for v in verdicts for w in (*v.warnings, *v.close_calls)})
     posteriors = [p for p in (context.toxicity, context.efficacy) if p is not None]
@@ -252,7 +271,7 @@ def decide(context: DecisionContext, design: Design | None = None) -> Recommenda
         if getattr(posterior, "reweighted", False) and posterior.pareto_k > PARETO_K_LIMIT:
             warnings.append(f"the reweighted posterior ({posterior.source}) has Pareto k {posterior.pareto_k:.2f} > "
                             f"{PARETO_K_LIMIT:g}: refit with the new data before relying on it")
-    common = dict(design=design.name, current_level=current, verdicts=verdicts, forced=context.forced,
+    common = dict(design=design.name, current_level_index=current, verdicts=verdicts, forced=context.forced,
                   alerts=context.alerts,
                   trial_id=spec.trial.id, state_source=state.source,
                   posterior_sources=tuple(getattr(p, "source", "") for p in posteriors), notes=notes)
@@ -263,27 +282,27 @@ def decide(context: DecisionContext, design: Design | None = None) -> Recommenda
         if selection.provisional:
             warnings.append(f"the selection is PROVISIONAL: {selection.n_pending} patient(s) are still inside the DLT "
                             "window; confirm it when they have completed it")
-        return Recommendation(action="stop", next_level=None, next_dose_label="", n_next=0, wait_days=0,
+        return Recommendation(action="stop", next_level_index=None, next_dose_label="", n_next=0, wait_days=0,
                               earliest_date=None, warnings=tuple(sorted(set(warnings))), stop_reasons=tuple(stops),
                               selection=selection, **common)
     holds = [verdict for verdict in verdicts if verdict.hold_days > 0]
-    if any(verdict.hold_exempt_level != next_level for verdict in holds):  # nobody is dosed until they are known
+    if any(verdict.hold_exempt_level != next_level_index for verdict in holds):  # nobody is dosed until they are known
         # no shorter than a wait the current level already has (a sentinel's response): a pause never dates earlier
         hold = max([verdict.hold_days for verdict in holds]
                    + [days for v in verdicts for level, days in v.wait_days if level == current])
         earliest = state.as_of + timedelta(days=hold) if state.as_of is not None else None
-        return Recommendation(action="hold", next_level=None, next_dose_label="", n_next=0, wait_days=hold,
+        return Recommendation(action="hold", next_level_index=None, next_dose_label="", n_next=0, wait_days=hold,
                               earliest_date=earliest, warnings=tuple(warnings), **common)
-    action = ("start" if current is None else "escalate" if next_level > current else "hold" if next_level == current
+    action = ("start" if current is None else "escalate" if next_level_index > current else "hold" if next_level_index == current
               else "de-escalate")
-    wait = max((days for v in verdicts for level, days in v.wait_days if level == next_level), default=0)
+    wait = max((days for v in verdicts for level, days in v.wait_days if level == next_level_index), default=0)
     group_size = spec.escalation.group_size
     group = state.current_group()
-    n_next = group_size - len(group) if next_level == current and 0 < len(group) < group_size else group_size
-    n_next = min([n_next] + [limit for v in verdicts for level, limit in v.max_enrol if level == next_level])
+    n_next = group_size - len(group) if next_level_index == current and 0 < len(group) < group_size else group_size
+    n_next = min([n_next] + [limit for v in verdicts for level, limit in v.max_enrol if level == next_level_index])
     earliest = state.as_of + timedelta(days=wait) if state.as_of is not None else None
-    return Recommendation(action=action, next_level=next_level,
-                          next_dose_label=dose_label(spec.dosing.levels[next_level], spec.dosing.unit.value),
+    return Recommendation(action=action, next_level_index=next_level_index,
+                          next_dose_label=dose_label(spec.dosing.levels[next_level_index], spec.dosing.unit.value),
                           n_next=n_next, wait_days=wait, earliest_date=earliest, warnings=tuple(warnings), **common)
 
 
@@ -326,7 +345,7 @@ def transition_table(context: DecisionContext, design: Design | None = None, *,
         return ()
     if recommendation.paused:
         return _pending_outcomes(context, design, recommendation)
-    level, size = recommendation.next_level, recommendation.n_next
+    level, size = recommendation.next_level_index, recommendation.n_next
     window = context.spec.dlt.window_days
     responder_counts = [None]
     if context.efficacy is not None and context.efficacy.has("p_response"):

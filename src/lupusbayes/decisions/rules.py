@@ -81,9 +81,9 @@ class DecisionContext:
 
 @dataclass(frozen=True)
 class DoseCheck:
-    """One row of a rule's table: a quantity at a level against a threshold."""
+    """One row of a rule's table: a quantity at a level (``level_index`` counts from 0) against a threshold."""
 
-    level: int
+    level_index: int
     quantity: str
     estimate: Estimate | None
     threshold: float | None
@@ -157,7 +157,7 @@ class Ewoc(Rule):
             checks.append(DoseCheck(level, what, estimate, self.max_probability, passed))
             allowed |= {level} if passed else set()
             close += _close(estimate, self.max_probability, context, f"{what} at {context.label(level)}")
-        failing = [context.label(c.level) for c in checks if not c.passed]
+        failing = [context.label(c.level_index) for c in checks if not c.passed]
         verdict = (f"{what} (P(DLT) in {intervals.label(intervals.overdose_index)}) is below {self.max_probability:g} at "
                    + (", ".join(context.label(level) for level in sorted(allowed)) or "no level")
                    + (f"; not at {', '.join(failing)}" if failing else ""))
@@ -177,7 +177,7 @@ class NoSkipping(Rule):
 
     def evaluate(self, context: DecisionContext) -> RuleVerdict:
         state = context.state
-        current, highest = state.current_level, state.highest_tried_level
+        current, highest = state.current_level_index, state.highest_tried_level
         if current is None:
             start = context.spec.dosing.starting_level - 1
             return RuleVerdict(self.name, "Which levels can the first patients get?",
@@ -279,10 +279,10 @@ class DltWindow(Rule):
         verdict = (f"no: {len(inside)} patient(s) inside the window: {who}; no new cohort for {hold} days, "
                    "then decide again with their outcomes")
         if fill:
-            verdict += (f"; the open group at {context.label(state.current_level)} may take its remaining "
+            verdict += (f"; the open group at {context.label(state.current_level_index)} may take its remaining "
                         f"{context.spec.escalation.group_size - len(group)} place(s) meanwhile")
         return RuleVerdict(self.name, question, verdict, hold_days=hold,
-                           hold_exempt_level=state.current_level if fill else None)
+                           hold_exempt_level=state.current_level_index if fill else None)
 
 
 @dataclass(frozen=True)
@@ -305,7 +305,7 @@ class GroupWindow(Rule):
         shortest = min(followed) if followed else self.days
         wait = max(0, self.days - shortest)
         complete = len(group) >= context.spec.escalation.group_size
-        current = state.current_level
+        current = state.current_level_index
         # a complete group closes before any new group; an open one may still take its own patients
         levels = range(context.n_levels) if complete else [level for level in range(context.n_levels) if level != current]
         verdict = (f"the current group ({len(group)} patient(s) at {context.label(current)}) has at least "
@@ -346,7 +346,7 @@ class ConvergenceGate(Rule):
             return RuleVerdict(self.name, question, f"no ({failed}), FORCED by the user: the recommendation rests on a "
                                "fit that failed its convergence gate",
                                warnings=(f"FORCED: the {failed} fit failed its convergence gate",))
-        current = context.state.current_level
+        current = context.state.current_level_index
         ceiling = context.spec.dosing.starting_level - 1 if current is None else current
         return RuleVerdict(self.name, question, f"no ({failed}): no escalation above {context.label(ceiling)}",
                            allowed=frozenset(range(ceiling + 1)),
@@ -362,7 +362,7 @@ class EndOfDoseRange(Rule):
     def evaluate(self, context: DecisionContext) -> RuleVerdict:
         state, top = context.state, context.n_levels - 1
         group = state.current_group()
-        done = (state.current_level == top and len(group) >= context.spec.escalation.group_size
+        done = (state.current_level_index == top and len(group) >= context.spec.escalation.group_size
                 and all(p.evaluable(state.window_days) for p in group))
         return RuleVerdict(self.name, "Is the highest dose's group complete?",
                            "yes: the planned dose groups are done" if done else "no",
@@ -397,7 +397,7 @@ class LupusbayesEscalation(Rule):
 
     def evaluate(self, context: DecisionContext) -> RuleVerdict:
         state, spec = context.state, context.spec
-        current = state.current_level
+        current = state.current_level_index
         question = "Is the current group ready for the next dose?"
         if current is None:
             start = spec.dosing.starting_level - 1
@@ -520,7 +520,7 @@ class BoinRule(Rule):
     def evaluate(self, context: DecisionContext) -> RuleVerdict:
         state = context.state
         n, y = state.evaluable_counts()
-        current = state.current_level
+        current = state.current_level_index
         if current is None or n[current] == 0:
             start = context.spec.dosing.starting_level - 1 if current is None else current
             return RuleVerdict(self.name, "What do the BOIN boundaries say?",
@@ -548,7 +548,7 @@ class BoinRule(Rule):
             return RuleVerdict(self.name, question, decision.reason, allowed=allowed,
                                stop=STOP_BOIN_ELIMINATED_LOWEST)
         return RuleVerdict(self.name, question, decision.reason, allowed=allowed,
-                           preference=_descending_from(decision.next_level))
+                           preference=_descending_from(decision.next_level_index))
 
 
 @dataclass(frozen=True)
@@ -561,7 +561,7 @@ class ThreePlusThreeRule(Rule):
     def evaluate(self, context: DecisionContext) -> RuleVerdict:
         state = context.state
         question = "What does the 3+3 say?"
-        current = state.current_level
+        current = state.current_level_index
         pending_here = [p for p in state.pending if p.level == current]
         if pending_here:  # the 3+3 reads complete cohorts: wait for them (the DLT window rule says how long)
             return RuleVerdict(self.name, question, f"{len(pending_here)} patient(s) at {context.label(current)} are "
@@ -577,5 +577,5 @@ class ThreePlusThreeRule(Rule):
         decision = three_plus_three_next(n, y, last if n.any() else None, allow_deescalate=self.allow_deescalate)
         if decision.action == "stop":
             return RuleVerdict(self.name, question, decision.reason, stop=STOP_THREE_PLUS_THREE,
-                               preference=() if decision.selected_level is None else (decision.selected_level,))
-        return RuleVerdict(self.name, question, decision.reason, preference=_descending_from(decision.next_level))
+                               preference=() if decision.selected_level_index is None else (decision.selected_level_index,))
+        return RuleVerdict(self.name, question, decision.reason, preference=_descending_from(decision.next_level_index))

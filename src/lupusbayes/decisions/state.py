@@ -132,7 +132,7 @@ class TrialState:
         return tuple(p for p in self.patients if not p.evaluable(self.window_days))
 
     @property
-    def current_level(self) -> int | None:
+    def current_level_index(self) -> int | None:
         """The level of the last patient enrolled (None before the first patient)."""
         if self.given_current_level is not None:
             return self.given_current_level
@@ -156,7 +156,7 @@ class TrialState:
         the open group is the last ``n mod group_size`` of them (a whole group when that is 0), and
         its DLTs are the level's DLTs up to its size (which of them had one is not known).
         """
-        level = self.current_level
+        level = self.current_level_index
         if level is None:
             return ()
         if self.counts_only:
@@ -406,14 +406,14 @@ def load_state(path: str | Path, spec: TrialSpec, *, as_of: date | None = None) 
     return _state_from_cohort(load_cohort(path, study_id=spec.trial.id), spec, as_of=as_of)
 
 
-def state_from_counts(spec: TrialSpec, n_patients, n_dlt, *, current_level: int | None = None,
+def state_from_counts(spec: TrialSpec, n_patients, n_dlt, *, current_level_index: int | None = None,
                       source: str = "<counts>") -> TrialState:
     """A counts-only state from DLT counts per level (0-based, one entry per spec level)."""
     n, y = np.asarray(n_patients, dtype=int), np.asarray(n_dlt, dtype=int)
     if n.shape != (len(spec.dosing.levels),) or y.shape != n.shape or np.any(y > n) or np.any(y < 0):
         raise ValueError(f"give one count per level ({len(spec.dosing.levels)}) with 0 <= n_dlt <= n_patients")
     return TrialState(spec, (), source, counts_only=True, counts=tuple(zip(n.tolist(), y.tolist(), strict=True)),
-                      given_current_level=current_level)
+                      given_current_level=current_level_index)
 
 
 def state_from_outcomes(spec: TrialSpec, outcomes: str) -> TrialState:

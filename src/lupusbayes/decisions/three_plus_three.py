@@ -140,9 +140,9 @@ class ThreePlusThreeDecision:
     Attributes
     ----------
     action : {"escalate", "stay", "deescalate", "stop"}
-    next_level : int or None
+    next_level_index : int or None
         0-based level for the next cohort; None when the trial stops.
-    selected_level : int or None
+    selected_level_index : int or None
         When stopping, the 0-based level selected as the MTD (None if no level is safe);
         None while the trial continues.
     reason : str
@@ -150,8 +150,8 @@ class ThreePlusThreeDecision:
     """
 
     action: Action
-    next_level: int | None
-    selected_level: int | None
+    next_level_index: int | None
+    selected_level_index: int | None
     reason: str
 
 
@@ -181,7 +181,7 @@ def three_plus_three_next(
     Examples
     --------
     >>> decision = three_plus_three_next([3, 3, 0], [0, 2, 0], last_level=1)
-    >>> decision.action, decision.selected_level
+    >>> decision.action, decision.selected_level_index
     ('stop', 0)
     >>> decision.reason
     '2 DLTs in 3 patients at level 2 (at least 2 DLTs): stop and select level 1.'
@@ -204,7 +204,7 @@ def three_plus_three_next(
     shown = level + 1  # levels counted from 1 in sentences
     observed = f"{plural(t, 'DLT')} in {plural(n, 'patient')} at level {shown}"
 
-    decide = ThreePlusThreeDecision  # (action, next_level, selected_level, reason)
+    decide = ThreePlusThreeDecision  # (action, next_level_index, selected_level_index, reason)
 
     if n not in (3, 6):
         return decide("stay", level, None, f"{observed}: the cohort is incomplete; stay at level {shown}.")
@@ -297,7 +297,7 @@ def three_plus_three_from_outcomes(
     Examples
     --------
     >>> decision = three_plus_three_from_outcomes("1NNN 2NNN 3NNT 3NTN", n_levels=5)
-    >>> decision.action, decision.selected_level  # 0-based: level 2 in the string's numbering
+    >>> decision.action, decision.selected_level_index  # 0-based: level 2 in the string's numbering
     ('stop', 1)
     """
     n_levels = check_positive_int(n_levels, "n_levels")

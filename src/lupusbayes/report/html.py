@@ -258,7 +258,7 @@ def _recommendation_section(inputs: ReportInputs) -> str:
     parts.append(_html_table(pd.DataFrame([{"rule": v.rule, "question": v.question, "verdict": v.verdict}
                                            for v in r.verdicts], columns=["rule", "question", "verdict"]),
                              "Each rule of the design: the question it asks and its answer now"))
-    rows = [{"rule": v.rule, "level": c.level + 1, "quantity": c.quantity,
+    rows = [{"rule": v.rule, "level": c.level_index + 1, "quantity": c.quantity,
              "value": c.estimate.text() if c.estimate is not None else "",
              "threshold": "" if c.threshold is None else f"{c.threshold:g}", "passed": "yes" if c.passed else "NO"}
             for v in r.verdicts for c in v.checks]
@@ -278,7 +278,7 @@ def _transition_action(recommendation: Recommendation, spec: TrialSpec) -> str:
     if r.action == "stop":
         selected = f", select {r.selection.dose_label}" if r.selection and r.selection.dose_label else ""
         return f"STOP ({'; '.join(r.stop_reasons)}){selected}"
-    return f"{r.action} {'at' if r.action == 'hold' else 'to'} {text.level_text(spec, r.next_level)}"
+    return f"{r.action} {'at' if r.action == 'hold' else 'to'} {text.level_text(spec, r.next_level_index)}"
 
 
 def _transitions_section(transitions, spec: TrialSpec) -> str:
@@ -288,7 +288,7 @@ def _transitions_section(transitions, spec: TrialSpec) -> str:
         caption = (f"When the {len(transitions) - 1} patient(s) inside the DLT window have completed it: "
                    "the recommendation for each number of DLTs among them")
     else:
-        caption = (f"After the next cohort at {text.level_text(spec, first.recommendation.current_level)}: "
+        caption = (f"After the next cohort at {text.level_text(spec, first.recommendation.current_level_index)}: "
                    "the recommendation for each outcome of the cohort")
     with_responders = any(row.n_responders is not None for row in transitions)
     rows = []

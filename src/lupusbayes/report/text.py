@@ -253,7 +253,7 @@ def action_line(recommendation: Recommendation, spec: TrialSpec) -> str:
         until = f" (until {r.earliest_date.isoformat()})" if r.earliest_date is not None else ""
         return (f"HOLD: nobody is dosed for {r.wait_days} days{until}: patients are inside the DLT window; "
                 "decide again with their outcomes")
-    return f"{r.action.upper()}: next cohort of {r.n_next} at {level_text(spec, r.next_level)}, first dose {when}"
+    return f"{r.action.upper()}: next cohort of {r.n_next} at {level_text(spec, r.next_level_index)}, first dose {when}"
 
 
 def recommendation_text(recommendation: Recommendation, spec: TrialSpec) -> str:
@@ -269,7 +269,7 @@ def recommendation_text(recommendation: Recommendation, spec: TrialSpec) -> str:
         lines.append(f"  selected{' (PROVISIONAL)' if r.selection.provisional else ''}: {chosen}: {r.selection.reason}")
         for row in r.selection.rows:
             shown = ", ".join(f"{k} {v.text() if hasattr(v, 'text') else (f'{v:.3f}' if isinstance(v, float) else v)}"
-                              for k, v in row.items() if k != "level")
+                              for k, v in row.items() if k != "level_index")
             lines.append(f"    {shown}")
     lines += ["", "Rules:"]
     for verdict in r.verdicts:
@@ -278,7 +278,7 @@ def recommendation_text(recommendation: Recommendation, spec: TrialSpec) -> str:
         for check in verdict.checks:
             value = check.estimate.text() if check.estimate is not None else "-"
             limit = "" if check.threshold is None else f" (limit {check.threshold:g})"
-            lines.append(f"      {level_text(spec, check.level)}: {check.quantity} {value}{limit} "
+            lines.append(f"      {level_text(spec, check.level_index)}: {check.quantity} {value}{limit} "
                          f"{'ok' if check.passed else 'NOT ok'}")
     if r.warnings:
         lines += ["", "Warnings:", *(f"  - {w}" for w in r.warnings)]
@@ -296,7 +296,7 @@ def transitions_text(transitions, spec: TrialSpec) -> str:
     """One line per outcome of the next cohort: what the design would do then."""
     if not transitions:
         return "No next cohort: the trial stops."
-    level = transitions[0].recommendation.current_level
+    level = transitions[0].recommendation.current_level_index
     if transitions[0].pending:
         lines = [f"When the {len(transitions) - 1} patient(s) inside the DLT window have completed it "
                  "(DLTs among them):"]
@@ -309,7 +309,7 @@ def transitions_text(transitions, spec: TrialSpec) -> str:
             then = f"STOP ({'; '.join(r.stop_reasons)})" + (f", select {r.selection.dose_label}"
                                                            if r.selection and r.selection.dose_label else "")
         else:
-            then = f"{r.action} {'at' if r.action == 'hold' else 'to'} {level_text(spec, r.next_level)}"
+            then = f"{r.action} {'at' if r.action == 'hold' else 'to'} {level_text(spec, r.next_level_index)}"
         flag = "  [" + "; ".join(w for w in r.warnings if "Pareto" in w or "close call" in w) + "]" if any(
             "Pareto" in w or "close call" in w for w in r.warnings) else ""
         lines.append(f"  {outcome:28s} -> {then}{flag}")

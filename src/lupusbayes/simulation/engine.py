@@ -301,7 +301,7 @@ class _Run:
             confirmed = recommendation.action == "stop"
             selection = recommendation.selection if confirmed else trial.stopping.selection
             trial.changed = not confirmed
-            trial.selected = -1 if selection is None or selection.level is None else selection.level
+            trial.selected = -1 if selection is None or selection.level_index is None else selection.level_index
             trial.finished = True
             return
         if recommendation.action == "stop":
@@ -318,7 +318,7 @@ class _Run:
         if n_next <= 0:
             raise SimulationError(f"{self.design.name}: trial {trial.row + 1} was told to enrol {recommendation.n_next} "
                                   f"patients with {enrolled} of {self.max_patients} enrolled")
-        level = recommendation.next_level
+        level = recommendation.next_level_index
         added = 0
         while added < n_next:  # a patient who is not DLT-evaluable is replaced by the next one, as protocols do
             slot = len(trial.levels)

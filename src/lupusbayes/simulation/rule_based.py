@@ -399,14 +399,14 @@ def simulate_three_plus_three(
         n_dlt[trials, at] += (uniforms[trials, columns] < p_true[at, None]).sum(axis=1)
         patient_level[trials, columns] = at[:, None]
 
-        next_level, stop, selected = _decide_rows(n_patients[trials], n_dlt[trials], at, allow_deescalate)
+        next_level_index, stop, selected = _decide_rows(n_patients[trials], n_dlt[trials], at, allow_deescalate)
         classical = _classical_rows(n_patients[trials], n_dlt[trials], min_patients_at_selection)
         too_few = (selected >= 0) & (n_patients[trials, np.maximum(selected, 0)] < min_patients_at_selection)
         selected = np.where(stop & too_few, classical, selected)
         if cohort == n_cohorts - 1:  # sample size reached before the 3+3's own end: the classical rule
             selected = np.where(stop, selected, classical)
             stop = np.ones_like(stop)
-        level[trials] = np.where(stop, at, next_level)
+        level[trials] = np.where(stop, at, next_level_index)
         selected_level[trials[stop]] = selected[stop]
         stopped_early[trials[stop]] = selected[stop] < 0
         running[trials[stop]] = False
@@ -452,9 +452,9 @@ def _decide_rows(n_patients: np.ndarray, n_dlt: np.ndarray, level: np.ndarray, a
         deescalate = np.zeros(n_rows, dtype=bool)
         too_toxic_selection = level - 1  # -1 (none) at the lowest level
     stop = stop_here | (too_toxic & ~deescalate)
-    next_level = level + escalate - deescalate
+    next_level_index = level + escalate - deescalate
     selected = np.where(stop_here, level, np.where(stop, too_toxic_selection, -1))
-    return next_level, stop, selected
+    return next_level_index, stop, selected
 
 
 

@@ -84,15 +84,15 @@ def plot_recommendation(recommendation: Recommendation, spec: TrialSpec) -> Figu
         for axis, (verdict, quantity, checks) in zip(axes, panels, strict=False):
             for check in checks:
                 colour = _PASSED if check.passed else _FAILED
-                axis.errorbar(check.level, check.estimate.value, yerr=2 * check.estimate.error, fmt="o",
+                axis.errorbar(check.level_index, check.estimate.value, yerr=2 * check.estimate.error, fmt="o",
                               color=colour, markersize=5, capsize=3)
             thresholds = {c.threshold for c in checks if c.threshold is not None}
             for threshold in thresholds:
                 axis.axhline(threshold, color="black", linestyle="--", linewidth=1)
                 axis.annotate(f"threshold {threshold:g}", (1.0, threshold), xycoords=("axes fraction", "data"),
                               xytext=(-2, 3), textcoords="offset points", ha="right", fontsize=7)
-            if recommendation.next_level is not None:
-                axis.axvspan(recommendation.next_level - 0.4, recommendation.next_level + 0.4, color="#4c72b0",
+            if recommendation.next_level_index is not None:
+                axis.axvspan(recommendation.next_level_index - 0.4, recommendation.next_level_index + 0.4, color="#4c72b0",
                              alpha=0.1, linewidth=0)
             axis.set_title("\n".join(textwrap.wrap(f"{verdict.rule}: {verdict.question}", 50)))
             axis.set_ylabel(quantity)
@@ -155,12 +155,12 @@ def plot_transitions(transitions: tuple[Transition, ...], spec: TrialSpec) -> Fi
             axis.add_patch(Rectangle((column - 0.5, row - 0.5), 1, 1, facecolor=colour, edgecolor="white", linewidth=2))
             if r.action == "stop":
                 chosen = r.selection.dose_label if r.selection is not None and r.selection.dose_label else ""
-                label = "STOP" + (f"\nselect {dose_tick_label(spec.dosing.levels[r.selection.level], unit)}"
+                label = "STOP" + (f"\nselect {dose_tick_label(spec.dosing.levels[r.selection.level_index], unit)}"
                                   if chosen else "")
             elif r.paused:
                 label = f"hold\n{r.wait_days} days"
             else:
-                label = f"{r.action}\n{dose_tick_label(spec.dosing.levels[r.next_level], unit)}"
+                label = f"{r.action}\n{dose_tick_label(spec.dosing.levels[r.next_level_index], unit)}"
             if any("Pareto" in w or "close call" in w for w in r.warnings):
                 label += " *"
                 flagged = True
@@ -175,7 +175,7 @@ def plot_transitions(transitions: tuple[Transition, ...], spec: TrialSpec) -> Fi
         axis.spines[:].set_visible(False)
         actions = dict.fromkeys(t.recommendation.action for t in transitions)
         set_figure_title(figure, f"{spec.trial.id}: after the next cohort of {size} at "
-                                 f"{level_text(spec, first.current_level)}")
+                                 f"{level_text(spec, first.current_level_index)}")
         legend = legend_entries(handles=[Patch(color=ACTION_COLOURS.get(a, "#bbbbbb"), label=a) for a in actions])
         add_notes(figure, legend=legend, notes=[
             f"cell text: the action and the next dose ({unit}); the hypothetical patients complete their DLT window",
