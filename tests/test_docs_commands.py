@@ -213,8 +213,8 @@ def test_every_command_shown_runs_as_written(block, tmp_path, monkeypatch, capsy
         if reason is not None or PLACEHOLDER.search(command.line.split("#")[0]):
             continue
         argv, redirect = _argv(command.line)
-        sampled = argv[0] in SAMPLING or (argv[0] in ("decide", "prior") and "--outcomes" not in argv
-                                          and argv[0] != "prior")
+        sampled = (argv[0] in SAMPLING or "--codata" in argv
+                   or (argv[0] == "decide" and "--outcomes" not in argv))  # the posterior comes from MCMC
         code = main(argv)
         captured = capsys.readouterr()
         if redirect is not None:

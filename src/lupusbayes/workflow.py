@@ -17,8 +17,8 @@ recommendation's headline says which DLTs the model cannot see.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from os import PathLike
 from dataclasses import dataclass, field, replace
+from os import PathLike
 
 import numpy as np
 
@@ -36,7 +36,9 @@ from lupusbayes.spec import DoseObservation, TrialSpec
 
 __all__ = ["DecisionInputs", "decision_inputs", "toxicity_model_kind", "unmodelled_dlts", "check_fit_matches",
            "toxicity_draws", "efficacy_draws", "expected_toxicity_model", "expected_efficacy_model", "borrows",
-           "simulation_priors", "model_for", "fitting_cohort", "MODEL_KINDS", "Decision", "decide_from_inputs", "recommend", "report_inputs", "src_report"]
+           "simulation_priors", "model_for", "fitting_cohort", "MODEL_KINDS", "Decision", "decide_from_inputs",
+           "recommend", "reachability", "reachability_dict", "dose_paths_text", "report_inputs", "src_report",
+           "PriorBeforeData", "prior_before_data", "dose_paths_reachability_line"]
 
 
 @dataclass(frozen=True)
@@ -238,9 +240,9 @@ def decision_inputs(spec: TrialSpec, state: TrialState, *, design: Design | str 
     >>> decide(inputs.context, inputs.design).action
     'escalate'
     """
-    from lupusbayes.fitting.fitcache import cached_fit
-
     def fit(model, *, seed, progress):
+        from lupusbayes.fitting.fitcache import cached_fit  # PyMC and ArviZ only when something is fitted
+
         return cached_fit(model, seed=seed, cache=cache, progress=progress)
 
     design = design if isinstance(design, Design) else design_for(spec, design)
@@ -364,6 +366,96 @@ def simulation_priors(spec: TrialSpec, codata: Sequence[Cohort], *, seed: int, p
     return codata_priors(spec, codata, seed=seed, progress=progress, cache=cache)
 
 
+# ---- the prior before any patient -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PriorBeforeData:
+    """What :func:`prior_before_data` returns: the DLT prior per dose
+    (:class:`~lupusbayes.decisions.prior_summary.DltPriorSummary`), the levels no dose path can reach
+    from the first patient (None when that needs co-data not given), and whether the co-data fit
+    behind the prior passed its convergence gate (True when there is none)."""
+
+    summary: object
+    reachability: object
+    converged: bool = True
+
+
+def prior_before_data(spec, *, codata: Sequence[Cohort] = (), model: str = "blrm", seed: int = 20251108,
+                      cache=None, progress=None) -> PriorBeforeData:
+    """The DLT prior per dose before any patient: ``lupusbayes prior SPEC`` without data.
+
+    Without co-data, the spec's ``[model.blrm.prior]`` computed exactly (quadrature, no MCMC). With
+    co-data, the prior the decisions read given them: the EXNEX (or exchangeable) fit of the co-data
+    that ``decide`` makes for a trial with no patient yet (the same model, data, settings and seed:
+    the same fit, read from ``cache`` when made before). Per dose: P(DLT) mean, median and 90%
+    interval, the toxicity intervals' probabilities, EWOC's verdict, the prior effective sample size.
+
+    Raises
+    ------
+    LupusBayesError
+        ``model`` is not ``"blrm"`` (the CRS and SLEDAI-2K priors are checked on data, with
+        ``lupusbayes prior --data``); the co-data hold the trial's own patients; the spec holds
+        ``[[observations]]`` (data of the trial) together with co-data.
+    """
+    from lupusbayes.decisions import state_from_counts
+    from lupusbayes.decisions.prior_summary import dlt_prior_summary
+
+    spec = spec if isinstance(spec, TrialSpec) else _spec_and_state(spec, "", None)[0]
+    if model != "blrm":
+        raise LupusBayesError(f"without --data, 'lupusbayes prior' summarises the DLT model's prior (blrm) before any "
+                              f"patient: use --model blrm (the default), or give --data FILE for the {model} "
+                              "model's prior predictive on a cohort ('--data kn5601' is the shipped KN5601 cohort)")
+    codata = [item if isinstance(item, Cohort) else _load_cohort(item) for item in codata]
+    if not codata:
+        notes: tuple[str, ...] = ()
+        if borrows(spec):
+            notes = (f"[model.blrm] hierarchy '{spec.models.blrm.hierarchy}' borrows from co-data: the trial's "
+                     "decisions read the prior given the co-data (decide refuses without them); add --codata FILE "
+                     "(e.g. kn5601) for that prior. Shown: the spec's prior for (log a, log b), which under EXNEX "
+                     "is the non-exchangeable component's and the population mean's",)
+        return PriorBeforeData(dlt_prior_summary(spec, notes=notes), reachability(spec, seed=seed))
+    studies = [study for cohort in codata for study in cohort.study_ids]
+    if spec.trial.id in studies:
+        raise LupusBayesError(f"--codata holds patients of {spec.trial.id}, the spec's own trial: they are its data, "
+                              "not co-data; give other studies' cohorts (or --data FILE for the prior predictive)")
+    if spec.observations:
+        raise LupusBayesError(f"{spec.source}: the spec's [[observations]] are data of the trial, so a prior given "
+                              "co-data would not be before any data; remove them, or leave out --codata")
+    from lupusbayes.fitting.fitcache import cached_fit
+
+    levels = len(spec.dosing.levels)
+    no_patient = state_from_counts(spec, [0] * levels, [0] * levels, source="no patient yet")
+    toxicity_model = expected_toxicity_model(spec, design_for(spec, "blrm_ewoc"), no_patient, codata)
+    result = cached_fit(toxicity_model, seed=seed, cache=cache, progress=progress)
+    n_patients = sum(cohort.n_patients for cohort in codata)
+    how = {"exnex": "EXNEX", "exchangeable": "exchangeable hierarchy", "none": "complete pooling"}[
+        toxicity_model.hierarchy]
+    weight = (f"; the trial's prior exchangeability weight {spec.models.blrm.exchangeability(spec.trial.id):g}"
+              if toxicity_model.hierarchy == "exnex" else "")
+    source = (f"{how} given co-data: {', '.join(dict.fromkeys(studies))} ({n_patients} patients){weight}; "
+              f"MCMC fit {toxicity_model.name}, seed {seed} (the fit decide --seed {seed} makes with these co-data)")
+    gate = ("the co-data fit passed its convergence gate" if result.converged else
+            "the co-data fit FAILED its convergence gate: decisions must not rest on it")
+    summary = dlt_prior_summary(spec, toxicity_draws(result), source=source, notes=(gate,), seed=seed)
+    reach = reachability(spec, codata=codata, seed=seed, cache=cache, fits={"toxicity": result})
+    return PriorBeforeData(summary, reach, bool(result.converged))
+
+
+def _load_cohort(item):
+    from lupusbayes.cohort import load_cohort
+
+    return load_cohort(item)
+
+
+def dose_paths_reachability_line(reach, spec: TrialSpec) -> str:
+    """One line on which levels can be reached (``reach`` from :func:`reachability`; None: co-data needed)."""
+    if reach is None:
+        return (f"Reachability of the levels: needs the co-data the spec borrows from ([model.blrm] hierarchy "
+                f"'{spec.models.blrm.hierarchy}'): add --codata FILE (e.g. kn5601)")
+    return ("Reachability: " if reach.ok else "Warning: ") + reach.message()
+
+
 # ---- one call each: the recommendation, the SRC report -------------------------------------------------
 
 
@@ -379,6 +471,8 @@ class Decision:
     recommendation: object
     transitions: tuple
     inputs: DecisionInputs
+    reachability: object = None  # lupusbayes.decisions.paths.Reachability: the levels no path can reach
+    paths: tuple = ()  # lupusbayes.decisions.paths.DosePath, when asked for (paths=k)
 
     @property
     def fits(self) -> dict:
@@ -397,6 +491,10 @@ class Decision:
 
         spec = self.inputs.spec
         parts = [text.recommendation_text(self.recommendation, spec)]
+        if self.reachability is not None and not self.reachability.ok:
+            parts += ["", f"Warning: {self.reachability.message()}"]
+        if self.paths:
+            parts += ["", dose_paths_text(self.paths, spec)]
         if transitions and self.transitions:
             parts += ["", text.transitions_text(self.transitions, spec)]
             boin_rule = self._boin_rule()
@@ -411,6 +509,10 @@ class Decision:
         from lupusbayes.decisions.boin import boin_decision_table
 
         payload = self.recommendation.to_dict()
+        if self.reachability is not None:
+            payload["reachability"] = reachability_dict(self.reachability)
+        if self.paths:
+            payload["dose_paths"] = [path.to_dict() for path in self.paths]
         if transitions and self.transitions:
             payload["transitions"] = [{"n_dlt": t.n_dlt, "n_responders": t.n_responders, "pending": t.pending,
                                        "recommendation": t.recommendation.to_dict()} for t in self.transitions]
@@ -429,14 +531,72 @@ class Decision:
                 + (f" {r.next_dose_label}" if r.next_dose_label else "") + f"; fits: {', '.join(self.fits) or 'none'})")
 
 
-def decide_from_inputs(inputs: DecisionInputs, *, transitions: bool = True) -> Decision:
-    """The :class:`Decision` of prepared inputs (:func:`decision_inputs`): the recommendation, and the
-    recommendation after every outcome of the next cohort when ``transitions``."""
+def decide_from_inputs(inputs: DecisionInputs, *, transitions: bool = True, paths: int = 0,
+                       reachability: bool = True) -> Decision:
+    """The :class:`Decision` of prepared inputs (:func:`decision_inputs`): the recommendation; the
+    recommendation after every outcome of the next cohort when ``transitions``; every dose path of
+    the next ``paths`` cohorts (:func:`~lupusbayes.decisions.paths.dose_paths`); and, when
+    ``reachability``, the levels no path can reach within the sample size
+    (:func:`~lupusbayes.decisions.paths.dlt_free_run`)."""
     from lupusbayes.decisions import decide, transition_table
+    from lupusbayes.decisions.paths import dlt_free_run, dose_paths
 
     recommendation = decide(inputs.context, inputs.design)
     table = transition_table(inputs.context, inputs.design, recommendation=recommendation) if transitions else ()
-    return Decision(recommendation, table, inputs)
+    reach = dlt_free_run(inputs.context, inputs.design, recommendation=recommendation) if reachability else None
+    tree = dose_paths(inputs.context, inputs.design, paths, recommendation=recommendation) if paths else ()
+    return Decision(recommendation, table, inputs, reach, tree)
+
+
+def reachability_dict(reachability) -> dict:
+    """A :class:`~lupusbayes.decisions.paths.Reachability` as JSON-ready data (levels from 1)."""
+    return {"ok": reachability.ok, "unreachable_levels": list(reachability.unreachable),
+            "dlt_free_run": reachability.run.outcomes, "levels_given": list(reachability.levels_given),
+            "reasons": list(reachability.reasons), "message": reachability.message()}
+
+
+def dose_paths_text(paths, spec: TrialSpec) -> str:
+    """The dose paths as a table: each path's outcomes (levels from 1, N / T per patient) and the
+    recommendation after them."""
+    rows = [f"Dose paths of the next {max(path.n_cohorts for path in paths)} cohort(s) from the current state: "
+            "outcomes (level, then N or T per patient) and the recommendation after them"]
+    width = max(len(path.outcomes) for path in paths) + 2
+    for path in paths:
+        r = path.recommendation
+        if r.action == "stop":
+            after = "STOP" + (f", select {r.selection.dose_label} (level {r.selection.level})"
+                              if r.selection is not None and r.selection.level is not None else ", no dose selected")
+        elif r.paused:
+            after = f"hold: wait {r.wait_days} days for the patients inside the DLT window"
+        else:
+            after = f"{r.action} -> level {r.next_level} ({r.next_dose_label}), {r.n_next} patient(s)"
+        rows.append(f"  {(path.outcomes or '(now)'):<{width}} {after}")
+    rows.append("Responses are not part of the paths: a design that reads efficacy reads the current efficacy "
+                "posterior at every step.")
+    return "\n".join(rows)
+
+
+def reachability(spec, *, design=None, codata: Sequence[Cohort] = (), seed: int = 20251108, cache=None,
+                 fits: dict | None = None):
+    """The levels no dose path can reach from the start of the trial (no patient yet), or None when
+    that needs a fit the caller did not ask for (the spec borrows from co-data and none are given).
+
+    Exact (quadrature) for a BLRM without co-data: no MCMC, fractions of a second.
+    """
+    from lupusbayes.decisions import state_from_outcomes
+    from lupusbayes.decisions.paths import dlt_free_run
+
+    spec = spec if isinstance(spec, TrialSpec) else _spec_and_state(spec, "", None)[0]
+    design = design if isinstance(design, Design) else design_for(spec, design)
+    if (borrows(spec) and not codata) or (design.needs_toxicity_model and toxicity_model_kind(spec, design) == "crs"):
+        return None
+    fits = fits or {}
+    try:
+        inputs = decision_inputs(spec, state_from_outcomes(spec, ""), design=design, codata=codata, seed=seed,
+                                 cache=cache, toxicity_fit=fits.get("toxicity") if design.needs_toxicity_model else None)
+    except DecisionError:
+        return None  # e.g. a design that reads a model this start cannot be fitted to
+    return dlt_free_run(inputs.context, inputs.design)
 
 
 def _spec_and_state(spec, state, as_of):
@@ -449,14 +609,16 @@ def _spec_and_state(spec, state, as_of):
     if isinstance(state, TrialState):
         return spec, state
     text = str(state)
+    if not text.strip():
+        return spec, state_from_outcomes(spec, "")  # the trial before its first patient
     if not Path(text).exists() and text.lower() != "kn5601" and any(c.isdigit() for c in text[:1]):
         return spec, state_from_outcomes(spec, text)  # an outcome string, e.g. "1NNN 2NNT"
     return spec, load_state(text, spec, as_of=as_of)
 
 
 def recommend(spec, state, *, design=None, codata: Sequence[Cohort] = (), fits: dict | None = None,
-              seed: int = 20251108, force: bool = False, as_of=None, transitions: bool = True, cache=None,
-              allow_unmodelled_dlt: bool = False, progress=None) -> Decision:
+              seed: int = 20251108, force: bool = False, as_of=None, transitions: bool = True, paths: int = 0,
+              cache=None, allow_unmodelled_dlt: bool = False, progress=None) -> Decision:
     """The recommendation for the next cohort, in one call: what ``lupusbayes decide`` prints.
 
     Parameters
@@ -465,7 +627,8 @@ def recommend(spec, state, *, design=None, codata: Sequence[Cohort] = (), fits: 
         A :class:`~lupusbayes.TrialSpec`, a spec file or a shipped name (``"axa_nk02"``).
     state
         A :class:`~lupusbayes.decisions.TrialState`, a state file (patients or counts), ``"kn5601"``,
-        or outcome strings (``"1NNN 2NNT"``); ``as_of`` is the cut-off for infusion dates.
+        outcome strings (``"1NNN 2NNT"``), or ``""`` for the trial before its first patient; ``as_of``
+        is the cut-off for infusion dates.
     design, seed, force, allow_unmodelled_dlt
         As for :func:`decision_inputs`.
     codata
@@ -473,8 +636,15 @@ def recommend(spec, state, *, design=None, codata: Sequence[Cohort] = (), fits: 
     fits
         Saved fits to use, ``{"toxicity": ..., "efficacy": ...}``: :class:`~lupusbayes.FitResult` objects
         or fit files; each must be the fit this decision would make (checked, else a one-line error).
+    paths
+        Also every dose path of the next ``paths`` cohorts (:attr:`Decision.paths`).
     cache
         A :class:`~lupusbayes.fitting.fitcache.FitCache` (fits made before are read, not refitted).
+
+    Notes
+    -----
+    The decision also says which levels no path can reach within the sample size
+    (:attr:`Decision.reachability`).
 
     Examples
     --------
@@ -500,7 +670,7 @@ def recommend(spec, state, *, design=None, codata: Sequence[Cohort] = (), fits: 
                              allow_unmodelled_dlt=allow_unmodelled_dlt, cache=cache,
                              toxicity_fit_source=sources.get("toxicity", "the toxicity fit"),
                              efficacy_fit_source=sources.get("efficacy", "the efficacy fit"))
-    return decide_from_inputs(inputs, transitions=transitions)
+    return decide_from_inputs(inputs, transitions=transitions, paths=paths)
 
 
 def report_inputs(decision: Decision, *, seed: int, command: str = "lupusbayes.src_report(...)"):
@@ -518,6 +688,8 @@ def report_inputs(decision: Decision, *, seed: int, command: str = "lupusbayes.s
         cohort_summary=summarise_cohort(state.cohort, seed=seed) if state.cohort is not None else None,
         screening=screen(state.cohort.patients, spec) if state.cohort is not None else None,
         fits=dict(inputs.fits), priors=priors, transitions=decision.transitions, figures=figures,
+        reachability_warning="" if decision.reachability is None or decision.reachability.ok
+        else decision.reachability.message(),
     )
 
 

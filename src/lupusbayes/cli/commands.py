@@ -10,7 +10,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("data", "show, check or screen a cohort table"),
     "spec": ("spec", "validate a trial spec"),
     "fit": ("fitting", "fit a model and write one netCDF file"),
-    "prior": ("fitting", "what a model's prior implies, per dose and for the data (no MCMC)"),
+    "prior": ("fitting", "what a model's prior implies per dose (before any data, or for given data), its effective "
+              "sample size, and which levels can be reached"),
     "check": ("fitting", "diagnostics and predictive checks of a saved fit"),
     "decide": ("decide", "recommend the next dose group: escalate / hold / de-escalate / stop, with every rule"),
     "report": ("report", "the SRC report: one self-contained HTML file (recommendation, data, models, checks, figures)"),

@@ -8,7 +8,15 @@ from datetime import date
 
 from lupusbayes.cli.cache import add_cache_option, fit_cache_for
 from lupusbayes.cli.commands import COMMANDS
-from lupusbayes.cli.output import EXIT_GATE_FAILED, EXIT_OK, add_progress_option, print_json, progress_for, seed_value
+from lupusbayes.cli.output import (
+    EXIT_GATE_FAILED,
+    EXIT_OK,
+    add_progress_option,
+    bounded_int,
+    print_json,
+    progress_for,
+    seed_value,
+)
 from lupusbayes.cohort import load_cohort, parse_trial_date
 from lupusbayes.decisions import design_for, load_state, state_from_outcomes
 from lupusbayes.spec import DESIGNS, load_spec
@@ -59,7 +67,7 @@ def gate_exit(prepared: Prepared, args: argparse.Namespace) -> int:
 
 def _decide(args: argparse.Namespace) -> int:
     prepared = prepare(args)
-    decision = decide_from_inputs(prepared, transitions=args.transitions)
+    decision = decide_from_inputs(prepared, transitions=args.transitions, paths=args.paths)
     if args.json:
         print_json(decision.to_dict())
     else:
@@ -95,11 +103,20 @@ def add_commands(commands) -> None:
         "the action, the level, how many patients, the earliest day, each rule's question, verdict and numbers, "
         "and the warnings (failed gate, close calls, DLT components not recorded). Fits the models the design "
         "needs unless given (--fit, --efficacy-fit). Exit 3 if a fit failed its convergence gate (no escalation "
-        "then), unless --force, which the output states.",
+        "then), unless --force, which the output states. It also says which levels no path can reach within "
+        "the sample size, even without a DLT.",
+        epilog="examples:\n"
+        "  lupusbayes decide kn5601 --state kn5601\n"
+        "  lupusbayes decide kn5601 --design 3+3 --outcomes \"1NNN 2NNN\" --transitions\n"
+        "  lupusbayes decide axa_nk02 --outcomes \"\" --codata kn5601 --paths 3",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_decision_arguments(parser)
     parser.add_argument("--transitions", action="store_true",
                         help="also tabulate the recommendation after every outcome of the next cohort")
+    parser.add_argument("--paths", type=bounded_int(1, 8), default=0, metavar="K",
+                        help="also every dose path of the next K cohorts: each sequence of outcomes (DLTs per "
+                        "cohort) and the recommendation after it (at most 8 cohorts)")
     add_progress_option(parser, help="show fitting progress on stderr (default: on a terminal)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=_decide)

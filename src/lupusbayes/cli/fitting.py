@@ -1,4 +1,4 @@
-"""``lupusbayes fit`` and ``lupusbayes check``: fit a model to one file, and read it back."""
+"""``lupusbayes fit``, ``check`` and ``prior``: fit a model to one file, read it back, and what its prior implies."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from lupusbayes.cli.cache import add_cache_option
 from lupusbayes.cli.commands import COMMANDS
 from lupusbayes.cli.output import (
     EXIT_GATE_FAILED,
     EXIT_OK,
     add_output_options,
+    add_progress_option,
     bounded_float,
     bounded_int,
     print_json,
@@ -96,11 +98,19 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _prior(args: argparse.Namespace) -> int:
+    """With data (or the spec's [[observations]]): the prior predictive on them. Without: the DLT prior
+    before any patient (:func:`_prior_before_data`)."""
+    from lupusbayes.errors import LupusBayesError
     from lupusbayes.fitting import prior_predictive
     from lupusbayes.report import text
     from lupusbayes.workflow import fitting_cohort, model_for
 
     spec = load_spec(args.spec)
+    if args.data and args.codata:
+        raise LupusBayesError("--codata goes with the prior before any data (no --data); with --data, give every "
+                              "study's cohort with --data (repeat it)")
+    if not args.data and (args.codata or not spec.observations):
+        return _prior_before_data(spec, args)
     model = model_for(args.model, spec, fitting_cohort(spec, args.data, args.model))
     check = prior_predictive(model, seed=args.seed, draws=args.draws)
     if args.json:
@@ -109,6 +119,32 @@ def _prior(args: argparse.Namespace) -> int:
                     "prior_predictive_checks": records(check.check_table())})
     else:
         print(text.prior_predictive_text(check))
+    return EXIT_OK
+
+
+def _prior_before_data(spec, args: argparse.Namespace) -> int:
+    """The DLT prior per dose before any patient (:func:`lupusbayes.workflow.prior_before_data`), and
+    which levels no dose path can reach. Exit 3 if a co-data fit failed its gate."""
+    from lupusbayes.cli.cache import fit_cache_for
+    from lupusbayes.cohort import load_cohort
+    from lupusbayes.report import text
+    from lupusbayes.workflow import dose_paths_reachability_line, prior_before_data, reachability_dict
+
+    before = prior_before_data(spec, codata=[load_cohort(path) for path in args.codata or []], model=args.model,
+                               seed=args.seed, cache=fit_cache_for(args), progress=progress_for(args))
+    if args.json:
+        payload = before.summary.to_dict()
+        payload["reachability"] = (reachability_dict(before.reachability) if before.reachability is not None
+                                   else {"ok": None, "message": dose_paths_reachability_line(None, spec)})
+        print_json(payload)
+    else:
+        print(text.dlt_prior_text(before.summary))
+        print()
+        print(dose_paths_reachability_line(before.reachability, spec))
+    if not before.converged:
+        print("lupusbayes: the co-data fit FAILED its convergence gate; the prior shown must not be relied on",
+              file=sys.stderr)
+        return EXIT_GATE_FAILED
     return EXIT_OK
 
 
@@ -138,16 +174,36 @@ def add_commands(commands) -> None:
 
     prior = commands.add_parser(
         "prior", help=COMMANDS["prior"][1],
-        description="Draw from a model's prior and print, per dose, the prior mean, median and 90% range of "
-        "P(DLT) and P(CRS >= g) (or the SLEDAI-2K response), and the prior predictive distribution of the "
-        "data's statistics next to the observed values: the check a prior is chosen and documented with.",
+        description="Without --data: the DLT prior before any patient, per dose of the spec: P(DLT) mean, median "
+        "and 90% interval, the probability of each toxicity interval, EWOC's verdict (as decide gives it before "
+        "the first cohort) and the prior effective sample size (moment-matched Beta per dose; Morita, Thall & "
+        "Mueller 2008 for the whole prior), computed exactly (quadrature, no MCMC) from [model.blrm.prior]; with "
+        "--codata, the prior the decisions read given the co-data (EXNEX: an MCMC fit of the co-data, kept in the "
+        "fit cache). With --data (or [[observations]] in the spec): draws from a model's prior and prints, per "
+        "dose, the prior mean, median and 90% range of P(DLT) and P(CRS >= g) (or the SLEDAI-2K response), and "
+        "the prior predictive distribution of the data's statistics next to the observed values: the check a "
+        "prior is chosen and documented with. Exit 3 if the co-data fit failed its convergence gate.",
+        epilog="examples:\n"
+        "  lupusbayes prior axa_nk02 --seed 1\n"
+        "  lupusbayes prior axa_nk02 --codata kn5601 --seed 1\n"
+        "  lupusbayes prior kn5601 --data kn5601 --model blrm --seed 1",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     prior.add_argument("spec", help="trial spec TOML (or 'kn5601' / 'axa_nk02')")
     prior.add_argument("--data", action="append", metavar="FILE",
-                       help="cohort CSV (repeat for several studies; 'kn5601' is the shipped cohort)")
-    prior.add_argument("--model", choices=("crs", "blrm", "sledai"), default="blrm", help="which model (default blrm)")
-    prior.add_argument("--seed", type=seed_value, required=True, help="random seed (whole number >= 0)")
-    prior.add_argument("--draws", type=bounded_int(10, 1_000_000), default=4000, help="prior draws (default 4000)")
+                       help="cohort CSV (repeat for several studies; 'kn5601' is the shipped cohort): the prior "
+                       "predictive on these data; without it, the DLT prior before any patient")
+    prior.add_argument("--codata", action="append", metavar="FILE",
+                       help="without --data: co-data the trial's decisions borrow from (repeatable; 'kn5601' is the "
+                       "shipped cohort): the prior is then the one decide reads given them (an MCMC fit)")
+    prior.add_argument("--model", choices=("crs", "blrm", "sledai"), default="blrm",
+                       help="which model (default blrm; without --data only blrm)")
+    prior.add_argument("--seed", type=seed_value, required=True,
+                       help="random seed (whole number >= 0); with --codata, the co-data fit's (as decide --seed)")
+    prior.add_argument("--draws", type=bounded_int(10, 1_000_000), default=4000,
+                       help="prior draws for the prior predictive (default 4000)")
+    add_cache_option(prior)
+    add_progress_option(prior, help="with --codata: show fitting progress on stderr (default: on a terminal)")
     prior.add_argument("--json", action="store_true", help="machine-readable output")
     prior.set_defaults(handler=_prior)
 

@@ -30,7 +30,8 @@ from lupusbayes.decisions.state import PatientRecord
 from lupusbayes.decisions.three_plus_three import classical_three_plus_three_mtd
 from lupusbayes.dosing import dose_label
 
-__all__ = ["Recommendation", "Selection", "decide", "transition_table", "Transition", "min_patients_at_selection"]
+__all__ = ["Recommendation", "Selection", "decide", "transition_table", "Transition", "min_patients_at_selection",
+           "CohortOutcome", "next_cohort_outcomes"]
 
 
 @dataclass(frozen=True)
@@ -328,35 +329,47 @@ def _advanced(state, days: int):
     return replace(state, patients=patients, as_of=None if state.as_of is None else state.as_of + timedelta(days=days))
 
 
-def transition_table(context: DecisionContext, design: Design | None = None, *,
-                     recommendation: Recommendation | None = None) -> tuple[Transition, ...]:
-    """What comes after each outcome of the next cohort: DLTs (0..n) x responders (0..n, with efficacy).
+@dataclass(frozen=True)
+class CohortOutcome:
+    """One possible outcome of the next cohort (or of the patients a paused trial waits for) and the
+    decision context after it: the state with those patients through their DLT window, the
+    posteriors updated."""
+
+    level_index: int
+    n_patients: int
+    n_dlt: int
+    n_responders: int | None
+    context: DecisionContext
+    pending: bool = False
+
+
+def next_cohort_outcomes(context: DecisionContext, design: Design, recommendation: Recommendation, *,
+                         responders: bool = True):
+    """Each outcome of the cohort ``recommendation`` asks for: DLTs (0..n), and responders (0..n)
+    when the efficacy posterior has a response and ``responders``; ascending, no DLT first.
 
     The hypothetical patients complete their DLT window, and so does everyone dosed before them
     (the clock moves on by the wait and the window). While the trial is paused for patients inside
-    the DLT window, the rows are the outcomes of those patients instead (0..k DLTs among the k
+    the DLT window, the outcomes are those of the patients it waits for (0..k DLTs among the k
     pending patients, when they are at one level), at the end of the pause. The posteriors are
-    updated exactly (quadrature) or by importance reweighting of the draws, whose Pareto k is
-    checked (a warning in the row when above 0.7).
+    updated exactly (quadrature) or by importance reweighting of the draws.
     """
-    design = design or design_for(context.spec)
-    recommendation = recommendation or decide(context, design)
     if recommendation.action == "stop":
-        return ()
+        return
     if recommendation.paused:
-        return _pending_outcomes(context, design, recommendation)
+        yield from _pending_outcomes(context, recommendation)
+        return
     level, size = recommendation.next_level_index, recommendation.n_next
     window = context.spec.dlt.window_days
     responder_counts = [None]
-    if context.efficacy is not None and context.efficacy.has("p_response"):
+    if responders and context.efficacy is not None and context.efficacy.has("p_response"):
         responder_counts = list(range(size + 1))
     later = _advanced(context.state, recommendation.wait_days + window)
-    rows = []
     for n_dlt in range(size + 1):
-        for responders in responder_counts:
+        for n_responders in responder_counts:
             patients = tuple(
                 PatientRecord(f"next-{i + 1}", level, window, i < n_dlt,
-                              responder=None if responders is None else i < responders,
+                              responder=None if n_responders is None else i < n_responders,
                               day_dosed=None if later.as_of is None else -window)
                 for i in range(size)
             )
@@ -367,30 +380,41 @@ def transition_table(context: DecisionContext, design: Design | None = None, *,
                 counts[level][1] += n_dlt
                 state = replace(state, patients=(), counts=tuple(map(tuple, counts)), given_current_level=level)
             toxicity = context.toxicity.updated(level, size, n_dlt=n_dlt) if context.toxicity is not None else None
-            efficacy = (context.efficacy.updated(level, size, n_responders=responders)
-                        if context.efficacy is not None and responders is not None else context.efficacy)
-            updated = replace(context, state=state, toxicity=toxicity, efficacy=efficacy)
-            rows.append(Transition(n_dlt, responders, decide(updated, design)))
-    return tuple(rows)
+            efficacy = (context.efficacy.updated(level, size, n_responders=n_responders)
+                        if context.efficacy is not None and n_responders is not None else context.efficacy)
+            yield CohortOutcome(level, size, n_dlt, n_responders,
+                                replace(context, state=state, toxicity=toxicity, efficacy=efficacy))
 
 
-def _pending_outcomes(context: DecisionContext, design: Design, recommendation: Recommendation):
-    """The transitions of a paused trial: each number of DLTs among the patients it waits for."""
+def transition_table(context: DecisionContext, design: Design | None = None, *,
+                     recommendation: Recommendation | None = None) -> tuple[Transition, ...]:
+    """What comes after each outcome of the next cohort: DLTs (0..n) x responders (0..n, with efficacy)
+    (see :func:`next_cohort_outcomes`), as crmPack's ``examine()`` and BOIN's printed tables show it.
+    Pareto k of a reweighting is checked (a warning in the row when above 0.7)."""
+    design = design or design_for(context.spec)
+    recommendation = recommendation or decide(context, design)
+    return tuple(Transition(outcome.n_dlt, outcome.n_responders, decide(outcome.context, design),
+                            pending=outcome.pending)
+                 for outcome in next_cohort_outcomes(context, design, recommendation))
+
+
+def _pending_outcomes(context: DecisionContext, recommendation: Recommendation):
+    """The outcomes of a paused trial: each number of DLTs among the patients it waits for."""
     state = context.state
     pending = state.pending
     levels = {p.level for p in pending}
     if len(levels) != 1:
-        return ()
+        return
     (level,) = levels
     later = _advanced(state, recommendation.wait_days)
     waiting = {p.patient_id for p in pending}
-    rows = []
     for n_dlt in range(len(pending) + 1):
         flagged = {p.patient_id for p in pending[:n_dlt]}
         patients = tuple(replace(p, dlt=p.patient_id in flagged) if p.patient_id in waiting else p
                          for p in later.patients)
         toxicity = (context.toxicity.updated(level, len(pending), n_dlt=n_dlt) if context.toxicity is not None
                     else None)
-        updated = replace(context, state=replace(later, patients=patients), toxicity=toxicity)
-        rows.append(Transition(n_dlt, None, decide(updated, design), pending=True))
-    return tuple(rows)
+        yield CohortOutcome(level, len(pending), n_dlt, None,
+                            replace(context, state=replace(later, patients=patients), toxicity=toxicity), pending=True)
+
+

@@ -102,6 +102,7 @@ class ReportInputs:
     transitions: tuple = ()
     figures: tuple[tuple[str, Any], ...] = ()
     made_on: date | None = None
+    reachability_warning: str = ""  # the levels no dose path can reach (lupusbayes.decisions.paths), if any
 
 
 def figure_png(figure: Any, *, dpi: int = 110) -> bytes:
@@ -250,6 +251,8 @@ def _recommendation_section(inputs: ReportInputs) -> str:
     if r.forced:
         parts.append('<p class="fail">FORCED: a fit behind this recommendation FAILED its convergence gate.</p>')
     parts += [f'<p class="fail">{html.escape(alert)}</p>' for alert in r.alerts]
+    if inputs.reachability_warning:
+        parts.append(f'<p class="warning">{html.escape(inputs.reachability_warning)}</p>')
     if r.selection is not None and r.selection.reason:
         provisional = " (PROVISIONAL)" if r.selection.provisional else ""
         parts.append(f"<p>Selected{provisional}: <b>{html.escape(r.selection.dose_label or 'no dose')}</b>: "

@@ -321,3 +321,93 @@ def boin_table_text(rows) -> str:
     labels = {"n_patients": "patients at the level", "escalate_if_dlt_at_most": "escalate if DLTs <=",
               "deescalate_if_dlt_at_least": "de-escalate if DLTs >=", "eliminate_if_dlt_at_least": "eliminate if DLTs >="}
     return "\n".join(f"  {label:24s}" + " ".join(f"{str(row[key]):>3}" for row in rows) for key, label in labels.items())
+
+
+# ---- the DLT prior before any patient ---------------------------------------------------------
+
+
+def _small_probability(value: float) -> str:
+    """``0.128``, or two significant digits below 0.01 (``0.0005``, not ``0.000``)."""
+    if 0 < value < 0.01:
+        return np.format_float_positional(value, precision=2, fractional=False)
+    return f"{value:.3f}"
+
+
+def _wrapped(text: str, indent: str = "  ", hanging: str = "    ") -> list[str]:
+    """``text`` in lines of at most the report's width: the first indented by ``indent``, the rest by ``hanging``."""
+    import textwrap
+
+    return textwrap.wrap(text, width=_WIDTH, initial_indent=indent, subsequent_indent=hanging,
+                         break_long_words=False, break_on_hyphens=False)
+
+
+def dlt_prior_source_lines(summary) -> list[str]:
+    """What the prior is and how its numbers were computed (a
+    :class:`~lupusbayes.decisions.prior_summary.DltPriorSummary`)."""
+    from lupusbayes.dosing import dose_label
+
+    spec = summary.spec
+    if summary.from_spec_prior:
+        prior = spec.models.blrm.prior
+        what = (f"spec prior ([model.blrm.prior]: log a ~ N({prior.mean_log_a:g}, sd {prior.sd_log_a:g}), "
+                f"log b ~ N({prior.mean_log_b:g}, sd {prior.sd_log_b:g}), correlation {prior.correlation:g}; "
+                f"reference dose {dose_label(spec.dosing.reference_dose, spec.dosing.unit.value)})")
+    else:
+        what = summary.source
+    return [*_wrapped(f"prior: {what}"),
+            *_wrapped(f"computed: {summary.computation}; probabilities within {summary.probability_error:.2g} "
+                      f"({summary.probability_error_kind})")]
+
+
+def dlt_prior_table(summary) -> pd.DataFrame:
+    """The per-dose table as printed: P(DLT) mean, median, 90% interval, interval probabilities, EWOC, ESS."""
+    rows = summary.rows
+    intervals = summary.spec.dlt.intervals
+    table = pd.DataFrame({
+        "dose": rows["dose_label"],
+        "mean": [f"{v:.3f}" for v in rows["p_dlt_mean"]],
+        "median": [_small_probability(v) for v in rows["p_dlt_median"]],
+        "90% interval": [f"[{_small_probability(low)}, {_small_probability(high)}]"
+                         for low, high in zip(rows["p_dlt_q5"], rows["p_dlt_q95"], strict=True)],
+    })
+    for name, key in zip(intervals.names, summary.interval_keys, strict=True):
+        table[f"P({name})"] = [f"{v:.3f}" for v in rows[key]]
+    table["EWOC"] = ["allowed" if allowed else "NOT allowed" for allowed in rows["ewoc_allows"]]
+    table["ESS"] = [f"{v:.1f}" for v in rows["ess_moment_matched_beta"]]
+    return table
+
+
+def dlt_prior_text(summary) -> str:
+    """``lupusbayes prior SPEC`` without data: the DLT prior per dose, EWOC's verdict and the prior ESS
+    (a :class:`~lupusbayes.decisions.prior_summary.DltPriorSummary`)."""
+    from lupusbayes.decisions.prior_summary import MOMENT_MATCHED_BETA_METHOD, MORITA_THALL_MUELLER_METHOD
+
+    spec = summary.spec
+    intervals = spec.dlt.intervals
+    lines = [f"DLT prior before any patient: trial {spec.trial.id}, model {summary.model}",
+             *dlt_prior_source_lines(summary),
+             "",
+             *_wrapped(f"Per dose: P(DLT) prior mean, median and 90% interval; the toxicity intervals' probabilities; "
+                       f"EWOC's verdict (allowed: P({intervals.overdose}) < {summary.ewoc_limit:g}); prior effective "
+                       "sample size (ESS, patients; moment-matched Beta)", indent="", hanging=""),
+             dlt_prior_table(summary).to_string(index=False),
+             "",
+             *_wrapped(f"EWOC: {summary.ewoc.verdict}", indent="", hanging="  "),
+             "",
+             "Prior effective sample size (patients):",
+             *_wrapped(f"per dose (the ESS column): {MOMENT_MATCHED_BETA_METHOD}")]
+    whole = summary.ess_whole_prior
+    if whole is None:
+        lines += _wrapped(f"whole prior, Morita, Thall & Mueller (2008): {summary.ess_whole_prior_missing}")
+    else:
+        lines += _wrapped(f"whole prior: {whole.total:.1f} (log a {whole.log_a:.1f}, log b {whole.log_b:.1f}), by "
+                          f"{MORITA_THALL_MUELLER_METHOD}")
+    if summary.notes:
+        lines += ["", "Notes:"]
+        for note in summary.notes:
+            lines += _wrapped(f"- {note}")
+    lines += ["", "Levels count from 1."]
+    return "\n".join(lines)
+
+
+__all__ += ["dlt_prior_text", "dlt_prior_table", "dlt_prior_source_lines"]
