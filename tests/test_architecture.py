@@ -26,7 +26,7 @@ LAYERS: list[set[str]] = [
     {"decisions"},
     {"simulation"},
     {"report"},
-    {"workflow", "demo"},
+    {"workflow", "demo", "calibration", "sensitivity"},
     {"cli"},
 ]
 LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}

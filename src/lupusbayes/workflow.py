@@ -673,7 +673,7 @@ def recommend(spec, state, *, design=None, codata: Sequence[Cohort] = (), fits: 
     return decide_from_inputs(inputs, transitions=transitions, paths=paths)
 
 
-def report_inputs(decision: Decision, *, seed: int, command: str = "lupusbayes.src_report(...)"):
+def report_inputs(decision: Decision, *, seed: int, command: str = "lupusbayes.src_report(...)", sensitivity=None):
     """Everything the SRC report shows, from a :class:`Decision` (its fits' own prior draws, no refit)."""
     from lupusbayes.eligibility import screen
     from lupusbayes.report.html import ReportInputs, report_figures
@@ -690,15 +690,17 @@ def report_inputs(decision: Decision, *, seed: int, command: str = "lupusbayes.s
         fits=dict(inputs.fits), priors=priors, transitions=decision.transitions, figures=figures,
         reachability_warning="" if decision.reachability is None or decision.reachability.ok
         else decision.reachability.message(),
+        sensitivity=sensitivity,
     )
 
 
 def src_report(spec, state, *, out=None, overwrite: bool = False, mkdir: bool = False, seed: int = 20251108,
-               command: str = "lupusbayes.src_report(...)", **options) -> str:
+               command: str = "lupusbayes.src_report(...)", sensitivity=None, **options) -> str:
     """The Safety Review Committee report in one call: the HTML text, written to ``out`` when given.
 
     ``spec``, ``state`` and ``options`` are those of :func:`recommend` (a :class:`Decision` may be
-    given as ``decision=`` to report it without deciding again).
+    given as ``decision=`` to report it without deciding again); ``sensitivity`` a
+    :class:`lupusbayes.sensitivity.PriorSensitivity` of that decision, shown in its own section.
     """
     from pathlib import Path
 
@@ -708,7 +710,7 @@ def src_report(spec, state, *, out=None, overwrite: bool = False, mkdir: bool = 
     if out is not None:
         check_output_path(out, overwrite=overwrite, mkdir=mkdir)  # before any work
     decision = options.pop("decision", None) or recommend(spec, state, seed=seed, **options)
-    html_text = src_report_html(report_inputs(decision, seed=seed, command=command))
+    html_text = src_report_html(report_inputs(decision, seed=seed, command=command, sensitivity=sensitivity))
     if out is not None:
         write_text_atomic(Path(out), html_text, overwrite=overwrite, mkdir=mkdir)
     return html_text

@@ -38,6 +38,7 @@ examples:
   lupusbayes decide kn5601 --design 3+3 --outcomes "1NNN 2NNN 3NNT" --transitions
   lupusbayes report kn5601 --state kn5601 --out report.html
   lupusbayes simulate axa_nk02 --codata kn5601 --n-trials 2000 --seed 1 --out oc/
+  lupusbayes calibrate axa_nk02 --codata kn5601 --vary decision.max_overdose_probability=0.25,0.35 --n-trials 500 --seed 1 --out calib/
   lupusbayes demo --out outputs/demo --seed 20251108
 
 exit codes: 0 ok, 2 bad input, 3 convergence gate failed, 1 internal error

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("report", "the SRC report: one self-contained HTML file (recommendation, data, models, checks, figures)"),
     "plot": ("plot", "draw a saved fit: diagnostics, dose-response, SLEDAI-2K, the recommendation"),
     "simulate": ("simulate", "operating characteristics: simulate thousands of trials of each design under scenarios"),
+    "calibrate": ("calibrate", "calibrate a design: operating characteristics over a grid of its parameters, paired"),
     "demo": ("demo", "run the whole pipeline on the shipped KN5601 data"),
     "cache": ("cache", "list or clear the fits kept between commands (decide, report, simulate)"),
 }

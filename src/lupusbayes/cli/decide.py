@@ -65,13 +65,33 @@ def gate_exit(prepared: Prepared, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def sensitivity_for(decision, args: argparse.Namespace):
+    """With ``--sensitivity``: the decision under named alternative priors (:mod:`lupusbayes.sensitivity`)."""
+    if not getattr(args, "sensitivity", False):
+        return None
+    from lupusbayes.sensitivity import prior_sensitivity
+
+    return prior_sensitivity(decision.inputs.spec, decision.inputs.context.state, base=decision,
+                             codata=[load_cohort(path) for path in args.codata or []], seed=args.seed,
+                             cache=fit_cache_for(args), progress=progress_for(args))
+
+
 def _decide(args: argparse.Namespace) -> int:
     prepared = prepare(args)
     decision = decide_from_inputs(prepared, transitions=args.transitions, paths=args.paths)
+    sensitivity = sensitivity_for(decision, args)
     if args.json:
-        print_json(decision.to_dict())
+        payload = decision.to_dict()
+        if sensitivity is not None:
+            payload["sensitivity"] = sensitivity.to_dict()
+        print_json(payload)
     else:
         print(decision.text())
+        if sensitivity is not None:
+            from lupusbayes.sensitivity import sensitivity_text
+
+            print()
+            print(sensitivity_text(sensitivity))
     return gate_exit(prepared, args)
 
 
@@ -91,6 +111,10 @@ def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=seed_value, default=20251108, help="seed for the fits and draws made here")
     parser.add_argument("--force", action="store_true", help="use fits that failed their convergence gate (said in the output)")
     add_cache_option(parser)
+    parser.add_argument("--sensitivity", action="store_true",
+                        help="also the recommendation under named alternative priors (SDs x 2 and x 0.5, the prior "
+                        "median P(DLT) x 2 and x 0.5, with co-data the co-data weight 0 / 0.25 / 0.75) and whether "
+                        "it changes; with co-data, each study's prior and posterior exchangeability weight")
     parser.add_argument("--allow-unmodelled-dlt", dest="allow_unmodelled_dlt", action="store_true",
                         help="with toxicity_model = 'crs': decide although a recorded DLT is not explained by CRS "
                         "(the headline says which DLTs the model cannot see); refused otherwise")

@@ -8,7 +8,7 @@ import sys
 
 from lupusbayes._io import check_output_path
 from lupusbayes.cli.commands import COMMANDS
-from lupusbayes.cli.decide import add_decision_arguments, gate_exit, prepare
+from lupusbayes.cli.decide import add_decision_arguments, gate_exit, prepare, sensitivity_for
 from lupusbayes.cli.output import add_output_options
 from lupusbayes.report.html import write_src_report
 from lupusbayes.workflow import decide_from_inputs, report_inputs
@@ -16,16 +16,19 @@ from lupusbayes.workflow import decide_from_inputs, report_inputs
 __all__ = ["add_commands", "build_report_inputs"]
 
 
-def build_report_inputs(prepared, *, seed: int, command: str):
-    """Everything the report shows, from a prepared decision: :func:`lupusbayes.workflow.report_inputs`."""
-    return report_inputs(decide_from_inputs(prepared), seed=seed, command=command)
+def build_report_inputs(prepared, *, seed: int, command: str, args: argparse.Namespace | None = None):
+    """Everything the report shows, from a prepared decision: :func:`lupusbayes.workflow.report_inputs`
+    (with ``--sensitivity``, the decision under alternative priors too)."""
+    decision = decide_from_inputs(prepared)
+    sensitivity = sensitivity_for(decision, args) if args is not None else None
+    return report_inputs(decision, seed=seed, command=command, sensitivity=sensitivity)
 
 
 def _report(args: argparse.Namespace) -> int:
     out = check_output_path(args.out, overwrite=args.overwrite, mkdir=args.mkdir)  # before any work
     prepared = prepare(args)
     command = "lupusbayes " + " ".join(shlex.quote(part) for part in sys.argv[1:]) if sys.argv[1:] else "lupusbayes report"
-    inputs = build_report_inputs(prepared, seed=args.seed, command=command)
+    inputs = build_report_inputs(prepared, seed=args.seed, command=command, args=args)
     write_src_report(out, inputs, overwrite=args.overwrite)
     print(f"written: {out} ({inputs.recommendation.action}"
           + (f" {inputs.recommendation.next_dose_label}" if inputs.recommendation.next_dose_label else "") + ")")

@@ -103,6 +103,7 @@ class ReportInputs:
     figures: tuple[tuple[str, Any], ...] = ()
     made_on: date | None = None
     reachability_warning: str = ""  # the levels no dose path can reach (lupusbayes.decisions.paths), if any
+    sensitivity: Any = None  # lupusbayes.sensitivity.PriorSensitivity: the decision under alternative priors
 
 
 def figure_png(figure: Any, *, dpi: int = 110) -> bytes:
@@ -467,6 +468,24 @@ def _reproducibility_section(inputs: ReportInputs) -> str:
                     _html_table(_versions(), "Software versions")])
 
 
+def _sensitivity_section(sensitivity: Any) -> str:
+    """The decision under named alternative priors (a :class:`lupusbayes.sensitivity.PriorSensitivity`),
+    and each study's exchangeability weight, prior and posterior, with co-data."""
+    verdict = ("No alternative changes the recommendation." if sensitivity.robust else
+               "The recommendation DEPENDS on the prior: the committee should hear which prior it rests on and why.")
+    parts = [f"<p class='{'ok' if sensitivity.robust else 'warning'}'>{verdict}</p>",
+             _html_table(pd.DataFrame(sensitivity.table_rows()),
+                         "The recommendation under the spec's prior and under each alternative (same state, same "
+                         "co-data, same seed)")]
+    if sensitivity.exchangeability:
+        parts.append(_html_table(
+            pd.DataFrame([{"study": study, "prior weight": prior, "posterior weight": posterior}
+                          for study, (prior, posterior) in sensitivity.exchangeability.items()]),
+            "Prior-data conflict (EXNEX): each study's probability of being exchangeable, prior and posterior (a "
+            "posterior well below its prior: the data look unlike the co-data)"))
+    return "".join(parts)
+
+
 def _sections(inputs: ReportInputs) -> list[tuple[str, str]]:
     """The report's sections in order, as (title, HTML body); numbered by :func:`src_report_html`."""
     spec, state = inputs.spec, inputs.state
@@ -480,6 +499,8 @@ def _sections(inputs: ReportInputs) -> list[tuple[str, str]]:
     sections.append(("Models, priors and the prior predictive", _priors_section(inputs)))
     sections += [(f"Fit of the {label} model: {result.model.name}", _fit_section(result, spec))
                  for label, result in inputs.fits.items()]
+    if inputs.sensitivity is not None:
+        sections.append(("Sensitivity to the prior", _sensitivity_section(inputs.sensitivity)))
     if inputs.figures:
         sections.append(("Figures", "".join(_img(caption, figure) for caption, figure in inputs.figures)))
     sections.append(("Reproducibility", _reproducibility_section(inputs)))
