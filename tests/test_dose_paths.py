@@ -112,7 +112,7 @@ def _axa_without_borrowing_text() -> str:
 def test_a_tree_too_large_is_refused_in_one_line(capsys):
     spec = lb.load_spec("kn5601")
     inputs = decision_inputs(spec, state_from_outcomes(spec, ""), design=design_for(spec, "3+3"))
-    with pytest.raises(ValueError, match="paths, more than"):
+    with pytest.raises(lb.DecisionError, match="paths, more than"):
         dose_paths(inputs.context, inputs.design, 20)
     assert MAX_PATHS >= 4 ** 8
     with pytest.raises(SystemExit) as stop:
@@ -132,3 +132,17 @@ def test_the_src_report_carries_the_unreachable_levels(tmp_path):
     spec = _axa_without_borrowing()
     html_text = lb.src_report(spec, "1NNN", design="blrm_ewoc", out=tmp_path / "r.html")
     assert "UNREACHABLE: level 3 (2.5e8 cells/kg) cannot be reached" in html_text
+
+
+def test_a_trial_paused_for_patients_at_two_levels_still_decides_and_says_what_it_can():
+    """The pending outcomes of patients at several levels are not enumerated: the run stops there."""
+    from lupusbayes.decisions import TrialState
+    from lupusbayes.decisions.state import PatientRecord
+
+    spec = lb.load_spec("kn5601")
+    patients = (PatientRecord("a", 0, 40, False), PatientRecord("b", 0, 40, False), PatientRecord("c", 0, 40, False),
+                PatientRecord("d", 1, 10, False), PatientRecord("e", 0, 5, False))
+    state = TrialState(spec, patients, "two levels pending")
+    decision = lb.recommend(spec, state, design="blrm_ewoc", paths=2)
+    assert decision.recommendation.paused and decision.reachability is not None
+    assert [path.outcomes for path in decision.paths] == [""]  # nothing to enumerate while paused at two levels

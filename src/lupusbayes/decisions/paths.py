@@ -26,6 +26,7 @@ from lupusbayes.decisions.designs import Design
 from lupusbayes.decisions.recommend import Recommendation, decide, next_cohort_outcomes
 from lupusbayes.decisions.rules import DecisionContext
 from lupusbayes.dosing import dose_label
+from lupusbayes.errors import DecisionError
 
 __all__ = ["PathStep", "DosePath", "dose_paths", "Reachability", "dlt_free_run", "MAX_PATHS"]
 
@@ -94,14 +95,15 @@ def dose_paths(context: DecisionContext, design: Design, n_cohorts: int, *,
 
     Raises
     ------
-    ValueError
-        ``n_cohorts`` is not 1 or more, or the tree would exceed :data:`MAX_PATHS` paths.
+    DecisionError
+        ``n_cohorts`` is not 1 or more, or the tree would exceed :data:`MAX_PATHS` paths (one line,
+        exit 2 from the command line).
     """
     if int(n_cohorts) < 1:
-        raise ValueError(f"n_cohorts must be 1 or more (got {n_cohorts})")
+        raise DecisionError(f"n_cohorts must be 1 or more (got {n_cohorts})")
     largest_cohort = max(context.spec.escalation.group_size, 1) + 1
     if largest_cohort ** int(n_cohorts) > MAX_PATHS:
-        raise ValueError(f"{n_cohorts} cohorts of up to {largest_cohort - 1} patients are up to "
+        raise DecisionError(f"{n_cohorts} cohorts of up to {largest_cohort - 1} patients are up to "
                          f"{largest_cohort ** int(n_cohorts):,} paths, more than {MAX_PATHS:,}: ask for fewer cohorts")
     root = recommendation or decide(context, design)
     paths = [DosePath((), root)]
@@ -182,7 +184,10 @@ def dlt_free_run(context: DecisionContext, design: Design, *,
     previous_given = ({level for level, (n, _) in enumerate(state.counts) if n} if state.counts_only
                       else {p.level for p in state.patients})
     while node.action != "stop" and len(steps) < max_cohorts and n_levels - 1 not in set(given) | previous_given:
-        step, child_context, child = next(iter(_children(context, design, node)))  # the first outcome: no DLT
+        first = next(iter(_children(context, design, node)), None)  # the first outcome: no DLT
+        if first is None:  # e.g. paused for patients pending at several levels: no outcome to follow
+            break
+        step, child_context, child = first
         steps, context, node = (*steps, step), child_context, child
         given.append(step.level_index)
     if node.next_level_index is not None and node.action != "stop":
