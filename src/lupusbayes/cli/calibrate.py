@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -13,66 +12,18 @@ from lupusbayes.calibration import CALIBRATABLE, calibrate, calibration_grid, fi
 from lupusbayes.cli.cache import add_cache_option, fit_cache_for
 from lupusbayes.cli.commands import COMMANDS
 from lupusbayes.cli.output import add_output_options, bounded_int, print_json, progress_wanted, records, seed_value
+from lupusbayes.cli.simulation_options import (
+    check_checkpoint_folder,
+    dask_address,
+    dask_client,
+    designs_argument,
+)
 from lupusbayes.cohort import load_cohort
 from lupusbayes.errors import LupusBayesError
 from lupusbayes.simulation import DEFAULT_CHUNK_SIZE, SHIPPED_SCENARIOS, load_scenarios
 from lupusbayes.spec import DESIGNS, load_spec
 
 __all__ = ["add_commands"]
-
-ALIASES = {"blrm": "blrm_ewoc"}
-MAX_LOCAL_WORKERS = 64
-_SCHEDULER = re.compile(r"(?:(?:tcp|tls|ws|wss)://)?(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,5})",
-                        re.ASCII)
-
-
-def _designs(text: str) -> tuple[str, ...]:
-    names = tuple(ALIASES.get(name.strip(), name.strip()) for name in text.split(",") if name.strip())
-    unknown = [name for name in names if name not in DESIGNS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(f"unknown design {', '.join(unknown) or '(none)'}; designs: {', '.join(DESIGNS)}")
-    if len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError("name each design once")
-    return names
-
-
-def _dask_address(text: str) -> tuple[str, int | str]:
-    """``--dask``'s type, as ``lupusbayes simulate``'s: ``("local", workers)`` or ``("scheduler", address)``."""
-    address = text.strip()
-    if address == "local" or address.startswith("local:"):
-        count = address.partition(":")[2] or "2"
-        if not count.isascii() or not count.isdigit() or not 1 <= int(count) <= MAX_LOCAL_WORKERS:
-            raise argparse.ArgumentTypeError(f"local:N needs N workers from 1 to {MAX_LOCAL_WORKERS} (got {text!r})")
-        return "local", int(count)
-    match = _SCHEDULER.fullmatch(address)
-    if not match or not 1 <= int(match["port"]) <= 65535:
-        raise argparse.ArgumentTypeError(f"not a scheduler address: {text!r} (write tcp://host:port, e.g. "
-                                         "tcp://scheduler:8786, or local[:N] for a local cluster)")
-    return "scheduler", address
-
-
-def _dask_client(address: tuple[str, int | str]):
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise LupusBayesError("--dask needs dask.distributed: pip install 'lupusbayes[dask]'") from None
-    kind, value = address
-    if kind == "local":
-        return Client(LocalCluster(n_workers=int(value), threads_per_worker=1, processes=True, dashboard_address=None))
-    try:
-        return Client(value, timeout="20s")
-    except (OSError, TimeoutError) as error:
-        raise LupusBayesError(f"--dask {value}: cannot connect to the scheduler ({type(error).__name__}: {error})") from None
-
-
-def _separate_folders(checkpoint: str | None, out: Path) -> None:
-    if checkpoint is None:
-        return
-    kept, written = Path(checkpoint).resolve(), out.resolve()
-    if kept == written or written in kept.parents or kept in written.parents:
-        raise LupusBayesError(f"--checkpoint {checkpoint} and --out {out}: give two separate folders (the checkpoint "
-                              "keeps chunks between runs; the output folder is written once, at the end)")
-
 
 class _Progress:
     """One line on stderr per setting: chunks and trials done."""
@@ -92,7 +43,7 @@ class _Progress:
 
 def _calibrate(args: argparse.Namespace) -> int:
     out = check_output_path(args.out, overwrite=args.overwrite, folder=True, mkdir=args.mkdir)  # before any work
-    _separate_folders(args.checkpoint, out)
+    check_checkpoint_folder(args.checkpoint, out)
     if (args.write_spec is None) != (args.choose is None):
         raise LupusBayesError("--write-spec FILE and --choose SETTING go together (the setting: its number, e.g. 2, "
                               "or its label, e.g. max_overdose_probability=0.3)")
@@ -120,7 +71,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     if codata and wanted:
         print("deriving the decision priors from the co-data (an EXNEX BLRM and a SLEDAI-2K fit; once more for each "
               "setting that changes a model prior)", file=sys.stderr)
-    client = _dask_client(args.dask) if args.dask else None
+    client = dask_client(args.dask) if args.dask else None
     try:
         result = calibrate(spec, scenarios, vary, n_trials=args.n_trials, seed=args.seed, designs=args.designs,
                            codata=codata, workers=args.workers, dask_client=client, checkpoint=args.checkpoint,
@@ -186,7 +137,7 @@ def add_commands(commands) -> None:
                         help="a calibratable key (dotted TOML path, listed below) and its values, each a TOML value "
                         "(numbers, true/false, text, [lists]); repeatable: the grid is the product")
     parser.add_argument("--scenarios", help="scenario file (TOML; default: the spec's shipped scenarios, e.g. axa_nk02)")
-    parser.add_argument("--designs", type=_designs, default=None,
+    parser.add_argument("--designs", type=designs_argument, default=None,
                         help=f"comma-separated designs to simulate at every setting (default: the spec's own design; "
                         f"available: {', '.join(DESIGNS)}; blrm means blrm_ewoc)")
     parser.add_argument("--n-trials", type=bounded_int(1, 1_000_000), default=1000,
@@ -199,7 +150,7 @@ def add_commands(commands) -> None:
     parser.add_argument("--chunk-size", type=bounded_int(1, 100_000), default=DEFAULT_CHUNK_SIZE,
                         help=f"trials per unit of work (default {DEFAULT_CHUNK_SIZE}; part of the seeding)")
     parser.add_argument("--workers", type=bounded_int(1, 256), default=1, help="processes on this machine (default 1)")
-    parser.add_argument("--dask", metavar="ADDRESS", type=_dask_address, help="run the chunks on a Dask cluster: a "
+    parser.add_argument("--dask", metavar="ADDRESS", type=dask_address, help="run the chunks on a Dask cluster: a "
                         "scheduler address (tcp://host:8786), or local[:N] for a local cluster of N processes")
     parser.add_argument("--codata", action="append", metavar="FILE",
                         help="co-data cohort the trial's decisions borrow from (repeatable; 'kn5601' is the shipped "

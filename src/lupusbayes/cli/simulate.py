@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
-from pathlib import Path
 
 from lupusbayes._io import check_output_path, staged_directory
 from lupusbayes._version import __version__
 from lupusbayes.cli.cache import add_cache_option, fit_cache_for
 from lupusbayes.cli.commands import COMMANDS
 from lupusbayes.cli.output import add_output_options, bounded_int, print_json, progress_wanted, records, seed_value
+from lupusbayes.cli.simulation_options import (
+    check_checkpoint_folder,
+    dask_address,
+    dask_client,
+    designs_argument,
+)
 from lupusbayes.cohort import load_cohort
 from lupusbayes.decisions import design_for
 from lupusbayes.errors import LupusBayesError
@@ -34,79 +38,21 @@ __all__ = ["add_commands"]
 
 
 
-ALIASES = {"blrm": "blrm_ewoc"}
-
-
-def _designs(text: str) -> tuple[str, ...]:
-    names = tuple(ALIASES.get(name.strip(), name.strip()) for name in text.split(",") if name.strip())
-    unknown = [name for name in names if name not in DESIGNS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(f"unknown design {', '.join(unknown) or '(none)'}; designs: {', '.join(DESIGNS)}")
-    if len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError("name each design once")
-    return names
-
-
 class _Progress:
     """One line on stderr: chunks and trials done, trials a second."""
 
-    def __init__(self, n_designs: int) -> None:
+    def __init__(self, ndesigns_argument: int) -> None:
         self.started = time.perf_counter()
-        self.n_designs = n_designs
+        self.ndesigns_argument = ndesigns_argument
 
     def __call__(self, done: int, total: int, trials: int) -> None:
         elapsed = time.perf_counter() - self.started
-        rate = trials * self.n_designs / elapsed if elapsed > 0 else 0.0
-        sys.stderr.write(f"\r  simulated {done}/{total} chunks, {trials * self.n_designs} trials "
+        rate = trials * self.ndesigns_argument / elapsed if elapsed > 0 else 0.0
+        sys.stderr.write(f"\r  simulated {done}/{total} chunks, {trials * self.ndesigns_argument} trials "
                          f"({rate:,.0f} trials/s)\033[K")
         if done >= total:
             sys.stderr.write("\n")
         sys.stderr.flush()
-
-
-_SCHEDULER = re.compile(r"(?:(?:tcp|tls|ws|wss)://)?(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,5})",
-                        re.ASCII)
-MAX_LOCAL_WORKERS = 64
-
-
-def _dask_address(text: str) -> tuple[str, int | str]:
-    """``--dask``'s type: ``("local", workers)`` or ``("scheduler", address)``, checked before any work."""
-    address = text.strip()
-    if address == "local" or address.startswith("local:"):
-        count = address.partition(":")[2] or "2"
-        if not count.isascii() or not count.isdigit() or not 1 <= int(count) <= MAX_LOCAL_WORKERS:
-            raise argparse.ArgumentTypeError(f"local:N needs N workers from 1 to {MAX_LOCAL_WORKERS} (got {text!r})")
-        return "local", int(count)
-    match = _SCHEDULER.fullmatch(address)
-    if not match or not 1 <= int(match["port"]) <= 65535:
-        raise argparse.ArgumentTypeError(f"not a scheduler address: {text!r} (write tcp://host:port, e.g. "
-                                         "tcp://scheduler:8786, or local[:N] for a local cluster)")
-    return "scheduler", address
-
-
-def _dask_client(address: tuple[str, int | str]):
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise LupusBayesError("--dask needs dask.distributed: pip install 'lupusbayes[dask]'") from None
-    kind, value = address
-    if kind == "local":
-        cluster = LocalCluster(n_workers=int(value), threads_per_worker=1, processes=True, dashboard_address=None)
-        return Client(cluster)
-    try:
-        return Client(value, timeout="20s")
-    except (OSError, TimeoutError) as error:
-        raise LupusBayesError(f"--dask {value}: cannot connect to the scheduler ({type(error).__name__}: {error})") from None
-
-
-def _check_checkpoint_folder(checkpoint: str | None, out: Path) -> None:
-    """The checkpoint folder must be neither the output folder nor inside it (nor hold it): said before any work."""
-    if checkpoint is None:
-        return
-    kept, written = Path(checkpoint).resolve(), out.resolve()
-    if kept == written or written in kept.parents or kept in written.parents:
-        raise LupusBayesError(f"--checkpoint {checkpoint} and --out {out}: give two separate folders (the checkpoint "
-                              "keeps chunks between runs; the output folder is written once, at the end)")
 
 
 def _header(scenario, spec) -> str:
@@ -119,7 +65,7 @@ def _header(scenario, spec) -> str:
 
 def _simulate(args: argparse.Namespace) -> int:
     out = check_output_path(args.out, overwrite=args.overwrite, folder=True, mkdir=args.mkdir)  # before any work
-    _check_checkpoint_folder(args.checkpoint, out)
+    check_checkpoint_folder(args.checkpoint, out)
     spec = load_spec(args.spec)
     scenarios_source = args.scenarios or spec.trial.id.lower().replace("-", "_")
     if args.scenarios is None and scenarios_source not in SHIPPED_SCENARIOS:
@@ -138,7 +84,7 @@ def _simulate(args: argparse.Namespace) -> int:
                               chunk_size=args.chunk_size, priors=priors)
     except ValueError as error:
         raise LupusBayesError(str(error)) from None
-    client = _dask_client(args.dask) if args.dask else None
+    client = dask_client(args.dask) if args.dask else None
     try:
         result = simulate(plan, workers=args.workers, dask_client=client, checkpoint=args.checkpoint,
                           progress=_Progress(len(plan.designs)) if wanted else None)
@@ -205,7 +151,7 @@ def add_commands(commands) -> None:
     )
     parser.add_argument("spec", help="trial spec: a TOML file or a shipped name (kn5601, axa_nk02)")
     parser.add_argument("--scenarios", help="scenario file (TOML; default: the spec's shipped scenarios, e.g. axa_nk02)")
-    parser.add_argument("--designs", type=_designs, default=DEFAULT_DESIGNS,
+    parser.add_argument("--designs", type=designs_argument, default=DEFAULT_DESIGNS,
                         help=f"comma-separated designs to compare (default {','.join(DEFAULT_DESIGNS)}; "
                         f"available: {', '.join(DESIGNS)}; blrm means blrm_ewoc)")
     parser.add_argument("--n-trials", type=bounded_int(1, 1_000_000), default=1000,
@@ -216,7 +162,7 @@ def add_commands(commands) -> None:
                         help=f"trials per unit of work (default {DEFAULT_CHUNK_SIZE}; part of the seeding, so keep it "
                         "to reproduce a run)")
     parser.add_argument("--workers", type=bounded_int(1, 256), default=1, help="processes on this machine (default 1)")
-    parser.add_argument("--dask", metavar="ADDRESS", type=_dask_address, help="run the chunks on a Dask cluster: a scheduler address "
+    parser.add_argument("--dask", metavar="ADDRESS", type=dask_address, help="run the chunks on a Dask cluster: a scheduler address "
                         "(tcp://host:8786), or local[:N] for a local cluster of N processes")
     parser.add_argument("--codata", action="append", metavar="FILE",
                         help="co-data cohort the trial's decisions borrow from (repeatable; 'kn5601' is the shipped "
