@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from lupusbayes.calibration import setting_text
 from lupusbayes.cohort import Cohort
 from lupusbayes.spec import BivariateNormalPrior, TrialSpec, parse_spec
-from lupusbayes.workflow import Decision, borrows, recommend
+from lupusbayes.workflow import Decision, borrows, recommend, recommendation_words
 
 __all__ = ["PriorAlternative", "prior_alternatives", "SensitivityRow", "PriorSensitivity", "prior_sensitivity",
            "exchangeability_weights", "sensitivity_text"]
@@ -104,10 +104,10 @@ class PriorSensitivity:
 
     def table_rows(self) -> list[dict]:
         """One row per prior (the spec's first): its changes, the recommendation, whether it changed."""
-        rows = [{"prior": "the spec's prior", "changes": "", "recommendation": _recommendation_words(self.base),
-                 "changed": ""}]
+        rows = [{"prior": "the spec's prior", "changes": "",
+                 "recommendation": recommendation_words(self.base.recommendation), "changed": ""}]
         rows += [{"prior": row.alternative.name, "changes": row.alternative.describe(),
-                  "recommendation": _recommendation_words(row.decision),
+                  "recommendation": recommendation_words(row.decision.recommendation),
                   "changed": "CHANGED" if row.changed(self.base) else "same"} for row in self.rows]
         return rows
 
@@ -165,23 +165,13 @@ def prior_sensitivity(spec, state, *, design=None, codata: Sequence[Cohort] = ()
     return PriorSensitivity(base, tuple(rows), weights)
 
 
-def _recommendation_words(decision: Decision) -> str:
-    r = decision.recommendation
-    if r.action == "stop":
-        chosen = r.selection.dose_label if r.selection is not None and r.selection.dose_label else "no dose"
-        return f"STOP, select {chosen}"
-    if r.paused:
-        return f"hold: wait {r.wait_days} days"
-    return f"{r.action} -> level {r.next_level} ({r.next_dose_label}), {r.n_next} patient(s)"
-
-
 def sensitivity_text(result: PriorSensitivity) -> str:
     """The sensitivity table: each alternative, its recommendation, and whether it changed."""
     lines = ["Sensitivity to the prior: the same decision under named alternative priors",
-             f"  the spec's prior: {_recommendation_words(result.base)}"]
+             f"  the spec's prior: {recommendation_words(result.base.recommendation)}"]
     for row in result.rows:
         flag = "CHANGED" if row.changed(result.base) else "same"
-        lines.append(f"  {row.alternative.name}: {_recommendation_words(row.decision)} [{flag}]")
+        lines.append(f"  {row.alternative.name}: {recommendation_words(row.decision.recommendation)} [{flag}]")
     lines.append("  the recommendation " + ("does not depend on these prior choices" if result.robust else
                                               "DEPENDS on the prior: say which prior the decision rests on and why"))
     if result.exchangeability:

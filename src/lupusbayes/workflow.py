@@ -37,7 +37,8 @@ from lupusbayes.spec import DoseObservation, TrialSpec
 __all__ = ["DecisionInputs", "decision_inputs", "toxicity_model_kind", "unmodelled_dlts", "check_fit_matches",
            "toxicity_draws", "efficacy_draws", "expected_toxicity_model", "expected_efficacy_model", "borrows",
            "simulation_priors", "model_for", "fitting_cohort", "MODEL_KINDS", "Decision", "decide_from_inputs",
-           "recommend", "reachability", "reachability_dict", "dose_paths_text", "report_inputs", "src_report",
+           "recommend", "reachability", "reachability_dict", "dose_paths_text", "recommendation_words",
+           "report_inputs", "src_report",
            "PriorBeforeData", "prior_before_data", "dose_paths_reachability_line"]
 
 
@@ -555,6 +556,18 @@ def reachability_dict(reachability) -> dict:
             "reasons": list(reachability.reasons), "message": reachability.message()}
 
 
+def recommendation_words(recommendation) -> str:
+    """A recommendation in a few words, for one row of a table: ``escalate -> level 2 (2.0e9 cells), 3
+    patient(s)``, ``STOP, select 1.0e9 cells (level 1)``, ``hold: wait 12 days ...``."""
+    r = recommendation
+    if r.action == "stop":
+        return "STOP" + (f", select {r.selection.dose_label} (level {r.selection.level})"
+                         if r.selection is not None and r.selection.level is not None else ", no dose selected")
+    if r.paused:
+        return f"hold: wait {r.wait_days} days for the patients inside the DLT window"
+    return f"{r.action} -> level {r.next_level} ({r.next_dose_label}), {r.n_next} patient(s)"
+
+
 def dose_paths_text(paths, spec: TrialSpec) -> str:
     """The dose paths as a table: each path's outcomes (levels from 1, N / T per patient) and the
     recommendation after them."""
@@ -562,15 +575,7 @@ def dose_paths_text(paths, spec: TrialSpec) -> str:
             "outcomes (level, then N or T per patient) and the recommendation after them"]
     width = max(len(path.outcomes) for path in paths) + 2
     for path in paths:
-        r = path.recommendation
-        if r.action == "stop":
-            after = "STOP" + (f", select {r.selection.dose_label} (level {r.selection.level})"
-                              if r.selection is not None and r.selection.level is not None else ", no dose selected")
-        elif r.paused:
-            after = f"hold: wait {r.wait_days} days for the patients inside the DLT window"
-        else:
-            after = f"{r.action} -> level {r.next_level} ({r.next_dose_label}), {r.n_next} patient(s)"
-        rows.append(f"  {(path.outcomes or '(now)'):<{width}} {after}")
+        rows.append(f"  {(path.outcomes or '(now)'):<{width}} {recommendation_words(path.recommendation)}")
     rows.append("Responses are not part of the paths: a design that reads efficacy reads the current efficacy "
                 "posterior at every step.")
     return "\n".join(rows)

@@ -25,6 +25,7 @@ from lupusbayes.spec import DESIGNS, load_spec
 
 __all__ = ["add_commands"]
 
+
 class _Progress:
     """One line on stderr per setting: chunks and trials done."""
 

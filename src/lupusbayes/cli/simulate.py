@@ -37,18 +37,17 @@ from lupusbayes.workflow import simulation_priors
 __all__ = ["add_commands"]
 
 
-
 class _Progress:
     """One line on stderr: chunks and trials done, trials a second."""
 
-    def __init__(self, ndesigns_argument: int) -> None:
+    def __init__(self, n_designs: int) -> None:
         self.started = time.perf_counter()
-        self.ndesigns_argument = ndesigns_argument
+        self.n_designs = n_designs
 
     def __call__(self, done: int, total: int, trials: int) -> None:
         elapsed = time.perf_counter() - self.started
-        rate = trials * self.ndesigns_argument / elapsed if elapsed > 0 else 0.0
-        sys.stderr.write(f"\r  simulated {done}/{total} chunks, {trials * self.ndesigns_argument} trials "
+        rate = trials * self.n_designs / elapsed if elapsed > 0 else 0.0
+        sys.stderr.write(f"\r  simulated {done}/{total} chunks, {trials * self.n_designs} trials "
                          f"({rate:,.0f} trials/s)\033[K")
         if done >= total:
             sys.stderr.write("\n")
