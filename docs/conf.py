@@ -80,6 +80,23 @@ def _make_gallery(app) -> None:
     subprocess.run([sys.executable, script, "--out", out], check=True)
 
 
+def _console_lexer():
+    """Pygments' console lexer, with ``$ `` as the only prompt: the docs' console blocks (and
+    tests/test_docs_commands.py) write commands after ``$ `` only, and output lines that start with
+    ``#`` (``lupusbayes construct-prior`` prints TOML comments) are output, not root commands."""
+    import re
+
+    from pygments.lexers.shell import BashSessionLexer
+
+    class DollarPromptSessionLexer(BashSessionLexer):
+        name = "Console ($ prompt)"
+        aliases = ["console"]
+        _ps1rgx = re.compile(r"^(\$\s)(.*\n?)")
+
+    return DollarPromptSessionLexer
+
+
 def setup(app):
     app.connect("builder-inited", _make_gallery)
+    app.add_lexer("console", _console_lexer())
     return {"parallel_read_safe": True}

@@ -3,7 +3,9 @@
     python scripts/calibrate_axa_nk02.py --seed 1 --out calibration_axa_nk02 [--n-trials 1000] [--quick]
 
 Runs, on the shipped AXA-NK02 scenarios with the KN5601 co-data, the lupusbayes design and BOIN (for
-the overdosing yardstick) at the spec as it is and over five grids (``lupusbayes.calibration``):
+the overdosing yardstick) at the spec as it was before calibration (``BEFORE_CALIBRATION``: the
+shipped spec carries the calibrated values since 2026-12-06) and over five grids
+(``lupusbayes.calibration``):
 
 1. the slope prior's SD (``model.blrm.prior.sd_log_b``) x EWOC's limit;
 2. EWOC's limit x the final selection's DLT penalty (``decision.efficacy.dlt_penalty``);
@@ -25,7 +27,7 @@ import time
 from pathlib import Path
 
 import lupusbayes as lb
-from lupusbayes.calibration import CORRECT_SELECTION, calibrate
+from lupusbayes.calibration import CORRECT_SELECTION, calibrate, setting_text
 from lupusbayes.fitting.fitcache import FitCache
 from lupusbayes.simulation import load_scenarios
 
@@ -37,6 +39,8 @@ GRIDS = {
     "grid4": {"model.blrm.prior.sd_log_a": [1.2, 1.6, 2.0], EWOC: [0.33, 0.35], PENALTY: [1]},
     "grid5": {"model.blrm.prior.sd_log_a": [1.3, 1.4, 1.5], EWOC: [0.35, 0.4], PENALTY: [1]},
 }
+#: The three calibrated keys as they were before calibration: the grids start from this spec.
+BEFORE_CALIBRATION = {"model.blrm.prior.sd_log_a": 1.2, EWOC: 0.25, PENALTY: 2.0}
 SAFE, MIDDLE, TOXIC = "safe; efficacious only at the top", "target in the middle", "all toxic"
 
 
@@ -66,7 +70,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     n_trials = 100 if args.quick else args.n_trials
-    spec = lb.load_spec("axa_nk02")
+    spec = lb.parse_spec(setting_text(lb.load_spec("axa_nk02"), BEFORE_CALIBRATION),
+                         source="axa_nk02 (before calibration)")
     scenarios = load_scenarios("axa_nk02", spec)
     codata = [lb.load_kn5601()]
     args.out.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,45 @@ import lupusbayes as lb
 from lupusbayes.fitting import sample as sampling
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+#: AXA-NK02's three calibrated keys as they were before the calibration (docs/calibration.md): with
+#: them no path of 9 patients reaches the top dose, the case the reachability tests are about.
+AXA_BEFORE_CALIBRATION = (("model.blrm.prior", "sd_log_a = 1.2"), ("decision", "max_overdose_probability = 0.25"),
+                          ("decision.efficacy", "dlt_penalty = 2.0"))
+
+
+def axa_text_before_calibration(text: str | None = None) -> str:
+    """The AXA-NK02 spec text (or ``text``, derived from it) with the values before its calibration."""
+    text = text if text is not None else (ROOT / "models" / "axa_nk02.toml").read_text()
+    for table, keys in AXA_BEFORE_CALIBRATION:
+        text = spec_text_with(text, table, keys)
+    return text
+
+
+def spec_text_with(text: str, table: str, keys: str) -> str:
+    """Spec TOML ``text`` with the ``key = value`` lines of ``keys`` set in ``[table]``.
+
+    A key the table already has is replaced on its own line; a new one goes right under the table's
+    header; a table the text lacks is added before ``[decision.boin]`` (or at the end). Shipped specs
+    may already declare a table, so tests must not add a second ``[table]`` header by hand.
+    """
+    lines = text.splitlines()
+    settings = [line for line in keys.strip().splitlines() if line.strip()]
+    header = next((i for i, line in enumerate(lines) if line.split("#")[0].strip() == f"[{table}]"), None)
+    if header is None:
+        anchor = next((i for i, line in enumerate(lines) if line.startswith("[decision.boin]")), len(lines))
+        return "\n".join([*lines[:anchor], f"[{table}]", *settings, "", *lines[anchor:]]) + "\n"
+    end = next((i for i in range(header + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+    for setting in settings:
+        key = setting.split("=")[0].strip()
+        existing = next((i for i in range(header + 1, end) if lines[i].split("=")[0].strip() == key), None)
+        if existing is None:
+            lines.insert(header + 1, setting)
+            end += 1
+        else:
+            lines[existing] = setting
+    return "\n".join(lines) + "\n"
 DATA = Path(__file__).resolve().parent / "data"
 
 #: Small but honest MCMC settings for tests (4 chains so R-hat means something).

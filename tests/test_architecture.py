@@ -26,7 +26,7 @@ LAYERS: list[set[str]] = [
     {"decisions"},
     {"simulation"},
     {"report"},
-    {"workflow", "demo", "calibration", "sensitivity"},
+    {"workflow", "demo", "calibration", "sensitivity", "prior_construction"},
     {"cli"},
 ]
 LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}

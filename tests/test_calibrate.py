@@ -313,7 +313,7 @@ def test_with_codata_a_prior_setting_derives_its_own_priors_and_the_others_reuse
                                                                                            mock_sampling):
     out = tmp_path / "calib"
     assert main(["calibrate", "axa_nk02", "--codata", "kn5601", "--designs", "blrm_ewoc", "--vary",
-                 "model.blrm.prior.sd_log_b=0.5,0.8", "--vary", f"{EWOC}=0.35", "--n-trials", "10", "--seed", "1",
+                 "model.blrm.prior.sd_log_b=0.5,0.8", "--vary", f"{EWOC}=0.3", "--n-trials", "10", "--seed", "1",
                  "--out", str(out), "--no-progress", "--checkpoint", str(tmp_path / "chunks")]) == 0
     capsys.readouterr()
     settings = json.loads((out / "plan.json").read_text())["settings"]

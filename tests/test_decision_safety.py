@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, spec_text_with
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -49,7 +49,7 @@ EXAMPLES = int(os.environ.get("LUPUSBAYES_SAFETY_EXAMPLES", "60"))
 
 
 def spec_with(base: str, decision: str, *, hierarchy_none: bool = False) -> lb.TrialSpec:
-    text = base.replace("[decision.boin]", f"[decision]\n{decision}\n\n[decision.boin]", 1)
+    text = spec_text_with(base, "decision", decision)
     if hierarchy_none:  # one study: the exact BLRM, so these tests need no MCMC
         text = text.replace('[model.blrm]\noutcome = "dlt"\nhierarchy = "exnex"', '[model.blrm]\noutcome = "dlt"\nhierarchy = "none"')
     return lb.parse_spec(text)

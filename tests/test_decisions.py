@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, spec_text_with
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.special import expit
@@ -33,12 +33,12 @@ AXA = (ROOT / "models" / "axa_nk02.toml").read_text()
 
 
 def spec_with(base: str, decision: str) -> lb.TrialSpec:
-    return lb.parse_spec(base.replace("[decision.boin]", f"[decision]\n{decision}\n\n[decision.boin]", 1))
+    return lb.parse_spec(spec_text_with(base, "decision", decision))
 
 
 THREE_PLUS_THREE = spec_with(KN5601, 'design = "3+3"')
 # BOIN at oncology's target 0.3, where Liu & Yuan's published boundaries are the reference
-BOIN_TEXT = KN5601.replace("target = 0.15", "target = 0.3").replace("[decision.boin]", '[decision]\ndesign = "boin"\n\n[decision.boin]')
+BOIN_TEXT = spec_text_with(KN5601.replace("target = 0.15", "target = 0.3"), "decision", 'design = "boin"')
 BOIN = lb.parse_spec(BOIN_TEXT)
 
 
@@ -144,8 +144,7 @@ def test_the_sentinel_waits_28_days_and_its_response_before_the_rest_of_its_grou
     recommendation = decide(context)
     assert (recommendation.action, recommendation.next_level_index, recommendation.n_next) == ("hold", 0, 2)
     assert recommendation.wait_days == 21  # day 31: the 28-day window and the month-1 response (30.4 days)
-    no_wait = lb.parse_spec(AXA.replace("[decision.boin]", "[decision.efficacy]\nwait_for_response = false\n\n"
-                                        "[decision.boin]", 1))
+    no_wait = lb.parse_spec(spec_text_with(AXA, "decision.efficacy", "wait_for_response = false"))
     assert decide(DecisionContext(no_wait, TrialState(no_wait, (_patient(0, 10),), "t"),
                                   toxicity=_axa_toxicity())).wait_days == 18
 
@@ -182,8 +181,9 @@ def test_the_trial_ends_when_the_top_group_is_complete_and_selects_the_best_util
     assert recommendation.action == "stop" and "the highest dose's group is complete" in recommendation.stop_reasons
     rows = recommendation.selection.rows
     assert [row["level_index"] for row in rows] == [0, 1, 2]
-    for row in rows:  # utility = P(response) - 2 x P(DLT), posterior means
-        assert row["utility"] == pytest.approx(row["P(response)"].value - 2.0 * row["P(DLT)"].value)
+    penalty = AXA_SPEC.decision.efficacy.dlt_penalty  # 1 in the calibrated spec
+    for row in rows:  # utility = P(response) - penalty x P(DLT), posterior means
+        assert row["utility"] == pytest.approx(row["P(response)"].value - penalty * row["P(DLT)"].value)
     assert recommendation.selection.level_index == max(rows, key=lambda row: row["utility"])["level_index"]
 
 

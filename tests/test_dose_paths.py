@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import axa_text_before_calibration
+
 import lupusbayes as lb
 from lupusbayes.cli import main
 from lupusbayes.decisions import design_for, state_from_outcomes
@@ -15,13 +17,13 @@ from lupusbayes.decisions.paths import MAX_PATHS, dlt_free_run, dose_paths
 from lupusbayes.workflow import decision_inputs, reachability
 
 ROOT = Path(__file__).resolve().parents[1]
-AXA_TEXT = (ROOT / "src" / "lupusbayes" / "data" / "specs" / "axa_nk02.toml").read_text(encoding="utf-8")
+#: AXA-NK02 before its calibration: no path of 9 patients reaches its top dose (the calibrated spec: below)
+AXA_TEXT = axa_text_before_calibration((ROOT / "src" / "lupusbayes" / "data" / "specs" / "axa_nk02.toml").read_text(encoding="utf-8"))
 
 
 def _axa_without_borrowing() -> lb.TrialSpec:
     """AXA-NK02 with its own DLT prior and no co-data (``[model.blrm] hierarchy = "none"``): exact."""
-    text = re.sub(r'(\[model\.blrm\][^\[]*?hierarchy\s*=\s*)"exnex"', r'\1"none"', AXA_TEXT, count=1, flags=re.S)
-    return lb.parse_spec(text, source="axa_nk02 without co-data")
+    return lb.parse_spec(_axa_without_borrowing_text(), source="axa_nk02 without co-data")
 
 
 def _paths(spec, design: str, n_cohorts: int, outcomes: str = ""):

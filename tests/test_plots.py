@@ -198,7 +198,7 @@ def test_dlt_intervals_use_the_spec_intervals_the_ewoc_limit_and_name_the_dlt_ba
     intervals = axa_spec.dlt.intervals
     for k in range(len(intervals.names)):
         assert intervals.label(k) in labels["legend"]
-    assert f"EWOC limit: P({intervals.overdose}) < 0.25" in labels["legend"]
+    assert f"EWOC limit: P({intervals.overdose}) < {axa_spec.decision.max_overdose_probability:g}" in labels["legend"]
     basis = fit.dose_response["p_dlt"].attrs["definition"]
     assert basis and _has(labels["text"], f"DLT basis: {basis[:40]}")
     assert _has(labels["xticks"], "(n = 3)")  # the first AXA-NK02 group
@@ -356,7 +356,7 @@ def test_recommendation_and_transitions_render(trial, request, tmp_path):
     assert recommendation.action.upper() in labels["suptitle"][0]
     overdose = spec.dlt.intervals.overdose
     assert f"P({overdose})" in labels["ylabel"]  # EWOC's number per dose, against its limit
-    assert _has(labels["text"], "threshold 0.25")
+    assert _has(labels["text"], f"threshold {spec.decision.max_overdose_probability:g}")
     assert _has(labels["xlabel"], f"({spec.dosing.unit.value})")
     _save(figure, tmp_path / "recommendation.png")
     grid = plots.make_plot("transitions", transitions, spec=spec)

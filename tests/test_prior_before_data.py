@@ -188,7 +188,7 @@ def test_ewoc_verdict_is_decides_with_no_patient(spec_name, tmp_path, capsys, no
 def test_ewoc_forbids_axa_nk02s_top_dose_under_its_prior(capsys, no_mcmc):
     payload = _prior_json(capsys, "axa_nk02", "--seed", "1")
     assert [row["ewoc_allows"] for row in payload["doses"]] == [True, True, False]
-    assert payload["ewoc"]["limit"] == 0.25 and payload["overdose_interval"] == "excessive"
+    assert payload["ewoc"]["limit"] == 0.35 and payload["overdose_interval"] == "excessive"  # calibrated
 
 
 # ---- with co-data: the prior decide reads (an EXNEX fit, mock-sampled here) ----------------------

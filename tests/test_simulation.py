@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import axa_text_before_calibration, spec_text_with
+
 import lupusbayes as lb
 from lupusbayes.cli import main
 from lupusbayes.decisions import design_for
@@ -56,6 +58,8 @@ target = 0.3
 """
 SIM5 = lb.parse_spec(FIVE_LEVELS)
 AXA = lb.load_spec("axa_nk02")
+#: AXA-NK02 before its calibration: EWOC keeps the top dose closed after 0/3 and 0/3 (fixed timelines below)
+AXA_BEFORE_CALIBRATION = lb.parse_spec(axa_text_before_calibration(AXA.text), source="axa_nk02 before calibration")
 
 
 def dlt_only_scenario(p_true, name="reference") -> Scenario:
@@ -161,12 +165,13 @@ def test_the_vectorised_fast_path_gives_the_engines_results_field_by_field(desig
 def test_the_lupusbayes_design_keeps_the_sentinel_and_group_windows():
     """No DLT, a patient every 14 days: sentinel day 0; its group on day 31 (the sentinel's 28-day window and
     its month-1 response, which the efficacy-driven rule reads); the next sentinel on day 59 (group window);
-    its group on day 90; with the spec's prior EWOC keeps the top dose closed, so a second group at level 2
+    its group on day 90; with the prior before calibration EWOC keeps the top dose closed, so a second group at level 2
     on day 118 (no sentinel at a dose already given). The final analysis is 3 months (the efficacy rule's
     final month) later."""
     safe = Scenario("safe", "", np.zeros((3, 1)), np.zeros(3), np.full(3, 0.5), 14.0, None)
     latent = draw_latent_patients(np.random.SeedSequence(3), 50, 9)
-    results = simulate_trials(AXA, design_for(AXA), safe, latent)
+    spec = AXA_BEFORE_CALIBRATION
+    results = simulate_trials(spec, design_for(spec), safe, latent)
     assert np.all(results.n_patients.sum(axis=1) == 9)
     np.testing.assert_allclose(results.duration_days, 118 + 3 * 30.4375)
     # without timing rules a cohort is dosed as patients arrive (days 0, 14, 28) and the next decision waits
@@ -393,9 +398,10 @@ def test_the_scenario_file_can_change_the_sample_size_and_the_windows(tmp_path):
     text = (Path(lb.__file__).parent / "data" / "scenarios" / "axa_nk02.toml").read_text()
     shorter = text.replace("accrual_patients_per_month = 0.3", "accrual_gap_days = 14\nmax_patients = 6\n"
                            "sentinel_safety_days = 14\ngroup_safety_days_before_next = 14", 1)
-    scenarios = parse_scenarios(shorter, AXA, source="shorter.toml")
-    assert scenarios.applied_to(AXA).escalation.max_patients == 6
-    result = simulate(SimulationPlan(AXA, scenarios, ("lupusbayes",), n_trials=20, seed=1))
+    spec = AXA_BEFORE_CALIBRATION  # with the calibrated spec a DLT in the first patient may stop the trial at once
+    scenarios = parse_scenarios(shorter, spec, source="shorter.toml")
+    assert scenarios.applied_to(spec).escalation.max_patients == 6
+    result = simulate(SimulationPlan(spec, scenarios, ("lupusbayes",), n_trials=20, seed=1))
     assert result.trials.filter(like="n_patients_level").sum(axis=1).max() == 6
     # sentinel day 0, group day 31 (its month-1 response, which the efficacy rule waits for), next sentinel day 45
     # (the 14-day group window), its group day 76; final analysis 3 months later
@@ -555,8 +561,7 @@ def test_the_efficacy_driven_rule_acts_in_simulation_when_its_condition_holds():
     latent = draw_latent_patients(np.random.SeedSequence(5), 20, 9)
     waiting = simulate_trials(one_study, design_for(one_study), scenario, latent)
     assert np.all(waiting.n_patients[:, 0] == 1)  # the sentinel alone: efficacy-driven escalation
-    no_wait = lb.parse_spec(one_study.text.replace("[decision.boin]", "[decision.efficacy]\nwait_for_response = false\n\n"
-                                                   "[decision.boin]", 1))
+    no_wait = lb.parse_spec(spec_text_with(one_study.text, "decision.efficacy", "wait_for_response = false"))
     not_seen = simulate_trials(no_wait, design_for(no_wait), scenario, latent)
     assert np.all(not_seen.n_patients[:, 0] == 3)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import ROOT, spec_text_with
 from matplotlib.text import Text
 
 import lupusbayes as lb
@@ -87,7 +87,7 @@ def test_boin_decides_beyond_100_patients_at_one_level(tmp_path, capsys):
     path.write_text(COUNTS_HEADER + "2e9,1000,100,yes\n")
     code, out, _ = _run(capsys, ["decide", "kn5601", "--design", "boin", "--state", str(path), "--json"])
     assert code == 0 and json.loads(out)["action"] == "escalate"  # 100 / 1000 = 0.10 <= lambda_e 0.118
-    spec = lb.parse_spec(SPEC_TEXT.replace("[decision.boin]", '[decision]\ndesign = "boin"\n\n[decision.boin]'))
+    spec = lb.parse_spec(spec_text_with(SPEC_TEXT, "decision", 'design = "boin"'))
     many = state_from_outcomes(spec, " ".join(["1NNN"] * 200) + " 1NTT")  # 603 patients at level 1
     assert decide(DecisionContext(spec, many), design_for(spec)).action == "escalate"
     code, _, stderr = _run(capsys, ["decide", "kn5601", "--design", "boin", "--outcomes",

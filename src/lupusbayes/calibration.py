@@ -70,7 +70,7 @@ from lupusbayes.simulation import (
     paired_differences,
     simulate,
 )
-from lupusbayes.spec import DESIGNS, HETEROGENEITY_PRESETS, TrialSpec, parse_spec
+from lupusbayes.spec import DESIGNS, HETEROGENEITY_PRESETS, BivariateNormalMixture, TrialSpec, parse_spec
 from lupusbayes.workflow import simulation_priors
 
 __all__ = ["calibrate", "CalibrationResult", "CalibrationSetting", "CalibrationError", "CALIBRATABLE",
@@ -430,13 +430,17 @@ def setting_text(spec: TrialSpec, changes: Mapping[str, Any]) -> str:
     Raises
     ------
     CalibrationError
-        A key is not calibratable, or a value cannot be written where the spec holds another kind of value.
+        A key is not calibratable, or a value cannot be written where the spec holds another kind of value (a
+        key of ``[model.blrm.prior]`` when the spec's DLT prior is a mixture).
     """
     source = spec.text.removeprefix("\ufeff")
     data = tomllib.loads(source)
     text: str | None = source
     for key, value in changes.items():
         calibratable_key(key)
+        if key.startswith("model.blrm.prior.") and isinstance(spec.models.blrm.prior, BivariateNormalMixture):
+            raise CalibrationError(f"{key}: the spec's DLT prior is a mixture ([[model.blrm.prior.components]]), which "
+                                   "has no single value of this key; vary copies of the spec with the components changed")
         parts = tuple(key.split("."))
         _set_path(data, parts, value)
         if text is not None:

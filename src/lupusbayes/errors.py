@@ -79,12 +79,21 @@ class QuadratureError(LupusBayesError, ArithmeticError):
     found, or its grid is truncated. Nothing is decided from it."""
 
 
+class PriorConstructionError(LupusBayesError, ValueError):
+    """A prior cannot be constructed as asked: thresholds that contradict each other, a method that needs
+    a bivariate normal given a mixture, too few doses."""
+
+
 class SimulationError(LupusBayesError, RuntimeError):
     """A simulated trial cannot be run to its end: a design that never stops under the spec's rules."""
 
 
 class LupusBayesWarning(UserWarning):
     """Warnings about statistical caveats (Pareto k, proxies, extrapolation)."""
+
+
+class PriorConstructionWarning(LupusBayesWarning):
+    """A constructed prior's pitfall, with its numbers (also in the result's ``warnings``)."""
 
 
 def _locate(

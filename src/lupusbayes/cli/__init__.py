@@ -2,7 +2,8 @@
 
 One module per command group (:mod:`~lupusbayes.cli.data`, :mod:`~lupusbayes.cli.spec`,
 :mod:`~lupusbayes.cli.fitting`, :mod:`~lupusbayes.cli.decide`, :mod:`~lupusbayes.cli.report`,
-:mod:`~lupusbayes.cli.plot`, :mod:`~lupusbayes.cli.simulate`, :mod:`~lupusbayes.cli.demo`), shared
+:mod:`~lupusbayes.cli.plot`, :mod:`~lupusbayes.cli.simulate`, :mod:`~lupusbayes.cli.demo`,
+:mod:`~lupusbayes.cli.construct_prior`), shared
 helpers in :mod:`~lupusbayes.cli.output`.
 
 Exit codes: 0 success; 2 bad input (one line on stderr naming the file, row and field, and no
@@ -31,6 +32,7 @@ examples:
   lupusbayes data screen my_cohort.csv --spec axa_nk02
   lupusbayes spec check models/axa_nk02.toml
   lupusbayes fit kn5601 --data kn5601 --model crs --out crs.nc --seed 1
+  lupusbayes construct-prior axa_nk02 --method minimal-informative
   lupusbayes check crs.nc
   lupusbayes plot crs.nc --kind dose_crs --out dose_crs.png
   lupusbayes decide kn5601 --state kn5601

@@ -13,6 +13,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prior": ("fitting", "what a model's prior implies per dose (before any data, or for given data), its effective "
               "sample size, and which levels can be reached"),
     "check": ("fitting", "diagnostics and predictive checks of a saved fit"),
+    "construct-prior": ("construct_prior", "construct a DLT prior (minimal informative, or a robust mixture of the "
+                        "co-data MAP prior) as the [model.blrm.prior] block, with what it implies per dose and its ESS"),
     "decide": ("decide", "recommend the next dose group: escalate / hold / de-escalate / stop, with every rule"),
     "report": ("report", "the SRC report: one self-contained HTML file (recommendation, data, models, checks, figures)"),
     "plot": ("plot", "draw a saved fit: diagnostics, dose-response, SLEDAI-2K, the recommendation"),

@@ -33,6 +33,7 @@ P(response rate < r) per dose is from the SLEDAI-2K model's.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import expit, logit
@@ -40,7 +41,8 @@ from scipy.special import expit, logit
 from lupusbayes.cohort import Cohort, combine_cohorts
 from lupusbayes.spec import BivariateNormalMixture, BivariateNormalPrior, CodataPriors, TrialSpec
 
-__all__ = ["CodataPriors", "codata_priors", "fit_normal_mixture", "MAX_MIXTURE_COMPONENTS"]
+__all__ = ["CodataPriors", "codata_priors", "CodataPredictive", "codata_predictive_draws", "fit_normal_mixture",
+           "MAX_MIXTURE_COMPONENTS"]
 
 #: The most components the EM summary of a predictive distribution may use.
 MAX_MIXTURE_COMPONENTS = 3
@@ -146,6 +148,59 @@ def _robust(ex: BivariateNormalMixture, nex: BivariateNormalPrior, weight: float
     return BivariateNormalMixture(tuple(weight * w for w in ex.weights) + (1.0 - weight,), ex.components + (nex,))
 
 
+@dataclass(frozen=True)
+class CodataPredictive:
+    """Draws of the target study's ``(log a, log b)`` given the co-data alone, from an MCMC fit of the DLT BLRM.
+
+    ``draws`` (n, 2) are the exchangeable study's predictive (``theta_ex`` of the target, which has no
+    patients: the meta-analytic-predictive (MAP) prior before any summary), or with ``hierarchy = "none"``
+    the pooled ``mu``; ``exchangeable_weight`` is the target's prior probability of being exchangeable
+    (1 unless EXNEX) and ``nex`` the prior of its non-exchangeable component.
+    """
+
+    draws: np.ndarray
+    exchangeable_weight: float
+    nex: BivariateNormalPrior | BivariateNormalMixture
+    fit_name: str
+    hierarchy: str
+    source: str
+
+
+def codata_predictive_draws(spec: TrialSpec, codata: Sequence[Cohort], *, seed: int, progress=None, cache=None,
+                            settings=None) -> CodataPredictive:
+    """The target study's predictive draws given ``codata`` (see :class:`CodataPredictive`).
+
+    One MCMC fit of the BLRM on the co-data (``settings``: a
+    :class:`~lupusbayes.spec.ToxicityModelSettings` instead of the spec's ``[model.blrm]``), seeded by
+    ``seed`` and read from ``cache`` when made before.
+
+    Raises
+    ------
+    ConvergenceGateError
+        The fit failed its convergence gate (no prior is derived from it).
+    """
+    from lupusbayes.errors import ConvergenceGateError
+    from lupusbayes.fitting.fitcache import cached_fit
+    from lupusbayes.models.toxicity import BLRM
+
+    cohort = combine_cohorts(list(codata))
+    target = spec.trial.id
+    blrm = BLRM(cohort, spec, settings)
+    toxicity_fit = cached_fit(blrm, seed=seed, progress=progress, cache=cache)
+    if not toxicity_fit.converged:
+        raise ConvergenceGateError(f"the {blrm.hierarchy} BLRM fit of the co-data ({cohort.source}) failed its "
+                                   "convergence gate: no prior is derived from it; refit with more draws ([fitting] draws)")
+    posterior = toxicity_fit.posterior
+    if blrm.hierarchy == "none":
+        draws = posterior["mu"].values.reshape(-1, 2)
+        weight = 1.0
+    else:
+        draws = posterior["theta_ex"].sel(study=target).values.reshape(-1, 2)
+        weight = 1.0 if blrm.hierarchy == "exchangeable" else blrm.settings.exchangeability(target)
+    return CodataPredictive(draws, float(weight), blrm.settings.nex, blrm.name, blrm.hierarchy,
+                            f"{', '.join(cohort.study_ids)} ({cohort.n_patients} patients)")
+
+
 def codata_priors(spec: TrialSpec, codata: Sequence[Cohort], *, seed: int, progress=None, cache=None) -> CodataPriors:
     """The target study's toxicity and response priors given ``codata`` (see the module docstring).
 
@@ -161,32 +216,19 @@ def codata_priors(spec: TrialSpec, codata: Sequence[Cohort], *, seed: int, progr
     from lupusbayes.errors import ConvergenceGateError
     from lupusbayes.fitting.fitcache import cached_fit
     from lupusbayes.models.sledai import SledaiModel
-    from lupusbayes.models.toxicity import BLRM
 
     cohort = combine_cohorts(list(codata))
-    target = spec.trial.id
     x = np.log(np.asarray(spec.dosing.levels) / spec.dosing.reference_dose)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
     checks: dict = {}
 
-    blrm = BLRM(cohort, spec)
-    toxicity_fit = cached_fit(blrm, seed=seed, progress=progress, cache=cache)
-    if not toxicity_fit.converged:
-        raise ConvergenceGateError(f"the EXNEX BLRM fit of the co-data ({cohort.source}) failed its convergence gate: "
-                                   "no prior is derived from it; refit with more draws ([fitting] draws)")
-    posterior = toxicity_fit.posterior
-    settings = blrm.settings
-    if blrm.hierarchy == "none":
-        draws = posterior["mu"].values.reshape(-1, 2)
-        weight = 1.0
-    else:
-        draws = posterior["theta_ex"].sel(study=target).values.reshape(-1, 2)
-        weight = 1.0 if blrm.hierarchy == "exchangeable" else settings.exchangeability(target)
+    predictive = codata_predictive_draws(spec, codata, seed=seed, progress=progress, cache=cache)
+    draws, weight = predictive.draws, predictive.exchangeable_weight
     ex, components = fit_normal_mixture(draws, seed=seed)
-    toxicity = _robust(ex, settings.nex, weight)
+    toxicity = _robust(ex, predictive.nex, weight)
     edges = [edge for edge in spec.dlt.intervals.edges if 0.0 < edge < 1.0]
     checks["toxicity"] = {
-        "fit": f"{blrm.name}, seed {seed}, gate passed", "exchangeable_weight": weight,
+        "fit": f"{predictive.fit_name}, seed {seed}, gate passed", "exchangeable_weight": weight,
         "ex_components": components,
         "largest_difference_p_dlt_at_least": round(_largest_difference(_probabilities(draws, x), ex, x, edges, rng), 4),
     }

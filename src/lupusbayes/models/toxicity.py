@@ -16,6 +16,11 @@ Study parameters ``theta_s = (log a_s, log b_s)``:
 * ``exnex`` (Neuenschwander et al. 2016): with prior probability ``p_s`` study *s* is
   exchangeable as above, otherwise ``theta_s ~ BVN(nex_prior)`` on its own.
 
+A mixture prior (``sum_k w_k BVN_k``, e.g. a robust MAP prior) takes the place of ``BVN(prior)`` for
+``theta`` (``none``) or ``mu``: a ``pm.Mixture`` of ``pm.MvNormal`` components, whose density sums
+over the components (no discrete indicator, so NUTS samples it); the bivariate normal prior keeps
+its non-centred form.
+
 The EXNEX mixture is sampled without a discrete indicator: both components are drawn
 non-centred and the study's likelihood is mixed,
 ``p(y_s) = p_s L_s(theta_s^EX) + (1 - p_s) L_s(theta_s^NEX)``. Marginalising the two
@@ -42,7 +47,7 @@ from lupusbayes.models._math import NUMPY_OPS, Ops, sigmoid, ordinal_logit_log_p
 from lupusbayes.models.base import BayesianModel, DecisionQuantity, as_draws, draws_array
 from lupusbayes.models.design import DoseCovariate, dose_covariate, dose_groups, study_index
 from lupusbayes.models.summaries import probability_with_mcse, summarise_draws
-from lupusbayes.spec import ToxicityModelSettings, TrialSpec
+from lupusbayes.spec import BivariateNormalMixture, ToxicityModelSettings, TrialSpec
 
 __all__ = ["ToxicityModel", "CRSModel", "BLRM"]
 
@@ -150,6 +155,11 @@ class ToxicityModel(BayesianModel):
             )
         if self.hierarchy == "none" and len(self.studies) > 1:
             warnings.warn(self.pooling_note, LupusBayesWarning, stacklevel=3)
+        if self.hierarchy == "exnex" and isinstance(s.nex, BivariateNormalMixture):
+            raise ModelSetupError(
+                f"[model.{self.kind}.prior] is a mixture and EXNEX's non-exchangeable component would take it (no "
+                f"[model.{self.kind}.nex_prior]): give a bivariate normal [model.{self.kind}.nex_prior]"
+            )
         self.p_exchangeable = np.array([s.exchangeability(study) for study in self.studies])
         self.study_onehot = np.eye(len(self.studies))[self.study_codes]
 
@@ -303,8 +313,13 @@ class ToxicityModel(BayesianModel):
                 eta = self._eta(theta[:, 0], theta[:, 1], x, ops)
                 return ordinal_logit_log_prob(outcome, eta, cut, ops)
 
-            z_population = pm.Normal("z_population", 0.0, 1.0, dims="parameter")
-            mu = pm.Deterministic("mu", pt.as_tensor_variable(prior.mean) + pt.dot(prior.cholesky, z_population), dims="parameter")
+            if isinstance(prior, BivariateNormalMixture):  # component indicator marginalised: no discrete variable
+                mu = pm.Mixture("mu", w=np.asarray(prior.weights), dims="parameter",
+                                comp_dists=[pm.MvNormal.dist(mu=c.mean, cov=c.covariance) for c in prior.components])
+            else:
+                z_population = pm.Normal("z_population", 0.0, 1.0, dims="parameter")
+                mu = pm.Deterministic("mu", pt.as_tensor_variable(prior.mean) + pt.dot(prior.cholesky, z_population),
+                                      dims="parameter")
             if self.hierarchy == "none":
                 theta = pt.tile(mu[None, :], (n_studies, 1))
                 pm.Potential("log_likelihood", log_lik(theta).sum())

@@ -15,7 +15,7 @@ from lupusbayes.eligibility import ScreeningReport
 from lupusbayes.endpoints import RESPONSE_DEFINITIONS
 from lupusbayes.fitting import Diagnostics, FitResult, PriorPredictive
 from lupusbayes.models.summaries import MCSE_BOUND_NOTE
-from lupusbayes.spec import TrialSpec
+from lupusbayes.spec import BivariateNormalMixture, TrialSpec
 from lupusbayes.summary import CohortSummary
 
 __all__ = ["cohort_summary_text", "spec_text", "screening_text", "diagnostics_lines", "fit_text", "prior_predictive_text",
@@ -349,9 +349,13 @@ def dlt_prior_source_lines(summary) -> list[str]:
     spec = summary.spec
     if summary.from_spec_prior:
         prior = spec.models.blrm.prior
-        what = (f"spec prior ([model.blrm.prior]: log a ~ N({prior.mean_log_a:g}, sd {prior.sd_log_a:g}), "
-                f"log b ~ N({prior.mean_log_b:g}, sd {prior.sd_log_b:g}), correlation {prior.correlation:g}; "
-                f"reference dose {dose_label(spec.dosing.reference_dose, spec.dosing.unit.value)})")
+        reference = f"reference dose {dose_label(spec.dosing.reference_dose, spec.dosing.unit.value)}"
+        if isinstance(prior, BivariateNormalMixture):
+            what = f"spec prior ([model.blrm.prior], a mixture: {prior.describe()}; {reference})"
+        else:
+            what = (f"spec prior ([model.blrm.prior]: log a ~ N({prior.mean_log_a:g}, sd {prior.sd_log_a:g}), "
+                    f"log b ~ N({prior.mean_log_b:g}, sd {prior.sd_log_b:g}), correlation {prior.correlation:g}; "
+                    f"{reference})")
     else:
         what = summary.source
     return [*_wrapped(f"prior: {what}"),

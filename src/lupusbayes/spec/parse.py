@@ -41,6 +41,7 @@ from lupusbayes.spec.schema import (
 )
 from lupusbayes.spec.settings import (
     HETEROGENEITY_PRESETS,
+    BivariateNormalMixture,
     BivariateNormalPrior,
     ConvergenceGate,
     FitSettings,
@@ -536,6 +537,42 @@ def _parse_bvn(table: TomlTable, default: BivariateNormalPrior) -> BivariateNorm
     return prior
 
 
+#: How far the mixture weights of a spec may sum from 1 (they are written with a few decimals).
+MIXTURE_WEIGHT_TOLERANCE = 1e-6
+
+
+def _parse_prior(table: TomlTable, default: BivariateNormalPrior) -> BivariateNormalPrior | BivariateNormalMixture:
+    """``[model.*.prior]``: one bivariate normal (its keys), or a mixture (``[[model.*.prior.components]]``,
+    each with ``weight`` and the five keys; weights positive, summing to 1, at least two components)."""
+    if "components" not in table.data:
+        return _parse_bvn(table, default)
+    others = sorted(set(table.data) - {"components"})
+    if others:
+        raise table.error(others[0], "a mixture prior ([[...prior.components]]) takes its keys in each component, "
+                          "not in [...prior] itself: move this key into the components or remove the components")
+    components = table.array_of_tables("components")
+    if len(components) < 2:
+        raise table.error("components", f"a mixture needs at least two components (got {len(components)}); write "
+                          "one bivariate normal with the keys of [...prior] itself")
+    weights, priors = [], []
+    for component in components:
+        weights.append(component.number("weight", required=True, positive=True, maximum=1.0))
+        priors.append(BivariateNormalPrior(
+            mean_log_a=component.number("mean_log_a", required=True),
+            mean_log_b=component.number("mean_log_b", required=True),
+            sd_log_a=component.number("sd_log_a", required=True, positive=True),
+            sd_log_b=component.number("sd_log_b", required=True, positive=True),
+            correlation=component.number("correlation", 0.0, minimum=-0.999, maximum=0.999),
+        ))
+        component.finish()
+    if abs(sum(weights) - 1.0) > MIXTURE_WEIGHT_TOLERANCE:
+        raise table.error("components", f"the components' weights must sum to 1 (got {' + '.join(f'{w:g}' for w in weights)}"
+                          f" = {sum(weights):.6g})")
+    table.finish()
+    total = sum(weights)
+    return BivariateNormalMixture(tuple(w / total for w in weights), tuple(priors))
+
+
 def _parse_lognormal(table: TomlTable, default: LogNormalPrior) -> LogNormalPrior:
     if not table.present:
         return default
@@ -578,7 +615,7 @@ def _parse_toxicity(table: TomlTable, default: ToxicityModelSettings) -> Toxicit
         outcome=outcome,
         max_grade=table.integer("max_grade", default.max_grade, minimum=1, maximum=5),
         dose_effect=table.boolean("dose_effect", default.dose_effect),
-        prior=_parse_bvn(table.table("prior", required=False), default.prior),
+        prior=_parse_prior(table.table("prior", required=False), default.prior),
         grade_gap=_parse_lognormal(table.table("grade_gap", required=False), default.grade_gap),
         hierarchy=table.choice("hierarchy", ("auto", "none", "exchangeable", "exnex"), default.hierarchy),
         heterogeneity=heterogeneity,

@@ -98,6 +98,12 @@ class BivariateNormalMixture:
     def mean(self) -> np.ndarray:
         return sum(w * c.mean for w, c in zip(self.weights, self.components, strict=True))
 
+    def describe(self) -> str:
+        """One line: ``0.9 x N(log a: -2.9, sd 1.5; log b: 0, sd 0.8; correlation 0) + ...``."""
+        return " + ".join(f"{w:g} x N(log a: {c.mean_log_a:g}, sd {c.sd_log_a:g}; log b: {c.mean_log_b:g}, "
+                          f"sd {c.sd_log_b:g}; correlation {c.correlation:g})"
+                          for w, c in zip(self.weights, self.components, strict=True))
+
 
 @dataclass(frozen=True)
 class LogNormalPrior:
@@ -164,13 +170,15 @@ class ToxicityModelSettings:
     With ``outcome="crs_grade"`` the model is ``logit P(CRS >= g) = log a - c_g + b x`` with
     ``x = log(dose / reference_dose)``, ``c_1 = 0 < c_2 < ...`` (shared grade gaps), ``b > 0``.
     With ``outcome="dlt"`` (or ``"crs_any"``) it is the standard BLRM
-    ``logit p = log a + b x``, ``(log a, log b) ~ BVN(prior)``.
+    ``logit p = log a + b x``, ``(log a, log b) ~ BVN(prior)``. ``prior`` may be a
+    :class:`BivariateNormalMixture` (``[[model.blrm.prior.components]]``, e.g. a robust mixture of
+    :mod:`lupusbayes.prior_construction`); EXNEX then needs a bivariate normal ``nex_prior``.
     """
 
     outcome: ToxicityOutcome = "crs_grade"
     max_grade: int = 4
     dose_effect: bool = True
-    prior: BivariateNormalPrior = field(default_factory=_default_toxicity_prior)
+    prior: BivariateNormalPrior | BivariateNormalMixture = field(default_factory=_default_toxicity_prior)
     grade_gap: LogNormalPrior = field(default_factory=lambda: LogNormalPrior(median=2.0, log_sd=0.5))
     hierarchy: Hierarchy = "auto"
     heterogeneity: Heterogeneity = field(default_factory=Heterogeneity)
@@ -195,7 +203,8 @@ class ToxicityModelSettings:
         return self.max_grade if self.outcome == "crs_grade" else 1
 
     @property
-    def nex(self) -> BivariateNormalPrior:
+    def nex(self) -> BivariateNormalPrior | BivariateNormalMixture:
+        """The NEX prior: ``nex_prior``, else ``prior`` (a mixture there is refused by the EXNEX model)."""
         return self.nex_prior or self.prior
 
     def exchangeability(self, study_id: str) -> float:
