@@ -38,7 +38,7 @@ def spec_with(base: str, decision: str) -> lb.TrialSpec:
 
 THREE_PLUS_THREE = spec_with(KN5601, 'design = "3+3"')
 # BOIN at oncology's target 0.3, where Liu & Yuan's published boundaries are the reference
-BOIN_TEXT = spec_text_with(KN5601.replace("target = 0.15", "target = 0.3"), "decision", 'design = "boin"')
+BOIN_TEXT = spec_text_with(spec_text_with(KN5601, "decision.boin", "target = 0.3"), "decision", 'design = "boin"')
 BOIN = lb.parse_spec(BOIN_TEXT)
 
 

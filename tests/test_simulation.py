@@ -308,7 +308,7 @@ def test_a_checkpoint_resumes_and_refuses_another_plan_or_a_foreign_chunk(plan, 
 
 def test_plans_are_checked():
     scenarios = load_scenarios("axa_nk02", AXA)
-    for bad in ({"designs": ("crm",)}, {"designs": ()}, {"n_trials": 0}, {"chunk_size": 0}, {"seed": -1}):
+    for bad in ({"designs": ("efftox",)}, {"designs": ()}, {"n_trials": 0}, {"chunk_size": 0}, {"seed": -1}):
         arguments = {"designs": ("boin",), "n_trials": 10, "seed": 1, **bad}
         with pytest.raises(ValueError):
             SimulationPlan(AXA, scenarios, **arguments)
@@ -347,7 +347,7 @@ def test_a_design_that_borrows_is_simulated_with_the_codata_it_borrows_from(tmp_
 
 
 @pytest.mark.parametrize(("arguments", "words"), [
-    (["--designs", "crm"], ["unknown design crm"]),
+    (["--designs", "efftox"], ["unknown design efftox"]),
     (["--n-trials", "0"], ["--n-trials"]),
     (["--scenarios", "missing.toml"], ["missing.toml", "not found"]),
 ])

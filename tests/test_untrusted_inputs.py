@@ -142,7 +142,7 @@ def test_safety_days_and_an_infusion_date_must_agree(tmp_path, capsys):
                                                  ("p_tox = 0.16", "p_tox"), ("p_saf = 0.14", "p_saf")])
 def test_boin_settings_that_cannot_give_boundaries_fail_spec_check(setting, field, tmp_path, capsys):
     path = tmp_path / "spec.toml"
-    path.write_text(SPEC_TEXT.replace("target = 0.15", f"target = 0.15\n{setting}"))
+    path.write_text(spec_text_with(SPEC_TEXT, "decision.boin", setting))
     code, _, stderr = _run(capsys, ["spec", "check", str(path)])
     _one_line_error(code, stderr)
     assert f"decision.boin.{field}" in stderr
@@ -150,7 +150,7 @@ def test_boin_settings_that_cannot_give_boundaries_fail_spec_check(setting, fiel
 
 def test_boin_settings_at_the_limits_decide(tmp_path, capsys):
     path = tmp_path / "spec.toml"
-    path.write_text(SPEC_TEXT.replace("target = 0.15", "target = 0.15\np_saf = 0.135\np_tox = 0.165"))
+    path.write_text(spec_text_with(SPEC_TEXT, "decision.boin", "p_saf = 0.135\np_tox = 0.165"))
     code, _, _ = _run(capsys, ["decide", str(path), "--design", "boin", "--outcomes", "1NNN"])
     assert code == 0
 

@@ -16,11 +16,19 @@ design          rules                                                           
                 choice with its own overdose limit
 ``boin``        BOIN boundaries and elimination, no skipping, sample size             ``select.mtd``
 ``3+3``         the 3+3 (sample size: then the classical rule)                        the 3+3's MTD
+``crm``         the CRM (dfcrm): the level whose estimate is closest to the target,   dfcrm's MTD
+                no skipping, coherent escalation, stop when the lowest is too toxic,  (closest to the
+                sample size                                                           target)
+``tite_crm``    the TITE-CRM: the CRM with patients inside the window weighted by     dfcrm's MTD
+                their follow-up; doses while they are pending (no DLT window rule)
 ==============  ====================================================================  ==================
 
-Every design also has the DLT window rule (no new cohort while a patient is inside the DLT
-window) and selects only a level given to at least ``[decision] min_patients_at_selection``
-patients (default: the group size); a selection made with patients pending is provisional.
+Every design but the time-to-event ones (``TIME_TO_EVENT_DESIGNS``) also has the DLT window rule
+(no new cohort while a patient is inside the DLT window); those have
+:class:`~lupusbayes.decisions.rules.TimeToEventWindow` instead, which says in every output that they
+dose while patients are pending. Every design selects only a level given to at least
+``[decision] min_patients_at_selection`` patients (default: the group size); a selection made with
+patients pending is provisional.
 """
 
 from __future__ import annotations
@@ -28,9 +36,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lupusbayes.decisions.boin import boin_boundaries
+from lupusbayes.decisions.crm import CrmModel, crm_skeleton
 from lupusbayes.decisions.rules import (
     BoinRule,
     ConvergenceGate,
+    CrmRule,
     DltWindow,
     EndOfDoseRange,
     Ewoc,
@@ -43,10 +53,11 @@ from lupusbayes.decisions.rules import (
     SampleSize,
     Sentinel,
     ThreePlusThreeRule,
+    TimeToEventWindow,
 )
-from lupusbayes.spec import DESIGNS, TrialSpec
+from lupusbayes.spec import DESIGNS, CrmSettings, TrialSpec
 
-__all__ = ["Design", "design_for", "DESIGNS"]
+__all__ = ["Design", "design_for", "DESIGNS", "crm_model"]
 
 BOIN_TABLE_PATIENTS = 100  # BOIN's boundaries are tabulated for up to this many patients at one level
 
@@ -71,7 +82,21 @@ class Design:
         return Design(self.name, tuple(rules), self.selection, self.needs_toxicity_model, self.needs_efficacy_model)
 
 
-_PROPOSALS = (LupusbayesEscalation, HighestAdmissible, LossBased, BoinRule, ThreePlusThreeRule)
+_PROPOSALS = (LupusbayesEscalation, HighestAdmissible, LossBased, BoinRule, ThreePlusThreeRule, CrmRule)
+
+
+def crm_model(spec: TrialSpec) -> CrmModel:
+    """The CRM model of ``[decision.crm]``: the given skeleton, or dfcrm's ``getprior`` (Lee & Cheung 2009)
+    from the half-width and the prior MTD level (default: the middle level; of two middles, the lower)."""
+    settings: CrmSettings = spec.decision.crm
+    n_levels = len(spec.dosing.levels)
+    skeleton = settings.skeleton
+    if skeleton is None:
+        prior_mtd_level = settings.prior_mtd_level or (n_levels + 1) // 2
+        skeleton = tuple(float(p) for p in crm_skeleton(settings.skeleton_halfwidth, settings.target, prior_mtd_level,
+                                                         n_levels, model=settings.model, intercept=settings.intercept))
+    return CrmModel(skeleton, target=settings.target, model=settings.model, prior_sd=settings.prior_sd,
+                    intercept=settings.intercept)
 
 
 def design_for(spec: TrialSpec, name: str | None = None) -> Design:
@@ -109,4 +134,12 @@ def design_for(spec: TrialSpec, name: str | None = None) -> Design:
         boundaries = boin_boundaries(s.target, max_patients=max(max_patients or 0, BOIN_TABLE_PATIENTS), p_saf=s.p_saf,
                                      p_tox=s.p_tox, cutoff_eliminate=s.cutoff_eliminate)
         return Design(name, (*common, BoinRule(boundaries)), "boin", False, False)
+    if name in ("crm", "tite_crm"):
+        settings = spec.decision.crm
+        tite = name == "tite_crm"
+        rule = CrmRule(crm_model(spec), no_skipping=not rules_of_trial.allow_skipping,
+                       coherent_escalation=settings.coherent_escalation and not tite,
+                       stop_probability=settings.stop_probability, tite_weights=settings.tite_weights if tite else None)
+        window = [TimeToEventWindow("TITE-CRM")] if tite else [DltWindow()]
+        return Design(name, (*window, *common[1:], rule), "crm", False, False)
     return Design(name, (DltWindow(), *common[2:], ThreePlusThreeRule()), "three_plus_three", False, False)

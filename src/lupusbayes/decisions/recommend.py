@@ -19,12 +19,15 @@ import numpy as np
 from lupusbayes.decisions.boin import boin_select_mtd
 from lupusbayes.decisions.designs import Design, design_for
 from lupusbayes.decisions.posterior import PARETO_K_LIMIT, Estimate
+from lupusbayes.decisions.crm import crm_select_mtd
 from lupusbayes.decisions.rules import (
-    STOP_BOIN_ELIMINATED_LOWEST,
     STOP_NO_LEVEL_ADMISSIBLE,
     STOP_THREE_PLUS_THREE,
+    TOXICITY_STOPS,
+    CrmRule,
     DecisionContext,
     RuleVerdict,
+    crm_patients,
 )
 from lupusbayes.decisions.state import PatientRecord
 from lupusbayes.decisions.three_plus_three import classical_three_plus_three_mtd
@@ -202,6 +205,16 @@ def _select(context: DecisionContext, design: Design, allowed: frozenset[int], v
         masked = boin_select_mtd(np.where(keep, n, 0), np.where(keep, y, 0), target=boin.target,
                                  cutoff_eliminate=boin.cutoff_eliminate)
         return chosen(masked.selected_level_index, f"{masked.reason} ({too_few})")
+    if design.selection == "crm":  # dfcrm's MTD on complete data: the level closest to the target, among those given
+        rule = next(rule for rule in design.rules if isinstance(rule, CrmRule))
+        levels, dlts, _ = crm_patients(state)
+        if not allowed:
+            return chosen(None, "the trial stopped for toxicity: no dose is selected")
+        if not levels:
+            return chosen(None, "no DLT-evaluable patient: no dose is selected")
+        selection = crm_select_mtd(rule.model, levels, dlts, min_patients_at_selection=minimum,
+                                   stop_probability=rule.stop_probability, treated_by_level=treated)
+        return chosen(selection.selected_level_index, selection.reason)
     if design.selection == "three_plus_three":
         verdict = next(v for v in verdicts if v.rule == "3+3")
         if stopped_by_design:
@@ -277,7 +290,7 @@ def decide(context: DecisionContext, design: Design | None = None) -> Recommenda
                   trial_id=spec.trial.id, state_source=state.source,
                   posterior_sources=tuple(getattr(p, "source", "") for p in posteriors), notes=notes)
     if stops:
-        safe_end = not any(s in (STOP_NO_LEVEL_ADMISSIBLE, STOP_BOIN_ELIMINATED_LOWEST) for s in stops)
+        safe_end = not any(s in TOXICITY_STOPS for s in stops)
         selection = _select(context, design, allowed if safe_end or design.selection == "boin" else frozenset(), verdicts,
                             stopped_by_design=STOP_THREE_PLUS_THREE in stops)
         if selection.provisional:

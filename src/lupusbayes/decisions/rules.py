@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lupusbayes.decisions.boin import BoinBoundaries, boin_boundaries, boin_next_dose
+from lupusbayes.decisions.crm import CrmModel, crm_next_dose, tite_weights
 from lupusbayes.decisions.posterior import DrawsPosterior, Estimate, ExactPosterior
 from lupusbayes.decisions.state import TrialState
 from lupusbayes.decisions.three_plus_three import MAX_PATIENTS_PER_LEVEL, three_plus_three_next
@@ -38,7 +39,8 @@ from lupusbayes.spec import LossSettings, TrialSpec
 __all__ = [
     "DecisionContext", "RuleVerdict", "DoseCheck", "Rule",
     "Ewoc", "NoSkipping", "Sentinel", "GroupWindow", "DltWindow", "SampleSize", "ConvergenceGate", "EndOfDoseRange",
-    "LupusbayesEscalation", "HighestAdmissible", "LossBased", "BoinRule", "ThreePlusThreeRule",
+    "LupusbayesEscalation", "HighestAdmissible", "LossBased", "BoinRule", "ThreePlusThreeRule", "CrmRule",
+    "TimeToEventWindow", "STOP_CRM_LOWEST_TOO_TOXIC", "TOXICITY_STOPS", "crm_patients",
     "probability_at_least", "efficacy_insufficient",
     "STOP_BOIN_ELIMINATED_LOWEST", "STOP_THREE_PLUS_THREE", "STOP_NO_LEVEL_ADMISSIBLE", "sample_size_stop",
 ]
@@ -48,6 +50,9 @@ __all__ = [
 STOP_BOIN_ELIMINATED_LOWEST = "BOIN eliminated the lowest level"
 STOP_THREE_PLUS_THREE = "the 3+3 stops"
 STOP_NO_LEVEL_ADMISSIBLE = "no level is admissible"
+STOP_CRM_LOWEST_TOO_TOXIC = "the CRM finds the lowest level too toxic"
+#: The stops for toxicity (no dose is then selected); the 3+3's own stop is one when it selects nothing
+TOXICITY_STOPS = (STOP_NO_LEVEL_ADMISSIBLE, STOP_BOIN_ELIMINATED_LOWEST, STOP_CRM_LOWEST_TOO_TOXIC)
 
 
 def sample_size_stop(enrolled: int, max_patients: int) -> str:
@@ -549,6 +554,94 @@ class BoinRule(Rule):
                                stop=STOP_BOIN_ELIMINATED_LOWEST)
         return RuleVerdict(self.name, question, decision.reason, allowed=allowed,
                            preference=_descending_from(decision.next_level_index))
+
+
+def crm_patients(state: TrialState, *, weights: str | None = None) -> tuple[list[int], list[bool], list[float]]:
+    """The patients the CRM reads, in order of enrolment: levels, DLTs and weights.
+
+    Without ``weights`` (the CRM) the DLT-evaluable patients, each with weight 1; with a TITE
+    scheme (``"linear"`` or ``"adaptive"``) also the patients still inside the window without a DLT,
+    weighted by their follow-up (:func:`~lupusbayes.decisions.crm.tite_weights`). A counts-only
+    state lists its patients level by level, the current level last.
+    """
+    window = state.window_days
+    if state.counts_only:
+        n, y = state.evaluable_counts()
+        order = [level for level in range(state.n_levels) if level != state.current_level_index]
+        order += [state.current_level_index] if state.current_level_index is not None else []
+        levels = [level for level in order for _ in range(int(n[level]))]
+        # which patient had the DLT is not known: the DLTs taken as the most recent (as TrialState.current_group)
+        dlts = [i >= int(n[level]) - int(y[level]) for level in order for i in range(int(n[level]))]
+        return levels, dlts, [1.0] * len(levels)
+    patients = [p for p in state.patients if weights is not None or p.evaluable(window)]
+    levels = [p.level for p in patients]
+    dlts = [bool(p.dlt) for p in patients]
+    if weights is None or not patients:
+        return levels, dlts, [1.0] * len(levels)
+    follow_up = [float(window if p.safety_days is None else min(p.safety_days, window)) for p in patients]
+    return levels, dlts, [float(w) for w in tite_weights(follow_up, window, dlts, scheme=weights)]
+
+
+@dataclass(frozen=True)
+class CrmRule(Rule):
+    """The CRM (O'Quigley, Pepe & Fisher 1990) or, with ``tite_weights``, the TITE-CRM (Cheung & Chappell
+    2000), as dfcrm computes them: the level whose estimate is closest to the target."""
+
+    model: CrmModel
+    no_skipping: bool = True
+    coherent_escalation: bool = False
+    stop_probability: float | None = None
+    tite_weights: str | None = None
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "TITE-CRM" if self.tite_weights else "CRM"
+
+    def evaluate(self, context: DecisionContext) -> RuleVerdict:
+        state = context.state
+        question = f"What does the {self.name} say?"
+        levels, dlts, weights = crm_patients(state, weights=self.tite_weights)
+        current = state.current_level_index
+        if not levels:
+            start = context.spec.dosing.starting_level - 1 if current is None else current
+            return RuleVerdict(self.name, question, f"no patient to read yet: treat at {context.label(start)}",
+                               preference=_descending_from(start))
+        last_cohort = sum(p.evaluable(state.window_days) for p in state.current_group())
+        decision = crm_next_dose(self.model, levels, dlts, patient_weight=weights if self.tite_weights else None,
+                                 current_level_index=current, no_skipping=self.no_skipping,
+                                 coherent_escalation=self.coherent_escalation,
+                                 last_cohort_size=max(last_cohort, 1), stop_probability=self.stop_probability)
+        reason = decision.reason
+        if self.tite_weights and any(w < 1.0 for w in weights):
+            reason += (f" (patients inside the DLT window weighted by their follow-up, {self.tite_weights} weights: "
+                       + ", ".join(f"{w:.2f}" for w in weights if w < 1.0) + ")")
+        if decision.action == "stop":
+            return RuleVerdict(self.name, question, reason, allowed=frozenset(), stop=STOP_CRM_LOWEST_TOO_TOXIC)
+        return RuleVerdict(self.name, question, reason, preference=_descending_from(decision.next_level_index))
+
+
+@dataclass(frozen=True)
+class TimeToEventWindow(Rule):
+    """The time-to-event designs' replacement of the DLT window rule: they dose while patients are inside
+    the window, reading each one's follow-up so far (the design's own rule, the one exception to "no new
+    cohort while a patient is inside the DLT window"). Said in every output where it matters."""
+
+    design: str = "TITE-CRM"
+    name: str = "DLT window (time-to-event)"
+
+    def evaluate(self, context: DecisionContext) -> RuleVerdict:
+        state, window = context.state, context.state.window_days
+        question = f"May the next cohort be dosed while patients are inside the {window}-day DLT window?"
+        inside = state.inside_window()
+        if not inside:
+            return RuleVerdict(self.name, question, "no patient is inside the window")
+        who = ", ".join(f"{p.patient_id} ({context.label(p.level)}, day {p.safety_days}"
+                        + (", DLT" if p.dlt else "") + ")" for p in inside)
+        verdict = (f"yes, by the {self.design}'s own rule: {len(inside)} patient(s) inside the window ({who}) count "
+                   "with the follow-up they have; the exception to the DLT window rule, which the other designs keep")
+        warning = (f"dosing with {len(inside)} patient(s) inside the DLT window: the {self.design} weights their "
+                   "follow-up instead of waiting (its own rule; the other designs wait)")
+        return RuleVerdict(self.name, question, verdict, warnings=(warning,))
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,10 @@ from lupusbayes.decisions import DecisionContext, Design, Recommendation, decide
 from lupusbayes.decisions.recommend import min_patients_at_selection
 from lupusbayes.decisions.rules import (
     STOP_BOIN_ELIMINATED_LOWEST,
+    STOP_CRM_LOWEST_TOO_TOXIC,
     STOP_THREE_PLUS_THREE,
     BoinRule,
+    CrmRule,
     GroupWindow,
     Sentinel,
     sample_size_stop,
@@ -47,10 +49,12 @@ from lupusbayes.decisions.state import DAYS_PER_MONTH, PatientRecord, TrialState
 from lupusbayes.decisions.three_plus_three import COHORT_SIZE, three_plus_three_next
 from lupusbayes.errors import SimulationError
 from lupusbayes.simulation.fast import FastPosteriors, SummaryPosterior
+from lupusbayes.decisions.crm import crm_posterior_batch
+from lupusbayes.simulation.crm_simulation import simulate_crm, simulate_tite_crm
 from lupusbayes.simulation.patients import LatentPatients, arrival_days
 from lupusbayes.simulation.rule_based import RuleBasedSimulation, simulate_boin, simulate_three_plus_three
 from lupusbayes.simulation.scenarios import Scenario
-from lupusbayes.spec import CodataPriors, TrialSpec
+from lupusbayes.spec import TIME_TO_EVENT_DESIGNS, CodataPriors, TrialSpec
 
 __all__ = ["TrialResults", "PosteriorBank", "simulate_trials", "max_patients_of", "level_columns"]
 
@@ -210,6 +214,7 @@ class _Trial:
     dlt_uniform: np.ndarray
     response_uniform: np.ndarray
     evaluable_flags: np.ndarray | None = None  # per slot (None: every patient is DLT-evaluable)
+    onset_days: np.ndarray | None = None  # per slot: the day after dosing a DLT occurs (time-to-event designs)
     levels: list[int] = field(default_factory=list)
     evaluable: list[bool] = field(default_factory=list)
     days: list[float] = field(default_factory=list)
@@ -238,13 +243,20 @@ class _Run:
         final_response_day = max(self.response_day, spec.decision.efficacy.final_month * DAYS_PER_MONTH)
         self.final_follow_up = max(self.window, final_response_day) if design.needs_efficacy_model else self.window
         self.reads_time = any(isinstance(rule, Sentinel | GroupWindow) for rule in design.rules)
+        # a time-to-event design sees a DLT on the day it occurs and decides as the next patient arrives; the
+        # others see DLTs at the end of the window, when they decide again
+        self.time_to_event = design.name in TIME_TO_EVENT_DESIGNS
+        if self.time_to_event and latent.onset is None:
+            raise SimulationError(f"{design.name}: the simulated patients carry no DLT onset times")
         self.slots = latent.toxicity.shape[1]
         # the sample size counts DLT-evaluable patients; a non-evaluable one is replaced from the spare slots
         self.max_patients = self.slots if latent.evaluable is None else min(max_patients_of(spec), self.slots)
         self.max_decisions = 6 * self.max_patients + 20
         arrivals = arrival_days(scenario, latent.arrival)
+        onsets = scenario.onset_days(self.window, latent.onset) if self.time_to_event else None
         self.trials = [_Trial(row, arrivals[row], latent.toxicity[row], latent.response[row],
-                              None if latent.evaluable is None else latent.evaluable[row])
+                              None if latent.evaluable is None else latent.evaluable[row],
+                              None if onsets is None else onsets[row])
                        for row in range(latent.n_trials)]
 
     # ---- what is known at a time -----------------------------------------------------------
@@ -261,6 +273,8 @@ class _Run:
             followed = trial.time - day
             safety_days = math.floor(followed + 1e-9)
             dlt_known = followed + 1e-9 >= self.window
+            if self.time_to_event and trial.dlt[slot] and followed + 1e-9 >= trial.onset_days[slot]:
+                dlt_known = True  # seen on the day it occurs
             dlt = trial.dlt[slot] and dlt_known
             responder = trial.responder[slot] if followed + 1e-9 >= self.response_day else None
             records.append(PatientRecord(f"s{slot + 1}", level, safety_days, dlt, responder=responder,
@@ -307,7 +321,11 @@ class _Run:
         if recommendation.action == "stop":
             trial.stop_reason = recommendation.stop_reasons[0] if recommendation.stop_reasons else "stop"
             trial.stopping = recommendation
-            if trial.days:
+            if trial.days and self.time_to_event:
+                # the stop is seen as the next patient arrives, but its data (a DLT; follow-up only reassures)
+                # were there at the last DLT, within the treated patients' windows: the trial ends with them
+                trial.time = trial.days[-1] + self.final_follow_up
+            elif trial.days:
                 trial.time = max(trial.time, trial.days[-1] + self.final_follow_up)
             return
         if recommendation.wait_days > 0:
@@ -334,7 +352,10 @@ class _Run:
             trial.responder.append(evaluable and bool(trial.response_uniform[slot] < self.p_response[level]))
             trial.time = day
             added += evaluable
-        if not self.reads_time:  # decide again when the cohort has completed the DLT window
+        if self.time_to_event:  # decide again when the next patient arrives, patients pending or not
+            slot = len(trial.levels)
+            trial.time = max(trial.time, float(trial.arrival[slot])) if slot < self.slots else trial.days[-1] + self.window
+        elif not self.reads_time:  # decide again when the cohort has completed the DLT window
             trial.time = trial.days[-1] + self.window
 
     def run(self, scenario_name: str, first_trial: int) -> TrialResults:
@@ -398,10 +419,12 @@ def _rule_based(spec: TrialSpec, design: Design, scenario: Scenario, latent: Lat
     """The engine's results for BOIN / the 3+3 from the vectorised simulators, or None when they do not apply."""
     group, max_patients = spec.escalation.group_size, latent.toxicity.shape[1]
     minimum = min_patients_at_selection(spec)
-    if design.name not in ("boin", "3+3") or max_patients % group or latent.evaluable is not None:
+    if design.name not in ("boin", "3+3", "crm", "tite_crm") or max_patients % group or latent.evaluable is not None:
         return None  # (non-evaluable patients and their replacements: the engine)
     p_dlt = scenario.p_dlt(spec)
     n_cohorts = max_patients // group
+    if design.name in ("crm", "tite_crm"):
+        return _crm(spec, design, scenario, latent, first_trial, p_dlt, group, n_cohorts, minimum)
     if design.name == "boin" and minimum > group:  # levels given to one cohort only are not selected: the engine
         return None
     if design.name == "boin":
@@ -431,6 +454,54 @@ def _rule_based(spec: TrialSpec, design: Design, scenario: Scenario, latent: Lat
         final_analysis_changed=np.zeros(latent.n_trials, dtype=bool),
         n_mcmc_decisions=np.zeros(latent.n_trials, dtype=np.int64),  # rule-based: no posterior
     )
+
+
+def _crm(spec: TrialSpec, design: Design, scenario: Scenario, latent: LatentPatients, first_trial: int,
+         p_dlt: np.ndarray, group: int, n_cohorts: int, minimum: int) -> TrialResults:
+    """The CRM and the TITE-CRM from :mod:`lupusbayes.simulation.crm_simulation`, as the engine runs them."""
+    rule = next(rule for rule in design.rules if isinstance(rule, CrmRule))
+    window = spec.dlt.window_days
+    arrivals = arrival_days(scenario, latent.arrival)
+    common = dict(model=rule.model, cohort_size=group, n_cohorts=n_cohorts, start_level=spec.dosing.starting_level - 1,
+                  no_skipping=rule.no_skipping, stop_probability=rule.stop_probability,
+                  min_patients_at_selection=minimum)
+    if design.name == "tite_crm":
+        simulation = simulate_tite_crm(latent.toxicity, scenario.onset_days(window, latent.onset), arrivals, p_dlt,
+                                       window_days=window, weights=rule.tite_weights, **common)
+        duration, cohorts = simulation.duration_days, (simulation.patient_level[:, ::group] >= 0).sum(axis=1)
+    else:
+        simulation = simulate_crm(latent.toxicity, p_dlt, coherent_escalation=rule.coherent_escalation, **common)
+        duration, cohorts = _cohort_timeline(simulation.patient_level, arrivals, group, window)
+    stop = np.asarray(simulation.stopped_early) | (np.asarray(simulation.selected_level) < 0) & _lowest_too_toxic(
+        rule, simulation)
+    reasons = np.where(stop, STOP_CRM_LOWEST_TOO_TOXIC, sample_size_stop(latent.toxicity.shape[1],
+                                                                         latent.toxicity.shape[1])).astype(object)
+    return TrialResults(
+        design=design.name, scenario=scenario.name,
+        trial=np.arange(first_trial, first_trial + latent.n_trials, dtype=np.int64),
+        selected_level=np.asarray(simulation.selected_level, dtype=np.int64), stop_reason=reasons,
+        n_patients=np.array(simulation.n_patients), n_dlt=np.array(simulation.n_dlt),
+        n_responders=_responders(simulation.patient_level, latent, scenario, simulation.n_patients.shape[1]),
+        duration_days=np.asarray(duration, dtype=float), n_decisions=cohorts + 1,  # one per cohort, the final analysis
+        final_analysis_changed=np.zeros(latent.n_trials, dtype=bool),
+        n_mcmc_decisions=np.zeros(latent.n_trials, dtype=np.int64),
+    )
+
+
+def _lowest_too_toxic(rule: CrmRule, simulation: RuleBasedSimulation) -> np.ndarray:
+    """Whether the CRM's stopping rule holds on each trial's final data (then no dose is selected)."""
+    if rule.stop_probability is None:
+        return np.zeros(simulation.n_trials, dtype=bool)
+    posterior = crm_posterior_batch(rule.model, simulation.n_patients, simulation.n_dlt)
+    return posterior.probability_above_target(0) >= rule.stop_probability
+
+
+def _responders(patient_level: np.ndarray, latent: LatentPatients, scenario: Scenario, n_levels: int) -> np.ndarray:
+    """Responders per level: patient ``j`` responds at level ``d`` when its response uniform is below P(response)."""
+    enrolled = patient_level >= 0
+    levels = np.maximum(patient_level, 0)
+    responder = enrolled & (latent.response[:, :patient_level.shape[1]] < scenario.p_response[levels])
+    return np.stack([(responder & (patient_level == level)).sum(axis=1) for level in range(n_levels)], axis=1)
 
 
 def _cohort_timeline(patient_level: np.ndarray, arrivals: np.ndarray, group: int, window: int):

@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lupusbayes.decisions.rules import STOP_BOIN_ELIMINATED_LOWEST, STOP_NO_LEVEL_ADMISSIBLE, STOP_THREE_PLUS_THREE
+from lupusbayes.decisions.rules import STOP_THREE_PLUS_THREE, TOXICITY_STOPS
 from lupusbayes.decisions.state import DAYS_PER_MONTH
 from lupusbayes.simulation.engine import TrialResults
 from lupusbayes.simulation.scenarios import Scenario
@@ -73,7 +73,7 @@ def per_trial_quantities(results: TrialResults, scenario: Scenario, spec: TrialS
     selected = results.selected_level
     chosen = selected >= 0
     reasons = np.asarray(results.stop_reason, dtype=object)
-    safety = np.isin(reasons, [STOP_NO_LEVEL_ADMISSIBLE, STOP_BOIN_ELIMINATED_LOWEST])
+    safety = np.isin(reasons, list(TOXICITY_STOPS))
     values: dict[tuple[str, int], np.ndarray] = {}
     for level in range(n_levels):
         values[("selected", level + 1)] = selected == level

@@ -1,10 +1,12 @@
 """Simulated patients, the same for every design (common random numbers).
 
-Each simulated patient carries three latent uniforms, drawn once per trial slot from the
-trial's seed: ``toxicity`` decides their DLT at any dose (a DLT at level ``d`` when it is
-below the true P(DLT) there, so a patient toxic at one dose is toxic at every higher one),
-``response`` their response the same way, ``arrival`` the gap before they arrive (and, when a
-scenario has non-evaluable patients, whether the patient stays DLT-evaluable). A design changes
+Each simulated patient carries latent uniforms, drawn once per trial slot from the trial's seed:
+``toxicity`` decides their DLT at any dose (a DLT at level ``d`` when it is below the true P(DLT)
+there, so a patient toxic at one dose is toxic at every higher one), ``response`` their response
+the same way, ``arrival`` the gap before they arrive (and, when a scenario has non-evaluable
+patients, whether the patient stays DLT-evaluable), and ``onset`` when within the DLT window a DLT
+would occur (:meth:`~lupusbayes.simulation.scenarios.Scenario.onset_days`; the time-to-event designs
+read it; drawn last, so the other draws are those of a seed before it existed). A design changes
 only which dose each patient gets, so designs differ by their choices, not by their luck.
 """
 
@@ -29,6 +31,8 @@ class LatentPatients:
     arrival: np.ndarray
     #: whether each slot's patient is DLT-evaluable (None: all are); a patient who is not is replaced by the next slot
     evaluable: np.ndarray | None = None
+    #: when within the DLT window a patient's DLT would occur, as a uniform (None: not drawn)
+    onset: np.ndarray | None = None
 
     @property
     def n_trials(self) -> int:
@@ -48,7 +52,7 @@ class LatentPatients:
 
         z_toxicity, z_response = norm.ppf(self.toxicity), norm.ppf(self.response)
         response = norm.cdf(rho * z_toxicity + np.sqrt(1.0 - rho**2) * z_response)
-        return LatentPatients(self.toxicity, response, self.arrival, self.evaluable)
+        return LatentPatients(self.toxicity, response, self.arrival, self.evaluable, self.onset)
 
 
 #: With non-evaluable patients, this many slots per place of the sample size (the replacements' slots).
@@ -67,7 +71,8 @@ def draw_latent_patients(seed: np.random.SeedSequence, n_trials: int, slots: int
     drawn = slots * (REPLACEMENT_SLOTS if p_not_evaluable > 0 else 1)
     toxicity, response, arrival = (rng.uniform(size=(n_trials, drawn)) for _ in range(3))
     evaluable = rng.uniform(size=(n_trials, drawn)) >= p_not_evaluable if p_not_evaluable > 0 else None
-    return LatentPatients(toxicity, response, arrival, evaluable)
+    onset = rng.uniform(size=(n_trials, drawn))
+    return LatentPatients(toxicity, response, arrival, evaluable, onset)
 
 
 def arrival_days(scenario: Scenario, arrival_uniforms: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ from lupusbayes.decisions.three_plus_three import COHORT_SIZE, MAX_PATIENTS_PER_
 __all__ = [
     "OperatingCharacteristics",
     "RuleBasedSimulation",
+    "select_mtd_rows",
     "simulate_boin",
     "simulate_three_plus_three",
 ]
@@ -255,7 +256,7 @@ def simulate_boin(
 
     selected_level = np.full(n_trials, -1, dtype=np.int64)
     finished = ~stopped_early
-    selected_level[finished] = _select_mtd_rows(
+    selected_level[finished] = select_mtd_rows(
         n_patients[finished], n_dlt[finished], boundaries.target, eliminate_at_least
     )
     return _read_only_simulation(selected_level, n_patients, n_dlt, stopped_early, patient_level)
@@ -269,7 +270,7 @@ def _counts_indexed_by_n(boundaries: BoinBoundaries) -> tuple[np.ndarray, np.nda
     return escalate_at_most, deescalate_at_least, eliminate_at_least
 
 
-def _select_mtd_rows(
+def select_mtd_rows(
     n_patients: np.ndarray, n_dlt: np.ndarray, target: float, eliminate_at_least: np.ndarray
 ) -> np.ndarray:
     """:func:`~lupusbayes.decisions.boin.boin_select_mtd` for each row of (n_trials, n_levels) counts.

@@ -54,6 +54,20 @@ class Scenario:
     accrual_patients_per_month: float | None
     #: probability that a patient is not DLT-evaluable (leaves within the window without a DLT) and is replaced
     p_not_evaluable: float = 0.0
+    #: when a DLT occurs, as a fraction of the DLT window: Beta(a, b); (1, 1), uniform over the window, by default
+    dlt_onset_beta: tuple[float, float] = (1.0, 1.0)
+
+    def onset_days(self, window_days: int, onset_uniforms: np.ndarray) -> np.ndarray:
+        """The day after dosing on which each patient's DLT (if any) occurs: ``window x F^-1(u)`` for the
+        Beta(a, b) of ``dlt_onset_beta``, in (0, window]."""
+        a, b = self.dlt_onset_beta
+        if (a, b) == (1.0, 1.0):
+            fraction = onset_uniforms
+        else:
+            from scipy.stats import beta as beta_distribution  # scipy.stats is slow to import: only when needed
+
+            fraction = beta_distribution.ppf(onset_uniforms, a, b)
+        return np.clip(fraction * window_days, 1e-9, window_days)
 
     def p_dlt(self, spec: TrialSpec) -> np.ndarray:
         """The true P(DLT) per level: CRS >= the spec's threshold, or a DLT from other causes."""
@@ -108,7 +122,16 @@ def _accrual(table: TomlTable, gap_default, rate_default) -> tuple[float | None,
     return gap, rate
 
 
-def _scenario(table: TomlTable, spec: TrialSpec, gap_default, rate_default, not_evaluable_default) -> Scenario:
+def _onset_beta(table: TomlTable, default: tuple[float, float]) -> tuple[float, float]:
+    values = table.numbers("dlt_onset_beta", default)
+    if len(values) != 2 or any(not 0.05 <= v <= 100 for v in values):
+        raise table.error("dlt_onset_beta", "give [a, b] of the Beta distribution of a DLT's time as a fraction of "
+                          "the window, each between 0.05 and 100 ([1, 1]: uniform over the window)")
+    return (float(values[0]), float(values[1]))
+
+
+def _scenario(table: TomlTable, spec: TrialSpec, gap_default, rate_default, not_evaluable_default,
+              onset_default) -> Scenario:
     n_levels = len(spec.dosing.levels)
     name = table.string("name", required=True).strip()
     if not name or len(name) > 200 or any(not character.isprintable() for character in name):
@@ -143,7 +166,8 @@ def _scenario(table: TomlTable, spec: TrialSpec, gap_default, rate_default, not_
                         p_response=_probabilities(table, "p_response", n_levels),
                         accrual_gap_days=gap if rate is None else None, accrual_patients_per_month=rate,
                         p_not_evaluable=table.number("p_not_evaluable", not_evaluable_default, minimum=0.0,
-                                                     maximum=0.5))
+                                                     maximum=0.5),
+                        dlt_onset_beta=_onset_beta(table, onset_default))
     table.finish()
     return scenario
 
@@ -157,6 +181,7 @@ def parse_scenarios(text: str, spec: TrialSpec, *, source: str) -> ScenarioSet:
     rate_default = settings.number("accrual_patients_per_month", None, positive=True, maximum=1000)
     correlation = settings.number("toxicity_response_correlation", 0.0, minimum=-0.99, maximum=0.99)
     not_evaluable = settings.number("p_not_evaluable", 0.0, minimum=0.0, maximum=0.5)
+    onset = _onset_beta(settings, (1.0, 1.0))
     overrides = {}
     for key, low in (("max_patients", 1), ("sentinel_safety_days", 0), ("group_safety_days_before_next", 0)):
         value = settings.integer(key, None, minimum=low, maximum=1000 if key == "max_patients" else 3650)
@@ -166,7 +191,7 @@ def parse_scenarios(text: str, spec: TrialSpec, *, source: str) -> ScenarioSet:
     tables = root.array_of_tables("scenario")
     if not tables:
         raise root.error("scenario", "give at least one [[scenario]]")
-    scenarios = tuple(_scenario(table, spec, gap_default, rate_default, not_evaluable) for table in tables)
+    scenarios = tuple(_scenario(table, spec, gap_default, rate_default, not_evaluable, onset) for table in tables)
     names = [s.name for s in scenarios]
     if len(set(names)) != len(names):
         raise root.error("scenario", "scenario names must be distinct")

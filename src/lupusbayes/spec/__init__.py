@@ -11,8 +11,10 @@ and decisions read it, never the reverse.
 from lupusbayes.spec.parse import SHIPPED_SPECS, load_spec, parse_spec, shipped_spec_path
 from lupusbayes.spec.schema import (
     DESIGNS,
+    TIME_TO_EVENT_DESIGNS,
     FIELD_UNITS,
     BoinSettings,
+    CrmSettings,
     DecisionSettings,
     EfficacyRuleSettings,
     LossSettings,
@@ -53,7 +55,9 @@ __all__ = [
     "EfficacyRuleSettings",
     "LossSettings",
     "BoinSettings",
+    "CrmSettings",
     "DESIGNS",
+    "TIME_TO_EVENT_DESIGNS",
     "EfficacySpec",
     "EligibilityCriterion",
     "DoseObservation",

@@ -25,6 +25,7 @@ from lupusbayes.spec.schema import (
     FIELD_UNITS,
     RESPONSES,
     BoinSettings,
+    CrmSettings,
     DecisionSettings,
     EfficacyRuleSettings,
     LossSettings,
@@ -125,7 +126,7 @@ def parse_spec(text: str, *, source: str = "<spec>") -> TrialSpec:
     escalation = _parse_escalation(root.table("escalation", required=False))
     efficacy = _parse_efficacy(root.table("efficacy", required=False))
     decision_table = root.table("decision", required=False)
-    decision = _parse_decision(decision_table, dlt)
+    decision = _parse_decision(decision_table, dlt, dosing)
     minimum_selected = decision.min_patients_at_selection
     if minimum_selected is not None and escalation.max_patients is not None and minimum_selected > escalation.max_patients:
         raise decision_table.error("min_patients_at_selection", f"{minimum_selected} is more than the trial's "
@@ -395,7 +396,7 @@ def _parse_escalation(table: TomlTable) -> EscalationRules:
     return rules
 
 
-def _parse_decision(table: TomlTable, dlt: DLTDefinition) -> DecisionSettings:
+def _parse_decision(table: TomlTable, dlt: DLTDefinition, dosing: DosingSpec) -> DecisionSettings:
     defaults = DecisionSettings()
     if not table.present:
         return defaults
@@ -443,6 +444,7 @@ def _parse_decision(table: TomlTable, dlt: DLTDefinition) -> DecisionSettings:
         raise boin_table.error("p_tox", f"must be at least 1.1 x target = {1.1 * target:.4g} (got {boin.p_tox:g}): "
                                "BOIN needs the overly toxic rate clearly above the target")
     boin_table.finish()
+    crm = _parse_crm(table.table("crm", required=False), len(dosing.levels))
     settings = DecisionSettings(
         design=table.choice("design", DESIGNS, defaults.design),
         toxicity_model=table.choice("toxicity_model", ("crs", "blrm"), defaults.toxicity_model),
@@ -450,10 +452,44 @@ def _parse_decision(table: TomlTable, dlt: DLTDefinition) -> DecisionSettings:
                                               minimum=0.0, maximum=1.0),
         close_call_mcse=table.number("close_call_mcse", defaults.close_call_mcse, minimum=0.0, maximum=10.0),
         min_patients_at_selection=table.integer("min_patients_at_selection", None, minimum=1, maximum=100),
-        efficacy=efficacy, loss=loss, boin=boin,
+        efficacy=efficacy, loss=loss, boin=boin, crm=crm,
     )
     if settings.toxicity_model == "crs" and dlt.crs_grade_at_least is None:
         raise table.error("toxicity_model", "'crs' reads P(DLT) as P(CRS >= dlt.crs_grade_at_least), which is not set")
+    table.finish()
+    return settings
+
+
+def _parse_crm(table: TomlTable, n_levels: int) -> CrmSettings:
+    """``[decision.crm]``: the CRM's model, skeleton and prior, its stopping and the TITE weights."""
+    defaults = CrmSettings()
+    if not table.present:
+        return defaults
+    target = table.number("target", defaults.target, positive=True, below=0.6)
+    model = table.choice("model", ("empiric", "logistic"), defaults.model)
+    intercept = table.number("intercept", defaults.intercept, positive=True, maximum=10.0)
+    skeleton = table.numbers("skeleton", None)
+    if skeleton is not None:
+        if len(skeleton) != n_levels:
+            raise table.error("skeleton", f"give one prior P(DLT) per dose level ({n_levels}; got {len(skeleton)})")
+        if any(not 0.0 < value < 1.0 for value in skeleton) or any(b <= a for a, b in zip(skeleton, skeleton[1:])):
+            raise table.error("skeleton", "must increase strictly, each value between 0 and 1 (exclusive)")
+        if model == "logistic" and math.log(skeleton[-1] / (1.0 - skeleton[-1])) >= intercept:
+            raise table.error("skeleton", f"the logistic model needs logit(skeleton) below the intercept ({intercept:g})")
+    halfwidth = table.number("skeleton_halfwidth", defaults.skeleton_halfwidth, positive=True,
+                             below=min(target, 1.0 - target))
+    prior_mtd_level = table.integer("prior_mtd_level", None, minimum=1, maximum=n_levels)
+    stop = table.raw("stop_probability", defaults.stop_probability)
+    stop_probability = (None if stop is False
+                        else table.number("stop_probability", defaults.stop_probability, minimum=0.5, below=1.0))
+    settings = CrmSettings(
+        target=target, model=model, skeleton=skeleton, skeleton_halfwidth=halfwidth, prior_mtd_level=prior_mtd_level,
+        prior_sd=table.number("prior_sd", defaults.prior_sd, positive=True, maximum=10.0), intercept=intercept,
+        stop_probability=stop_probability,
+        coherent_escalation=table.boolean("coherent_escalation", defaults.coherent_escalation),
+        # the adaptive weights need each DLT's day, which a cohort file does not record: linear only, for now
+        tite_weights=table.choice("tite_weights", ("linear",), defaults.tite_weights),
+    )
     table.finish()
     return settings
 

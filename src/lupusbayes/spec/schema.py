@@ -264,7 +264,10 @@ class EscalationRules:
                     or (icans is not None and icans_grade is not None and icans_grade >= icans))
 
 
-DESIGNS = ("lupusbayes", "blrm_ewoc", "blrm_loss", "boin", "3+3")
+DESIGNS = ("lupusbayes", "blrm_ewoc", "blrm_loss", "boin", "3+3", "crm", "tite_crm")
+#: Designs that dose while patients are inside the DLT window, weighting their follow-up: the explicit
+#: exception to the DLT window rule (docs/decisions.md, "Time-to-event designs")
+TIME_TO_EVENT_DESIGNS = ("tite_crm",)
 RESPONSES = ("sri4_sledai_component", "lldas_sledai_proxy", "doris_sledai_proxy")
 
 
@@ -291,6 +294,36 @@ class BoinSettings:
     p_saf: float | None = None  # default 0.6 * target
     p_tox: float | None = None  # default 1.4 * target
     cutoff_eliminate: float = 0.95
+
+
+@dataclass(frozen=True)
+class CrmSettings:
+    """The CRM and the TITE-CRM (``[decision.crm]``; O'Quigley, Pepe & Fisher 1990; Cheung & Chappell
+    2000; the R package dfcrm).
+
+    ``model``: ``"empiric"`` (p_d = skeleton_d ^ exp(beta)) or ``"logistic"`` (logit p_d = intercept +
+    exp(beta) x_d); beta ~ Normal(0, ``prior_sd``^2) (dfcrm's default variance 1.34, so SD 1.158).
+    ``skeleton``: the prior guesses of P(DLT) per level; when not given, dfcrm's ``getprior``
+    (Lee & Cheung 2009) builds it from ``skeleton_halfwidth`` (the indifference interval is target
+    +/- halfwidth) and ``prior_mtd_level`` (counted from 1; default the middle level, of two the lower).
+    ``stop_probability``: stop with no dose when P(P(DLT) at the lowest level > target) >= this
+    (``escalation``'s ``stop_when_too_toxic``; None: never). ``coherent_escalation``: no escalation
+    right after a cohort whose DLT fraction is at least the target (dfcrm ``crmsim``'s ``restrict``;
+    the CRM only). ``tite_weights``: the TITE-CRM's weights for patients inside the window,
+    ``"linear"`` (follow-up / window; the adaptive weights of Cheung & Chappell 2000 need each DLT's
+    day, which a cohort file does not record).
+    """
+
+    target: float = 0.25
+    model: str = "empiric"
+    skeleton: tuple[float, ...] | None = None
+    skeleton_halfwidth: float = 0.05
+    prior_mtd_level: int | None = None
+    prior_sd: float = math.sqrt(1.34)
+    intercept: float = 3.0
+    stop_probability: float | None = 0.9
+    coherent_escalation: bool = True
+    tite_weights: str = "linear"
 
 
 @dataclass(frozen=True)
@@ -348,6 +381,7 @@ class DecisionSettings:
     efficacy: EfficacyRuleSettings = field(default_factory=EfficacyRuleSettings)
     loss: LossSettings = field(default_factory=LossSettings)
     boin: BoinSettings = field(default_factory=BoinSettings)
+    crm: CrmSettings = field(default_factory=CrmSettings)
 
 
 @dataclass(frozen=True)

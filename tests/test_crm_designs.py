@@ -1,0 +1,156 @@
+"""The CRM and the TITE-CRM as designs of a spec: ``[decision.crm]``, ``decide``, ``simulate``.
+
+The rules themselves (dfcrm's numbers, Cheung 2011's example) are tested in tests/test_crm.py; here
+the designs as the package runs them: the spec's settings and their errors, a decision with its
+reasons, the time-to-event exception said in the output, and the simulator's vectorised path equal,
+trial by trial, to the engine that calls ``decide`` at every step (the design that decides is the one
+simulated).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import spec_text_with
+
+import lupusbayes as lb
+from lupusbayes.cli import main
+from lupusbayes.decisions import DecisionContext, decide, design_for, state_from_outcomes
+from lupusbayes.decisions.crm import crm_skeleton
+from lupusbayes.decisions.designs import crm_model
+from lupusbayes.decisions.state import PatientRecord, TrialState
+from lupusbayes.simulation import load_scenarios
+from lupusbayes.simulation.engine import simulate_trials
+from lupusbayes.simulation.patients import draw_latent_patients
+from lupusbayes.simulation.scenarios import Scenario, parse_scenarios
+
+AXA = lb.load_spec("axa_nk02")
+
+
+# ---- the spec --------------------------------------------------------------------------------------
+
+
+def test_the_shipped_specs_state_the_crm_on_the_lupus_target():
+    """target 0.15 with half-width 0.05: the indifference interval 0.10-0.20 is the spec's 'elevated' interval."""
+    settings = AXA.decision.crm
+    assert (settings.target, settings.model, settings.skeleton_halfwidth, settings.prior_mtd_level) == (0.15, "empiric",
+                                                                                                        0.05, 2)
+    model = crm_model(AXA)
+    np.testing.assert_allclose(model.skeleton, crm_skeleton(0.05, 0.15, 2, 3))
+    assert model.skeleton[1] == pytest.approx(0.15)  # getprior: the prior MTD's skeleton value is the target
+    assert model.prior_sd == pytest.approx(np.sqrt(1.34))  # dfcrm's prior variance 1.34
+
+
+@pytest.mark.parametrize(("keys", "message"), [
+    ("skeleton = [0.1, 0.2]", "'decision.crm.skeleton': give one prior P(DLT) per dose level (3; got 2)"),
+    ("skeleton = [0.1, 0.3, 0.2]", "'decision.crm.skeleton': must increase strictly"),
+    ('model = "logistic"\nintercept = 0.5\nskeleton = [0.1, 0.2, 0.7]', "below the intercept"),
+    ("skeleton_halfwidth = 0.2", "decision.crm.skeleton_halfwidth"),
+    ("prior_mtd_level = 4", "decision.crm.prior_mtd_level"),
+    ('tite_weights = "adaptive"', "'decision.crm.tite_weights': must be one of linear (got 'adaptive')"),
+    ("stop_probability = 0.3", "decision.crm.stop_probability"),
+])
+def test_bad_crm_settings_are_one_line_errors_naming_the_key(keys, message):
+    with pytest.raises(lb.SpecError) as error:
+        lb.parse_spec(spec_text_with(AXA.text, "decision.crm", keys), source="axa.toml")
+    text = str(error.value)
+    assert "\n" not in text and text.startswith("axa.toml") and message in text
+
+
+def test_a_given_skeleton_is_used_as_written_and_stopping_can_be_switched_off():
+    spec = lb.parse_spec(spec_text_with(AXA.text, "decision.crm", "skeleton = [0.05, 0.12, 0.25]\nstop_probability = false"))
+    assert crm_model(spec).skeleton == (0.05, 0.12, 0.25)
+    assert spec.decision.crm.stop_probability is None
+
+
+# ---- decide ----------------------------------------------------------------------------------------
+
+
+def test_decide_prints_the_crm_estimates_and_the_rule(capsys):
+    assert main(["decide", "axa_nk02", "--design", "crm", "--outcomes", "1NNN 2NNT"]) == 0
+    out = capsys.readouterr().out
+    assert "[CRM] What does the CRM say?" in out and "closest to the target 0.15" in out
+    assert main(["decide", "axa_nk02", "--design", "crm", "--outcomes", "1NNN 2NNT", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["design"] == "crm" and payload["next_level"] in (1, 2)
+
+
+def test_the_crm_stops_when_the_lowest_level_is_too_toxic_and_selects_nothing():
+    decision = decide(DecisionContext(AXA, state_from_outcomes(AXA, "1TTT")), design_for(AXA, "crm"))
+    assert decision.action == "stop" and decision.stop_reasons == ("the CRM finds the lowest level too toxic",)
+    assert decision.selection.level_index is None
+
+
+def test_coherent_escalation_holds_after_a_cohort_at_the_target_rate():
+    """dfcrm's restrict: no escalation right after a cohort whose DLT fraction is >= the target; without it the
+    CRM may escalate (skeleton chosen so the estimates call for it)."""
+    text = spec_text_with(spec_text_with(AXA.text, "decision.crm", "skeleton = [0.02, 0.04, 0.10]"), "escalation",
+                          "max_patients = 12")
+    coherent = lb.parse_spec(text)
+    free = lb.parse_spec(spec_text_with(text, "decision.crm", "coherent_escalation = false"))
+    outcomes = "1NNN 1NNN 1NNT"
+    assert decide(DecisionContext(free, state_from_outcomes(free, outcomes)), design_for(free, "crm")).next_level_index == 1
+    held = decide(DecisionContext(coherent, state_from_outcomes(coherent, outcomes)), design_for(coherent, "crm"))
+    assert held.next_level_index == 0
+
+
+def test_tite_crm_weights_pending_patients_where_the_crm_waits():
+    records = [PatientRecord(f"a{i}", 0, 60, False) for i in range(3)] + [PatientRecord("b1", 1, 14, False)]
+    state = TrialState(AXA, tuple(records), "t")
+    crm = decide(DecisionContext(AXA, state), design_for(AXA, "crm"))
+    assert crm.paused and crm.wait_days == 14
+    tite = decide(DecisionContext(AXA, state), design_for(AXA, "tite_crm"))
+    assert not tite.paused and tite.next_level_index is not None
+    assert "0.50" in tite.verdicts[-1].verdict  # 14 of 28 days: linear weight 0.5
+    assert any("its own rule" in warning for warning in tite.warnings)
+
+
+# ---- simulate: the vectorised path is the engine's, trial by trial -----------------------------------
+
+
+@pytest.mark.parametrize("design", ["crm", "tite_crm"])
+@pytest.mark.parametrize("gap_days", [None, 7.0])
+def test_the_vectorised_crm_equals_the_engine_that_calls_decide(design, gap_days):
+    """200 trials per shipped scenario (and with a patient every 7 days, where the TITE-CRM doses with patients
+    pending): every field the operating characteristics read is the same."""
+    for scenario in load_scenarios("axa_nk02", AXA).scenarios:
+        if gap_days is not None:
+            scenario = Scenario(scenario.name, "", scenario.p_crs_at_least, scenario.p_other_dlt, scenario.p_response,
+                                gap_days, None)
+        latent = draw_latent_patients(np.random.SeedSequence(7), 100, 9)
+        fast = simulate_trials(AXA, design_for(AXA, design), scenario, latent)
+        engine = simulate_trials(AXA, design_for(AXA, design), scenario, latent, vectorised=False)
+        for field in ("selected_level", "n_patients", "n_dlt", "n_responders", "duration_days", "stop_reason"):
+            np.testing.assert_array_equal(getattr(fast, field), getattr(engine, field), err_msg=f"{scenario.name}: {field}")
+
+
+def test_with_fast_accrual_the_tite_crm_is_shorter_than_the_crm_on_the_same_patients():
+    scenario = Scenario("fast", "", np.zeros((3, 4)), np.array([0.05, 0.15, 0.3]), np.full(3, 0.5), 7.0, None)
+    latent = draw_latent_patients(np.random.SeedSequence(11), 300, 9)
+    crm = simulate_trials(AXA, design_for(AXA, "crm"), scenario, latent)
+    tite = simulate_trials(AXA, design_for(AXA, "tite_crm"), scenario, latent)
+    # a patient every 7 days: the TITE-CRM doses them as they come (the ninth on day 56, its window ends on day
+    # 84); the CRM waits for each cohort's window (98 days when no trial stops)
+    assert tite.duration_days.max() == 56 + 28 and crm.duration_days.max() == 98
+    assert np.mean(tite.duration_days < crm.duration_days) > 0.9
+
+
+def test_the_scenario_file_states_the_dlt_onset_distribution():
+    text = (lb.__file__.replace("__init__.py", "data/scenarios/axa_nk02.toml"))
+    base = open(text, encoding="utf-8").read()
+    scenarios = parse_scenarios(base, AXA, source="s.toml")
+    assert all(s.dlt_onset_beta == (1.0, 1.0) for s in scenarios.scenarios)  # uniform over the window by default
+    early = parse_scenarios(base.replace("[simulation]", "[simulation]\ndlt_onset_beta = [1, 3]", 1), AXA, source="s.toml")
+    days = early.scenarios[0].onset_days(28, np.linspace(0.01, 0.99, 99))
+    assert days.max() <= 28 and np.median(days) < 14 * 0.6  # Beta(1, 3): most DLTs early in the window
+    with pytest.raises(lb.SpecError, match="dlt_onset_beta"):
+        parse_scenarios(base.replace("[simulation]", "[simulation]\ndlt_onset_beta = [1]", 1), AXA, source="s.toml")
+
+
+def test_simulate_runs_the_crm_designs_next_to_boin(tmp_path, capsys):
+    assert main(["simulate", "axa_nk02", "--designs", "boin,crm,tite_crm", "--n-trials", "50", "--seed", "1",
+                 "--out", str(tmp_path / "oc"), "--no-progress"]) == 0
+    trials = (tmp_path / "oc" / "trials.csv").read_text()
+    assert "tite_crm" in trials and "crm" in trials
