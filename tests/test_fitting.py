@@ -344,3 +344,24 @@ def _runs(reports):
             runs.append([])
         runs[-1].append(report)
     return runs
+
+
+def test_the_convergence_table_is_arvizs_rhat_and_ess_element_by_element(crs_fit):
+    """The table computes every element at once (one call per statistic); the numbers are those of az.rhat and
+    az.ess on each variable, bit for bit."""
+    from lupusbayes.fitting import diagnostics
+
+    model, tree = crs_fit.model, crs_fit.tree
+    monitored, names = diagnostics._monitored(model, tree, model.decision_quantities(tree["dose_response"].to_dataset()))
+    table = diagnostics.convergence_table(monitored, names).set_index("parameter")
+    rhat, bulk, tail = az.rhat(monitored), az.ess(monitored, method="bulk"), az.ess(monitored, method="tail")
+    checked = 0
+    for name in monitored.data_vars:
+        for index in np.ndindex(rhat[name].shape):
+            coords = [rhat[name][d].to_numpy()[i] if d in rhat[name].coords else i
+                      for d, i in zip(rhat[name].dims, index, strict=True)]
+            row = table.loc[diagnostics.parameter_label(name, coords)]
+            for column, reference in (("r_hat", rhat), ("ess_bulk", bulk), ("ess_tail", tail)):
+                np.testing.assert_equal(row[column], float(reference[name].to_numpy()[index]))
+            checked += 1
+    assert checked == len(table)

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import arviz as az
+from arviz_stats.base import array_stats
+from arviz_stats.validate import validate_ci_prob  # az.ess's default tail probability (rcParams)
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -122,31 +124,28 @@ def convergence_table(monitored: xr.Dataset, decision_names: set[str] = frozense
     draws all agree (R-hat and ESS are undefined there); ``finite`` is false when any draw is NaN
     or infinite.
     """
+    labels, decision, blocks = [], [], []
+    for name in monitored.data_vars:
+        variable = monitored[name].transpose(*SAMPLE_DIMS, ...)
+        other = variable.dims[len(SAMPLE_DIMS):]
+        coords = [variable[d].to_numpy() if d in variable.coords else np.arange(variable.sizes[d]) for d in other]
+        for index in np.ndindex(*(variable.sizes[d] for d in other)):
+            labels.append(parameter_label(name, [c[i] for c, i in zip(coords, index, strict=True)]))
+            decision.append(name in decision_names)
+        blocks.append(variable.to_numpy().reshape(variable.sizes["chain"], variable.sizes["draw"], -1))
+    draws = np.moveaxis(np.concatenate(blocks, axis=-1), -1, 0).astype(float)  # (element, chain, draw)
+    # every element at once: the functions ArviZ's az.rhat / az.ess apply to each variable, element by element
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant quantities give 0/0 in R-hat; reported as constant
-        rhat = az.rhat(monitored)
-        ess_bulk = az.ess(monitored, method="bulk")
-        ess_tail = az.ess(monitored, method="tail")
-    spread = monitored.max(SAMPLE_DIMS) - monitored.min(SAMPLE_DIMS)
-    finite = np.isfinite(monitored).all(SAMPLE_DIMS)
-    rows = []
-    for name in monitored.data_vars:
-        coords = [rhat[name][d].to_numpy() if d in rhat[name].coords else np.arange(rhat[name].sizes[d])
-                  for d in rhat[name].dims]
-        for index in np.ndindex(rhat[name].shape):
-            rows.append(
-                {
-                    "parameter": parameter_label(name, [c[i] for c, i in zip(coords, index, strict=True)]),
-                    "r_hat": float(rhat[name].to_numpy()[index]),
-                    "ess_bulk": float(ess_bulk[name].to_numpy()[index]),
-                    "ess_tail": float(ess_tail[name].to_numpy()[index]),
-                    "decision": name in decision_names,
-                    "constant": bool(spread[name].to_numpy()[index] == 0),
-                    "finite": bool(finite[name].to_numpy()[index]),
-                }
-            )
-    columns = ["parameter", "r_hat", "ess_bulk", "ess_tail", "decision", "constant", "finite"]
-    return pd.DataFrame(rows, columns=columns)
+        rhat = array_stats.rhat(draws, chain_axis=-2, draw_axis=-1)
+        ess_bulk = array_stats.ess(draws, chain_axis=-2, draw_axis=-1, method="bulk")
+        ess_tail = array_stats.ess(draws, chain_axis=-2, draw_axis=-1, method="tail", prob=validate_ci_prob(None))
+    flat = draws.reshape(draws.shape[0], -1)
+    return pd.DataFrame({
+        "parameter": labels, "r_hat": rhat.astype(float), "ess_bulk": ess_bulk.astype(float),
+        "ess_tail": ess_tail.astype(float), "decision": decision,
+        "constant": flat.max(axis=1) - flat.min(axis=1) == 0, "finite": np.isfinite(flat).all(axis=1),
+    }, columns=["parameter", "r_hat", "ess_bulk", "ess_tail", "decision", "constant", "finite"])
 
 
 def _decision_mcse(quantities: list[DecisionQuantity]) -> pd.DataFrame:
