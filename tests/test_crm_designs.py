@@ -122,7 +122,8 @@ def test_the_vectorised_crm_equals_the_engine_that_calls_decide(design, gap_days
         latent = draw_latent_patients(np.random.SeedSequence(7), 100, 9)
         fast = simulate_trials(AXA, design_for(AXA, design), scenario, latent)
         engine = simulate_trials(AXA, design_for(AXA, design), scenario, latent, vectorised=False)
-        for field in ("selected_level", "n_patients", "n_dlt", "n_responders", "duration_days", "stop_reason"):
+        for field in ("selected_level", "n_patients", "n_dlt", "n_responders", "duration_days", "stop_reason",
+                      "n_decisions"):
             np.testing.assert_array_equal(getattr(fast, field), getattr(engine, field), err_msg=f"{scenario.name}: {field}")
 
 
@@ -154,3 +155,21 @@ def test_simulate_runs_the_crm_designs_next_to_boin(tmp_path, capsys):
                  "--out", str(tmp_path / "oc"), "--no-progress"]) == 0
     trials = (tmp_path / "oc" / "trials.csv").read_text()
     assert "tite_crm" in trials and "crm" in trials
+
+
+def test_prior_sensitivity_varies_the_crm_prior_and_says_when_a_design_reads_none():
+    from lupusbayes.sensitivity import prior_sensitivity, sensitivity_text
+
+    crm = prior_sensitivity(AXA, "1NNN", design="crm")
+    assert [row.alternative.changes for row in crm.rows] == [{"decision.crm.prior_sd": pytest.approx(2 * np.sqrt(1.34),
+                                                                                                   abs=1e-5)},
+                                                          {"decision.crm.prior_sd": pytest.approx(np.sqrt(1.34) / 2,
+                                                                                                  abs=1e-5)}]
+    boin = prior_sensitivity(AXA, "1NNN", design="boin")
+    assert boin.rows == () and "not applicable: the boin design reads no prior" in sensitivity_text(boin)
+
+
+def test_the_crm_settings_are_calibratable(tmp_path):
+    assert main(["calibrate", "axa_nk02", "--designs", "crm,tite_crm", "--vary", "decision.crm.prior_sd=0.8,1.6",
+                 "--n-trials", "20", "--seed", "1", "--out", str(tmp_path / "cal"), "--no-progress"]) == 0
+    assert "#1: prior_sd=0.8" in (tmp_path / "cal" / "calibration.txt").read_text()  # keys shortened to their last part

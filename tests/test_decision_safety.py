@@ -44,7 +44,7 @@ from lupusbayes.workflow import decision_inputs, expected_toxicity_model
 
 AXA_TEXT = (ROOT / "models" / "axa_nk02.toml").read_text()
 KN5601_TEXT = (ROOT / "models" / "kn5601.toml").read_text()
-DESIGNS = ("lupusbayes", "blrm_ewoc", "blrm_loss", "boin", "3+3", "crm", "tite_crm")
+DESIGNS = ("lupusbayes", "blrm_ewoc", "blrm_loss", "boin", "3+3", "crm", "tite_crm", "boin12")
 #: Random histories per design and invariant; ``LUPUSBAYES_SAFETY_EXAMPLES=600`` for the long run in docs/decisions.md.
 EXAMPLES = int(os.environ.get("LUPUSBAYES_SAFETY_EXAMPLES", "60"))
 
@@ -161,11 +161,13 @@ def test_a_dlt_in_the_sentinel_never_shortens_its_wait():
 
 @pytest.mark.parametrize("design", [name for name in DESIGNS if name not in TIME_TO_EVENT_DESIGNS])
 def test_no_design_doses_while_the_last_cohort_is_inside_the_window(design):
-    """3 evaluable at level 1, 3 dosed two days ago at level 2: every design waits 26 days."""
+    """3 evaluable at level 1, 3 dosed two days ago at level 2: every design waits 26 days (BOIN12, which reads
+    each patient's response, 29: until day 31, when the month-1 response is assessed)."""
     spec = SPECS[design]
     patients = [_record(f"a{i}", 0, 60) for i in range(3)] + [_record(f"b{i}", 1, 2) for i in range(3)]
     recommendation = decide(_exact_context(spec, TrialState(spec, tuple(patients), "t")), design_for(spec))
-    assert recommendation.paused and recommendation.wait_days == 26 and recommendation.next_level_index is None
+    wait = spec.decision.efficacy.response_day - 2 if design_for(spec).reads_responses else 26
+    assert recommendation.paused and recommendation.wait_days == wait and recommendation.next_level_index is None
 
 
 @pytest.mark.parametrize("design", TIME_TO_EVENT_DESIGNS)

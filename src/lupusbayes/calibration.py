@@ -129,6 +129,16 @@ CALIBRATABLE: tuple[CalibratableKey, ...] = (
     CalibratableKey("decision.boin.p_saf", ("boin",), "BOIN's highest sub-therapeutic DLT rate"),
     CalibratableKey("decision.boin.p_tox", ("boin",), "BOIN's lowest overly toxic DLT rate"),
     CalibratableKey("decision.boin.cutoff_eliminate", ("boin",), "BOIN's elimination cutoff"),
+    *(CalibratableKey(f"decision.crm.{name}", ("crm", "tite_crm"), f"the CRM's {meaning}")
+      for name, meaning in (("target", "target DLT rate"), ("prior_sd", "prior SD on beta"),
+                            ("skeleton_halfwidth", "skeleton: the indifference half-width"),
+                            ("prior_mtd_level", "skeleton: the prior MTD level"),
+                            ("stop_probability", "stopping threshold at the lowest level"))),
+    *(CalibratableKey(f"decision.boin12.{name}", ("boin12",), f"BOIN12's {meaning}")
+      for name, meaning in (("target_toxicity", "highest acceptable DLT rate (phi_T)"),
+                            ("efficacy_lower_limit", "lowest acceptable response rate (phi_E)"),
+                            ("stay_patients", "N* (stay if n >= N*)"), ("toxicity_cutoff", "toxicity elimination cutoff"),
+                            ("futility_cutoff", "futility elimination cutoff"))),
     *_prior_keys("model.blrm.prior", _BAYESIAN, "the DLT prior (BLRM) at the reference dose"),
     *_prior_keys("model.blrm.nex_prior", _BAYESIAN, "the BLRM's non-exchangeable (NEX) prior", borrowing=True),
     CalibratableKey("model.blrm.heterogeneity", _BAYESIAN,

@@ -52,9 +52,22 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-def prior_alternatives(spec: TrialSpec, *, with_codata: bool) -> tuple[PriorAlternative, ...]:
+#: Designs that read no prior of the spec: a sensitivity analysis of the prior does not apply to them.
+DESIGNS_WITHOUT_PRIOR = ("boin", "3+3", "boin12")
+
+
+def prior_alternatives(spec: TrialSpec, *, with_codata: bool, design: str | None = None) -> tuple[PriorAlternative, ...]:
     """The named alternatives of the module docstring, for ``spec``'s DLT prior (a bivariate normal;
-    a mixture prior gets only the co-data weights)."""
+    a mixture prior gets only the co-data weights); for the CRM designs, its prior SD on beta; none for
+    designs that read no prior (:data:`DESIGNS_WITHOUT_PRIOR`)."""
+    design = design or spec.decision.design
+    if design in DESIGNS_WITHOUT_PRIOR:
+        return ()
+    if design in ("crm", "tite_crm"):
+        sd = spec.decision.crm.prior_sd
+        return tuple(PriorAlternative(f"CRM prior SD on beta x {factor:g} ({words})",
+                                      {"decision.crm.prior_sd": round(min(sd * factor, 10.0), 6)})
+                     for factor, words in ((2.0, "vaguer"), (0.5, "firmer")))
     out: list[PriorAlternative] = []
     prior = spec.models.blrm.prior
     key = "model.blrm.prior"
@@ -151,7 +164,8 @@ def prior_sensitivity(spec, state, *, design=None, codata: Sequence[Cohort] = ()
                              progress=progress)
     spec, state = base.inputs.spec, base.inputs.context.state
     design_name = base.inputs.design.name
-    alternatives = prior_alternatives(spec, with_codata=bool(codata)) if alternatives is None else alternatives
+    alternatives = (prior_alternatives(spec, with_codata=bool(codata), design=design_name) if alternatives is None
+                    else alternatives)
     rows = []
     for alternative in alternatives:
         other = parse_spec(setting_text(spec, alternative.changes), source=f"{spec.source}, {alternative.name}")
@@ -167,6 +181,9 @@ def prior_sensitivity(spec, state, *, design=None, codata: Sequence[Cohort] = ()
 
 def sensitivity_text(result: PriorSensitivity) -> str:
     """The sensitivity table: each alternative, its recommendation, and whether it changed."""
+    if not result.rows:
+        return (f"Sensitivity to the prior: not applicable: the {result.base.recommendation.design} design reads no "
+                "prior (its rule uses the counts alone)")
     lines = ["Sensitivity to the prior: the same decision under named alternative priors",
              f"  the spec's prior: {recommendation_words(result.base.recommendation)}"]
     for row in result.rows:

@@ -39,7 +39,7 @@ __all__ = ["DecisionInputs", "decision_inputs", "toxicity_model_kind", "unmodell
            "simulation_priors", "model_for", "fitting_cohort", "MODEL_KINDS", "Decision", "decide_from_inputs",
            "recommend", "reachability", "reachability_dict", "dose_paths_text", "recommendation_words",
            "report_inputs", "src_report",
-           "PriorBeforeData", "prior_before_data", "dose_paths_reachability_line"]
+           "PriorBeforeData", "prior_before_data", "dose_paths_reachability_line", "reachability_unknown_reason"]
 
 
 @dataclass(frozen=True)
@@ -449,11 +449,21 @@ def _load_cohort(item):
     return load_cohort(item)
 
 
+def reachability_unknown_reason(spec: TrialSpec, design=None) -> str:
+    """Why :func:`reachability` gave None: a design whose path depends on responses, or co-data not given."""
+    design = design if isinstance(design, Design) else design_for(spec, design)
+    if design.reads_responses:
+        return (f"not assessed for {design.name}: its path depends on each patient's response as well as the DLTs, "
+                "so a run without DLTs does not bound it")
+    return (f"needs the co-data the spec borrows from ([model.blrm] hierarchy '{spec.models.blrm.hierarchy}' or a CRS "
+            "toxicity model): add --codata FILE (e.g. kn5601)")
+
+
 def dose_paths_reachability_line(reach, spec: TrialSpec) -> str:
-    """One line on which levels can be reached (``reach`` from :func:`reachability`; None: co-data needed)."""
+    """One line on which levels can be reached (``reach`` from :func:`reachability`; None: see
+    :func:`reachability_unknown_reason`)."""
     if reach is None:
-        return (f"Reachability of the levels: needs the co-data the spec borrows from ([model.blrm] hierarchy "
-                f"'{spec.models.blrm.hierarchy}'): add --codata FILE (e.g. kn5601)")
+        return f"Reachability of the levels: {reachability_unknown_reason(spec)}"
     return ("Reachability: " if reach.ok else "Warning: ") + reach.message()
 
 
@@ -544,7 +554,8 @@ def decide_from_inputs(inputs: DecisionInputs, *, transitions: bool = True, path
 
     recommendation = decide(inputs.context, inputs.design)
     table = transition_table(inputs.context, inputs.design, recommendation=recommendation) if transitions else ()
-    reach = dlt_free_run(inputs.context, inputs.design, recommendation=recommendation) if reachability else None
+    reach = (dlt_free_run(inputs.context, inputs.design, recommendation=recommendation)
+             if reachability and not inputs.design.reads_responses else None)  # (see reachability_unknown_reason)
     tree = dose_paths(inputs.context, inputs.design, paths, recommendation=recommendation) if paths else ()
     return Decision(recommendation, table, inputs, reach, tree)
 
@@ -593,7 +604,8 @@ def reachability(spec, *, design=None, codata: Sequence[Cohort] = (), seed: int 
 
     spec = spec if isinstance(spec, TrialSpec) else _spec_and_state(spec, "", None)[0]
     design = design if isinstance(design, Design) else design_for(spec, design)
-    if (borrows(spec) and not codata) or (design.needs_toxicity_model and toxicity_model_kind(spec, design) == "crs"):
+    if ((borrows(spec) and not codata) or (design.needs_toxicity_model and toxicity_model_kind(spec, design) == "crs")
+            or design.reads_responses):
         return None
     fits = fits or {}
     try:

@@ -24,8 +24,9 @@ def _reachability(spec, args: argparse.Namespace):
 def _check(args: argparse.Namespace) -> int:
     spec = load_spec(args.file)
     reach = _reachability(spec, args)
-    unknown = (f"needs the co-data the spec borrows from ([model.blrm] hierarchy '{spec.models.blrm.hierarchy}' or "
-               "a CRS toxicity model): add --codata FILE (e.g. kn5601)")
+    from lupusbayes.workflow import reachability_unknown_reason
+
+    unknown = reachability_unknown_reason(spec)
     if args.json:
         from lupusbayes.workflow import reachability_dict
 

@@ -82,7 +82,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -104,9 +106,12 @@ __all__ = [
     "boin12_desirability_table",
     "boin12_futile",
     "boin12_next_dose",
+    "boin12_next_dose_safeguarded",
     "boin12_posterior_mean_utility",
     "boin12_quasi_events",
     "boin12_select_dose",
+    "boin12_select_dose_safeguarded",
+    "fewer_dlt_counts",
     "boin12_too_toxic",
 ]
 
@@ -595,6 +600,144 @@ def boin12_select_dose(
     return select(best, f"The MTD is level {top + 1} (isotonic DLT estimate {mtd.isotonic_estimates[top]:.2f}, closest "
                   f"to {settings.target_toxicity:.2f}); among the admissible treated levels up to it, level {best + 1} "
                   f"has the highest posterior-mean utility ({listing}): select level {best + 1}.")
+
+
+# ---- the safeguard: more toxicity never gives a higher level -----------------------------------
+
+#: The safeguard enumerates every DLT count at or below the observed one, level by level; beyond this
+#: many combinations (a long trial with many DLTs) it refuses rather than run for minutes.
+MAX_SAFEGUARD_STATES = 100_000
+
+
+def fewer_dlt_counts(n_dlt_by_level: Sequence[int]) -> Iterator[tuple[int, ...]]:
+    """Every vector of DLT counts at or below ``n_dlt_by_level``, level by level (the observed one first)."""
+    counts = tuple(int(y) for y in n_dlt_by_level)
+    states = math.prod(y + 1 for y in counts)
+    if states > MAX_SAFEGUARD_STATES:
+        raise ValueError(f"the safeguard would compare {states} DLT counts (more than {MAX_SAFEGUARD_STATES}); "
+                         "BOIN12 with its safeguard is meant for small trials")
+    yield counts
+    for fewer in itertools.product(*(range(y + 1) for y in counts)):
+        if fewer != counts:
+            yield fewer
+
+
+def boin12_next_dose_safeguarded(
+    settings: Boin12Settings,
+    current_level_index: int,
+    n_patients_by_level: Sequence[int],
+    n_dlt_by_level: Sequence[int],
+    n_responses_by_level: Sequence[int],
+) -> Boin12Decision:
+    """BOIN12 with a safeguard: one more DLT never gives a higher level.
+
+    The published rule (:func:`boin12_next_dose`) can move *up* after a DLT: a DLT lowers the current
+    level's desirability, and an untried level above, at its prior desirability, can then be the most
+    desirable (1 DLT in 9 patients at level 1 stays; 2 in 9 escalate to level 2, with the paper's
+    settings and 5 responses). An SRC does not escalate because of a DLT, and lupusbayes holds every design to that
+    (more toxicity never gives a more aggressive recommendation). So the next level is the **lowest**
+    of the published rule's levels for the observed DLT counts and for every smaller count, level by
+    level, with the same patients and responses: the smallest monotone rule at or below the published
+    one. A stop is kept (fewer DLTs never stop BOIN12 where more do not). When the safeguard moves the
+    level, the reason says from where, and with which counts the published rule goes lower.
+
+    The utilities must be additive (the published defaults are), so that removing a DLT leaves the
+    responses as they were.
+
+    Examples
+    --------
+    >>> settings = Boin12Settings(0.35, 0.25)
+    >>> boin12_next_dose(settings, 0, [9, 0, 0], [1, 0, 0], [5, 0, 0]).next_level_index  # 1 DLT: stay
+    0
+    >>> boin12_next_dose(settings, 0, [9, 0, 0], [2, 0, 0], [5, 0, 0]).next_level_index  # 2 DLTs: up
+    1
+    >>> boin12_next_dose_safeguarded(settings, 0, [9, 0, 0], [2, 0, 0], [5, 0, 0]).next_level_index
+    0
+    """
+    if not settings.additive_utility:
+        raise ValueError("the safeguard needs additive utilities (u(response, no DLT) + u(DLT, no response) = "
+                         "u(neither) + u(both)), as the published defaults are")
+    published = boin12_next_dose(settings, current_level_index, n_patients_by_level, n_dlt_by_level,
+                                 n_responses_by_level)
+    if published.action == "stop":
+        return published
+    lowest, lowest_counts = published.next_level_index, None
+    for fewer in fewer_dlt_counts(n_dlt_by_level):
+        decision = boin12_next_dose(settings, current_level_index, n_patients_by_level, fewer, n_responses_by_level)
+        if decision.action != "stop" and decision.next_level_index < lowest:
+            lowest, lowest_counts = decision.next_level_index, fewer
+    if lowest_counts is None:
+        return published
+    action = _action(lowest, current_level_index)
+    reason = (f"{published.reason} Safeguard (more toxicity never gives a higher level): with fewer DLTs "
+              f"({', '.join(map(str, lowest_counts))} by level) BOIN12 gives level {lowest + 1}, so "
+              f"{_move(lowest, current_level_index)}, not level {published.next_level_index + 1}.")
+    return replace(published, action=action, next_level_index=lowest, reason=reason)
+
+
+def boin12_select_dose_safeguarded(
+    settings: Boin12Settings,
+    n_patients_by_level: Sequence[int],
+    n_dlt_by_level: Sequence[int],
+    n_responses_by_level: Sequence[int],
+    *,
+    eligible_by_level: Sequence[bool] | None = None,
+) -> Boin12Selection:
+    """The OBD (:func:`boin12_select_dose`) with the same safeguard: the lowest selection over the
+    observed DLT counts and every smaller count (no selection counts as the lowest), among the levels
+    ``eligible_by_level`` allows (for instance, given to enough patients). A DLT can otherwise move the
+    OBD up, by lowering a lower level's utility below a higher one's.
+
+    Examples
+    --------
+    >>> settings = Boin12Settings(0.35, 0.25)
+    >>> boin12_select_dose_safeguarded(settings, [6, 6, 0], [1, 1, 0], [2, 3, 0]).selected_level_index
+    1
+    """
+    if not settings.additive_utility:
+        raise ValueError("the safeguard needs additive utilities, as the published defaults are")
+    eligible = (np.ones(len(n_patients_by_level), dtype=bool) if eligible_by_level is None
+                else np.asarray(eligible_by_level, dtype=bool))
+    observed = _eligible_selection(settings, n_patients_by_level, n_dlt_by_level, n_responses_by_level, eligible)
+    if observed.selected_level_index is None:
+        return observed
+    lowest, lowest_counts = observed.selected_level_index, None
+    for fewer in fewer_dlt_counts(n_dlt_by_level):
+        level = _eligible_selection(settings, n_patients_by_level, fewer, n_responses_by_level,
+                                    eligible).selected_level_index
+        if level is None:
+            return replace(observed, selected_level_index=None,
+                           reason=f"{observed.reason} Safeguard: with fewer DLTs ({', '.join(map(str, fewer))} by "
+                                  "level) no level would be selected, so none is.")
+        if level < lowest:
+            lowest, lowest_counts = level, fewer
+    if lowest_counts is None:
+        return observed
+    return replace(observed, selected_level_index=lowest,
+                   reason=f"{observed.reason} Safeguard (more toxicity never gives a higher dose): with fewer DLTs "
+                          f"({', '.join(map(str, lowest_counts))} by level) the OBD is level {lowest + 1}: select "
+                          f"level {lowest + 1}.")
+
+
+def _eligible_selection(settings, n_patients, n_dlt, n_responses, eligible: np.ndarray) -> Boin12Selection:
+    """:func:`boin12_select_dose`, the OBD chosen among ``eligible`` levels only (the same utility rule)."""
+    selection = boin12_select_dose(settings, n_patients, n_dlt, n_responses)
+    level = selection.selected_level_index
+    if level is None or eligible[level]:
+        return selection
+    top = selection.mtd_level_index
+    candidates = [lv for lv in range(top + 1) if eligible[lv] and n_patients[lv] > 0
+                  and not selection.too_toxic[lv] and not selection.futile[lv]]
+    if not candidates:
+        return replace(selection, selected_level_index=None,
+                       reason=f"{selection.reason} But level {level + 1} was given to too few patients, and no "
+                              "admissible level at or below the MTD was given to enough: no level selected.")
+    utility = np.asarray(selection.posterior_mean_utility)
+    best = candidates[int(np.argmax(utility[candidates]))]
+    return replace(selection, selected_level_index=best,
+                   reason=f"{selection.reason} But level {level + 1} was given to too few patients: among those "
+                          f"given to enough, level {best + 1} has the highest posterior-mean utility: select level "
+                          f"{best + 1}.")
 
 
 # ---- the desirability table -----------------------------------------------------------------

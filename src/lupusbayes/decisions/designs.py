@@ -21,6 +21,9 @@ design          rules                                                           
                 sample size                                                           target)
 ``tite_crm``    the TITE-CRM: the CRM with patients inside the window weighted by     dfcrm's MTD
                 their follow-up; doses while they are pending (no DLT window rule)
+``boin12``      BOIN12 (toxicity and efficacy, desirability), with the safeguard      the OBD (posterior-
+                that one more DLT never gives a higher level; waits for each          mean utility), with
+                patient's response; no skipping, sample size                          the same safeguard
 ==============  ====================================================================  ==================
 
 Every design but the time-to-event ones (``TIME_TO_EVENT_DESIGNS``) also has the DLT window rule
@@ -36,8 +39,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lupusbayes.decisions.boin import boin_boundaries
+from lupusbayes.decisions.boin12 import Boin12Settings
 from lupusbayes.decisions.crm import CrmModel, crm_skeleton
 from lupusbayes.decisions.rules import (
+    Boin12Rule,
     BoinRule,
     ConvergenceGate,
     CrmRule,
@@ -49,6 +54,7 @@ from lupusbayes.decisions.rules import (
     LossBased,
     LupusbayesEscalation,
     NoSkipping,
+    ResponseAssessment,
     Rule,
     SampleSize,
     Sentinel,
@@ -57,7 +63,7 @@ from lupusbayes.decisions.rules import (
 )
 from lupusbayes.spec import DESIGNS, CrmSettings, TrialSpec
 
-__all__ = ["Design", "design_for", "DESIGNS", "crm_model"]
+__all__ = ["Design", "design_for", "DESIGNS", "crm_model", "boin12_settings"]
 
 BOIN_TABLE_PATIENTS = 100  # BOIN's boundaries are tabulated for up to this many patients at one level
 
@@ -71,6 +77,7 @@ class Design:
     selection: str
     needs_toxicity_model: bool
     needs_efficacy_model: bool
+    reads_responses: bool = False  # each patient's response, without an efficacy model (BOIN12)
 
     def __post_init__(self) -> None:
         proposals = [rule for rule in self.rules if isinstance(rule, _PROPOSALS)]
@@ -79,10 +86,11 @@ class Design:
 
     def with_rules(self, rules) -> Design:
         """The same design with the rules in another order (the outcome must not change)."""
-        return Design(self.name, tuple(rules), self.selection, self.needs_toxicity_model, self.needs_efficacy_model)
+        return Design(self.name, tuple(rules), self.selection, self.needs_toxicity_model, self.needs_efficacy_model,
+                      self.reads_responses)
 
 
-_PROPOSALS = (LupusbayesEscalation, HighestAdmissible, LossBased, BoinRule, ThreePlusThreeRule, CrmRule)
+_PROPOSALS = (LupusbayesEscalation, HighestAdmissible, LossBased, BoinRule, ThreePlusThreeRule, CrmRule, Boin12Rule)
 
 
 def crm_model(spec: TrialSpec) -> CrmModel:
@@ -142,4 +150,17 @@ def design_for(spec: TrialSpec, name: str | None = None) -> Design:
                        stop_probability=settings.stop_probability, tite_weights=settings.tite_weights if tite else None)
         window = [TimeToEventWindow("TITE-CRM")] if tite else [DltWindow()]
         return Design(name, (*window, *common[1:], rule), "crm", False, False)
+    if name == "boin12":
+        rule = Boin12Rule(boin12_settings(spec))
+        response = ResponseAssessment(decision.efficacy.response_day)
+        return Design(name, (*common, response, rule), "boin12", False, False, reads_responses=True)
     return Design(name, (DltWindow(), *common[2:], ThreePlusThreeRule()), "three_plus_three", False, False)
+
+
+def boin12_settings(spec: TrialSpec) -> Boin12Settings:
+    """The rules' BOIN12 settings from ``[decision.boin12]`` (no extra exploration, no cap per level)."""
+    s = spec.decision.boin12
+    return Boin12Settings(s.target_toxicity, s.efficacy_lower_limit, s.utility_response_no_dlt,
+                          s.utility_no_response_no_dlt, s.utility_response_and_dlt, s.utility_dlt_no_response,
+                          stay_patients=s.stay_patients, toxicity_cutoff=s.toxicity_cutoff,
+                          futility_cutoff=s.futility_cutoff)

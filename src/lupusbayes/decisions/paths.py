@@ -101,6 +101,9 @@ def dose_paths(context: DecisionContext, design: Design, n_cohorts: int, *,
     """
     if int(n_cohorts) < 1:
         raise DecisionError(f"n_cohorts must be 1 or more (got {n_cohorts})")
+    if design.reads_responses:
+        raise DecisionError(f"dose paths enumerate DLTs, and {design.name} reads each patient's response too: "
+                            "the transition table (--transitions) enumerates both for the next cohort")
     largest_cohort = max(context.spec.escalation.group_size, 1) + 1
     if largest_cohort ** int(n_cohorts) > MAX_PATHS:
         raise DecisionError(f"{n_cohorts} cohorts of up to {largest_cohort - 1} patients are up to "

@@ -19,14 +19,17 @@ import numpy as np
 from lupusbayes.decisions.boin import boin_select_mtd
 from lupusbayes.decisions.designs import Design, design_for
 from lupusbayes.decisions.posterior import PARETO_K_LIMIT, Estimate
+from lupusbayes.decisions.boin12 import boin12_select_dose_safeguarded
 from lupusbayes.decisions.crm import crm_select_mtd
 from lupusbayes.decisions.rules import (
     STOP_NO_LEVEL_ADMISSIBLE,
     STOP_THREE_PLUS_THREE,
     TOXICITY_STOPS,
+    Boin12Rule,
     CrmRule,
     DecisionContext,
     RuleVerdict,
+    boin12_counts,
     crm_patients,
 )
 from lupusbayes.decisions.state import PatientRecord
@@ -215,6 +218,13 @@ def _select(context: DecisionContext, design: Design, allowed: frozenset[int], v
         selection = crm_select_mtd(rule.model, levels, dlts, min_patients_at_selection=minimum,
                                    stop_probability=rule.stop_probability, treated_by_level=treated)
         return chosen(selection.selected_level_index, selection.reason)
+    if design.selection == "boin12":  # the OBD, with the safeguard; among levels given to enough patients
+        rule = next(rule for rule in design.rules if isinstance(rule, Boin12Rule))
+        if not allowed:
+            return chosen(None, "the trial stopped: no dose is selected")
+        n, y, r = boin12_counts(state)
+        selection = boin12_select_dose_safeguarded(rule.settings, n, y, r, eligible_by_level=eligible)
+        return chosen(selection.selected_level_index, selection.reason)
     if design.selection == "three_plus_three":
         verdict = next(v for v in verdicts if v.rule == "3+3")
         if stopped_by_design:
@@ -375,15 +385,17 @@ def next_cohort_outcomes(context: DecisionContext, design: Design, recommendatio
     level, size = recommendation.next_level_index, recommendation.n_next
     window = context.spec.dlt.window_days
     responder_counts = [None]
-    if responders and context.efficacy is not None and context.efficacy.has("p_response"):
+    if responders and (design.reads_responses or (context.efficacy is not None and context.efficacy.has("p_response"))):
         responder_counts = list(range(size + 1))
-    later = _advanced(context.state, recommendation.wait_days + window)
+    # a design that reads each response (BOIN12) decides once they are assessed, after the window if later
+    follow_up = max(window, context.spec.decision.efficacy.response_day) if design.reads_responses else window
+    later = _advanced(context.state, recommendation.wait_days + follow_up)
     for n_dlt in range(size + 1):
         for n_responders in responder_counts:
             patients = tuple(
-                PatientRecord(f"next-{i + 1}", level, window, i < n_dlt,
+                PatientRecord(f"next-{i + 1}", level, follow_up, i < n_dlt,
                               responder=None if n_responders is None else i < n_responders,
-                              day_dosed=None if later.as_of is None else -window)
+                              day_dosed=None if later.as_of is None else -follow_up)
                 for i in range(size)
             )
             state = replace(later, patients=later.patients + patients)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lupusbayes.decisions.boin import BoinBoundaries, boin_boundaries, boin_next_dose
+from lupusbayes.decisions.boin12 import Boin12Settings, boin12_next_dose_safeguarded
 from lupusbayes.decisions.crm import CrmModel, crm_next_dose, tite_weights
 from lupusbayes.decisions.posterior import DrawsPosterior, Estimate, ExactPosterior
 from lupusbayes.decisions.state import TrialState
@@ -40,7 +41,8 @@ __all__ = [
     "DecisionContext", "RuleVerdict", "DoseCheck", "Rule",
     "Ewoc", "NoSkipping", "Sentinel", "GroupWindow", "DltWindow", "SampleSize", "ConvergenceGate", "EndOfDoseRange",
     "LupusbayesEscalation", "HighestAdmissible", "LossBased", "BoinRule", "ThreePlusThreeRule", "CrmRule",
-    "TimeToEventWindow", "STOP_CRM_LOWEST_TOO_TOXIC", "TOXICITY_STOPS", "crm_patients",
+    "TimeToEventWindow", "STOP_CRM_LOWEST_TOO_TOXIC", "TOXICITY_STOPS", "crm_patients", "Boin12Rule",
+    "ResponseAssessment", "STOP_BOIN12_TOO_TOXIC", "STOP_BOIN12_NO_ADMISSIBLE", "boin12_counts",
     "probability_at_least", "efficacy_insufficient",
     "STOP_BOIN_ELIMINATED_LOWEST", "STOP_THREE_PLUS_THREE", "STOP_NO_LEVEL_ADMISSIBLE", "sample_size_stop",
 ]
@@ -51,8 +53,11 @@ STOP_BOIN_ELIMINATED_LOWEST = "BOIN eliminated the lowest level"
 STOP_THREE_PLUS_THREE = "the 3+3 stops"
 STOP_NO_LEVEL_ADMISSIBLE = "no level is admissible"
 STOP_CRM_LOWEST_TOO_TOXIC = "the CRM finds the lowest level too toxic"
+STOP_BOIN12_TOO_TOXIC = "BOIN12 finds the lowest level too toxic"
+STOP_BOIN12_NO_ADMISSIBLE = "BOIN12 has no admissible level (too toxic or futile)"
 #: The stops for toxicity (no dose is then selected); the 3+3's own stop is one when it selects nothing
-TOXICITY_STOPS = (STOP_NO_LEVEL_ADMISSIBLE, STOP_BOIN_ELIMINATED_LOWEST, STOP_CRM_LOWEST_TOO_TOXIC)
+TOXICITY_STOPS = (STOP_NO_LEVEL_ADMISSIBLE, STOP_BOIN_ELIMINATED_LOWEST, STOP_CRM_LOWEST_TOO_TOXIC,
+                  STOP_BOIN12_TOO_TOXIC)
 
 
 def sample_size_stop(enrolled: int, max_patients: int) -> str:
@@ -618,6 +623,78 @@ class CrmRule(Rule):
         if decision.action == "stop":
             return RuleVerdict(self.name, question, reason, allowed=frozenset(), stop=STOP_CRM_LOWEST_TOO_TOXIC)
         return RuleVerdict(self.name, question, reason, preference=_descending_from(decision.next_level_index))
+
+
+def boin12_counts(state: TrialState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Patients, DLTs and responders per level among the DLT-evaluable patients (a response not yet
+    assessed counts as none; :class:`ResponseAssessment` waits for it). Refuses states without responses."""
+    if state.counts_only or (state.patients and all(p.responder is None and p.safety_days is None
+                                                    for p in state.patients)):
+        raise DecisionError(f"{state.source}: BOIN12 reads each patient's response as well as the DLTs; outcome "
+                            "strings and counts files carry DLTs only: give a cohort file with the SLEDAI-2K visits")
+    n, y = state.evaluable_counts()
+    r = np.zeros(state.n_levels, dtype=int)
+    for patient in state.patients:
+        if patient.evaluable(state.window_days) and patient.responder:
+            r[patient.level] += 1
+    return n, y, r
+
+
+@dataclass(frozen=True)
+class ResponseAssessment(Rule):
+    """Designs that read each patient's response (BOIN12) decide once the patients dosed have reached
+    the day their response is assessed (``[decision.efficacy] month``), as they wait for the DLT window."""
+
+    response_day: int
+    name: str = "response assessment"
+
+    def evaluate(self, context: DecisionContext) -> RuleVerdict:
+        state = context.state
+        question = f"Has every patient's response been assessed (day {self.response_day})?"
+        waiting = [p for p in state.patients if p.responder is None and p.safety_days is not None
+                   and p.safety_days < self.response_day]
+        if not waiting:
+            return RuleVerdict(self.name, question, "yes" if state.patients else "no patient yet")
+        hold = max(self.response_day - p.safety_days for p in waiting)
+        who = ", ".join(f"{p.patient_id} (day {p.safety_days})" for p in waiting)
+        return RuleVerdict(self.name, question, f"no: {who}; no new cohort for {hold} days, then decide again with "
+                           "their responses", hold_days=hold)
+
+
+@dataclass(frozen=True)
+class Boin12Rule(Rule):
+    """BOIN12 (Lin et al. 2020) with lupusbayes' safeguard that one more DLT never gives a higher level
+    (:func:`~lupusbayes.decisions.boin12.boin12_next_dose_safeguarded`)."""
+
+    settings: Boin12Settings
+    name: str = "BOIN12"
+
+    def evaluate(self, context: DecisionContext) -> RuleVerdict:
+        state = context.state
+        question = "What does BOIN12 say (toxicity and efficacy)?"
+        current = state.current_level_index
+        n, y, r = boin12_counts(state)
+        response_day = context.spec.decision.efficacy.response_day
+        unassessed = [p for p in state.patients if p.responder is None and p.safety_days is not None
+                      and p.safety_days < response_day]
+        if unassessed and current is not None:  # never decide (or stop) on responses not yet assessed
+            return RuleVerdict(self.name, question, f"waiting for {len(unassessed)} patient(s)' response (day "
+                               f"{response_day}) before deciding", preference=_descending_from(current))
+        if current is None or n[current] == 0:
+            start = context.spec.dosing.starting_level - 1 if current is None else current
+            return RuleVerdict(self.name, question, f"no evaluable patient at the current level: treat at "
+                               f"{context.label(start)}", preference=_descending_from(start))
+        try:
+            decision = boin12_next_dose_safeguarded(self.settings, current, n, y, r)
+        except ValueError as error:
+            raise DecisionError(f"{state.source}: {error}") from None
+        allowed = frozenset(level for level, gone in enumerate(decision.eliminated) if not gone)
+        if decision.action == "stop":
+            stop = (STOP_BOIN12_TOO_TOXIC if decision.stopped_for == "lowest_level_too_toxic"
+                    else STOP_BOIN12_NO_ADMISSIBLE)
+            return RuleVerdict(self.name, question, decision.reason, allowed=frozenset(), stop=stop)
+        return RuleVerdict(self.name, question, decision.reason, allowed=allowed,
+                           preference=_descending_from(decision.next_level_index))
 
 
 @dataclass(frozen=True)

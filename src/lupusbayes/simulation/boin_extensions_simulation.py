@@ -21,6 +21,7 @@ at level ``d`` exactly when ``uniforms[t, j] < p_true[d]``, and a response exact
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -99,6 +100,8 @@ def simulate_boin12(
     cohort_size: int,
     n_cohorts: int,
     start_level: int = 0,
+    safeguard: bool = False,
+    min_patients_at_selection: int = 0,
 ) -> Boin12Simulation:
     """Simulate many BOIN12 trials at once (Lin et al. 2020; the rules of :mod:`lupusbayes.decisions.boin12`).
 
@@ -118,6 +121,13 @@ def simulate_boin12(
     settings : Boin12Settings
     cohort_size, n_cohorts : int
     start_level : int, default 0
+    safeguard : bool, default False
+        lupusbayes' safeguard (:func:`~lupusbayes.decisions.boin12.boin12_next_dose_safeguarded` and
+        :func:`~lupusbayes.decisions.boin12.boin12_select_dose_safeguarded`): each decision and the
+        selection are the lowest over the observed DLT counts and every smaller count (additive
+        utilities only).
+    min_patients_at_selection : int, default 0
+        Select only among levels given to at least this many patients.
 
     Returns
     -------
@@ -178,16 +188,29 @@ def simulate_boin12(
             settings, tables, at, counts["n"][trials], counts["dlt"][trials], counts["response"][trials],
             desirability[trials],
         )
+        if safeguard:
+            next_level = _lowest_over_fewer_dlts(
+                counts["dlt"][trials], next_level, ~stop,
+                lambda rows, fewer: _boin12_decide_rows(
+                    settings, tables, at[rows], counts["n"][trials][rows], fewer, counts["response"][trials][rows],
+                    _desirability_rows(tables, counts["n"][trials][rows], fewer, counts["response"][trials][rows])))
         level[trials] = np.where(stop, at, next_level)
         running[trials[stop]] = False
         stopped_early[trials[stop & no_selection]] = True
 
     selected_level = np.full(n_trials, -1, dtype=np.int64)
     finished = ~stopped_early
-    selected_level[finished] = _boin12_select_rows(
-        settings, tables, counts["n"][finished], counts["dlt"][finished], counts["response"][finished],
-        counts["both"][finished],
-    )
+    n_final, response_final = counts["n"][finished], counts["response"][finished]
+    selected_level[finished] = _boin12_select_rows(settings, tables, n_final, counts["dlt"][finished], response_final,
+                                                   counts["both"][finished], min_patients_at_selection)
+    if safeguard:  # the lowest selection over fewer DLTs; a state with none selected selects none
+        chosen = selected_level[finished]
+        selected_level[finished] = _lowest_over_fewer_dlts(
+            counts["dlt"][finished], chosen, chosen >= 0,
+            lambda rows, fewer: (_boin12_select_rows(settings, tables, n_final[rows], fewer, response_final[rows],
+                                                     np.zeros_like(fewer), min_patients_at_selection),
+                                 np.zeros(rows.size, dtype=bool)),
+            none_wins=True)
     arrays = (selected_level, counts["n"], counts["dlt"], stopped_early, patient_level, counts["response"])
     return Boin12Simulation(*_read_only(arrays))
 
@@ -268,13 +291,41 @@ def _boin12_decide_rows(settings, tables, at, n, dlt, response, desirability):
     return next_level, no_selection | at_limit, no_selection
 
 
-def _boin12_select_rows(settings, tables, n, dlt, response, both) -> np.ndarray:
-    """:func:`~lupusbayes.decisions.boin12.boin12_select_dose` for each row (-1: none)."""
+def _desirability_rows(tables: _Boin12Tables, n, dlt, response) -> np.ndarray:
+    """The desirability of every level of every row (additive utilities: no joint counts needed)."""
+    return tables.desirability(n.ravel(), dlt.ravel(), response.ravel(), np.zeros(n.size, dtype=np.int64)).reshape(
+        n.shape)
+
+
+def _lowest_over_fewer_dlts(dlt: np.ndarray, chosen: np.ndarray, active: np.ndarray, rule, *,
+                            none_wins: bool = False) -> np.ndarray:
+    """The safeguard, for many rows at once: for each row where ``active``, the lowest level ``rule`` gives over
+    every vector of DLT counts at or below the row's own, level by level (``rule(rows, fewer_dlt)`` returns the
+    levels and a stop flag; stops are left out). With ``none_wins`` a level of -1 (nothing selected) wins."""
+    lowest = chosen.copy()
+    for fewer in itertools.product(*(range(int(bound) + 1) for bound in dlt.max(axis=0, initial=0))):
+        fewer = np.asarray(fewer, dtype=np.int64)
+        rows = np.flatnonzero(active & np.all(fewer <= dlt, axis=1) & np.any(fewer < dlt, axis=1))
+        if rows.size == 0:
+            continue
+        levels, stops = rule(rows, np.broadcast_to(fewer, (rows.size, fewer.size)).copy())[:2]
+        keep = ~stops
+        if none_wins:
+            lowest[rows[keep & (levels < 0)]] = -1
+            keep &= levels >= 0
+        update = rows[keep]
+        lowest[update] = np.where(lowest[update] < 0, lowest[update], np.minimum(lowest[update], levels[keep]))
+    return lowest
+
+
+def _boin12_select_rows(settings, tables, n, dlt, response, both, min_patients: int = 0) -> np.ndarray:
+    """:func:`~lupusbayes.decisions.boin12.boin12_select_dose` for each row (-1: none), among levels given to at
+    least ``min_patients`` patients."""
     n_levels = n.shape[1]
     mtd = select_mtd_rows(n, dlt, settings.target_toxicity, tables.mtd_eliminate_at_least)
     utility = boin12_posterior_mean_utility(settings, n, boin12_quasi_events(settings, n, dlt, response, both))
     too_toxic = np.logical_or.accumulate(tables.too_toxic[n, dlt], axis=1)
-    eligible = ((n > 0) & ~too_toxic & ~tables.futile[n, response]
+    eligible = ((n > 0) & (n >= min_patients) & ~too_toxic & ~tables.futile[n, response]
                 & (np.arange(n_levels) <= mtd[:, None]) & (mtd >= 0)[:, None])
     best = np.argmax(np.where(eligible, utility, -np.inf), axis=1)  # the lowest level on ties
     return np.where(eligible.any(axis=1), best, -1)

@@ -14,9 +14,11 @@ as ``lupusbayes decide`` would, and the recommendation is carried out:
   decision day and their arrival day (:func:`~lupusbayes.simulation.patients.arrival_days`).
   Designs with timing rules decide again at once (their rules say how long to wait); designs
   without them decide when the cohort has completed the DLT window, the convention of BOIN's
-  and the 3+3's simulations.
+  and the 3+3's simulations; the time-to-event designs (TITE-CRM) decide when the next patient
+  arrives, whoever is still inside the window.
 
-What is observed when: a DLT at the end of the DLT window (so nothing is learnt early), a
+What is observed when: a DLT at the end of the DLT window (so nothing is learnt early), except by
+the time-to-event designs, which see it on its onset day (the scenario's ``dlt_onset_beta``); a
 response at ``[decision.efficacy] month`` after dosing; a responder stays one at the final
 month. Posteriors are the exact ones of :mod:`lupusbayes.simulation.fast`, computed once per
 distinct set of counts and in one batch for all trials that reach new counts at a step.
@@ -34,11 +36,16 @@ import numpy as np
 import pandas as pd
 
 from lupusbayes.decisions import DecisionContext, Design, Recommendation, decide
+from lupusbayes.decisions.boin12 import boin12_too_toxic
+from lupusbayes.decisions.crm import crm_posterior_batch
 from lupusbayes.decisions.recommend import min_patients_at_selection
 from lupusbayes.decisions.rules import (
+    STOP_BOIN12_NO_ADMISSIBLE,
+    STOP_BOIN12_TOO_TOXIC,
     STOP_BOIN_ELIMINATED_LOWEST,
     STOP_CRM_LOWEST_TOO_TOXIC,
     STOP_THREE_PLUS_THREE,
+    Boin12Rule,
     BoinRule,
     CrmRule,
     GroupWindow,
@@ -49,7 +56,7 @@ from lupusbayes.decisions.state import DAYS_PER_MONTH, PatientRecord, TrialState
 from lupusbayes.decisions.three_plus_three import COHORT_SIZE, three_plus_three_next
 from lupusbayes.errors import SimulationError
 from lupusbayes.simulation.fast import FastPosteriors, SummaryPosterior
-from lupusbayes.decisions.crm import crm_posterior_batch
+from lupusbayes.simulation.boin_extensions_simulation import simulate_boin12
 from lupusbayes.simulation.crm_simulation import simulate_crm, simulate_tite_crm
 from lupusbayes.simulation.patients import LatentPatients, arrival_days
 from lupusbayes.simulation.rule_based import RuleBasedSimulation, simulate_boin, simulate_three_plus_three
@@ -241,7 +248,8 @@ class _Run:
         self.window = spec.dlt.window_days
         self.response_day = spec.decision.efficacy.month * DAYS_PER_MONTH
         final_response_day = max(self.response_day, spec.decision.efficacy.final_month * DAYS_PER_MONTH)
-        self.final_follow_up = max(self.window, final_response_day) if design.needs_efficacy_model else self.window
+        self.final_follow_up = (max(self.window, final_response_day) if design.needs_efficacy_model
+                                else max(self.window, self.response_day) if design.reads_responses else self.window)
         self.reads_time = any(isinstance(rule, Sentinel | GroupWindow) for rule in design.rules)
         # a time-to-event design sees a DLT on the day it occurs and decides as the next patient arrives; the
         # others see DLTs at the end of the window, when they decide again
@@ -395,11 +403,12 @@ def simulate_trials(spec: TrialSpec, design: Design, scenario: Scenario, latent:
 
     ``latent`` needs one column per patient the trial may enrol (the spec's ``max_patients``).
     ``bank`` shares the cached posteriors between calls (designs and chunks of one spec).
-    BOIN and the 3+3 run on the vectorised simulators of :mod:`lupusbayes.simulation.rule_based`
-    when the spec allows it (cohorts of the group size filling the sample size; the 3+3 in
-    cohorts of 3 from the lowest level), with the same timeline: the results equal the
-    engine's, field by field (tested), at a hundred times the speed. ``vectorised=False``
-    forces the engine.
+    BOIN and the 3+3 run on the vectorised simulators of :mod:`lupusbayes.simulation.rule_based`,
+    the CRM and the TITE-CRM on :mod:`lupusbayes.simulation.crm_simulation`, BOIN12 (with its
+    safeguard) on :mod:`lupusbayes.simulation.boin_extensions_simulation`, when the spec allows it
+    (cohorts of the group size filling the sample size, every patient DLT-evaluable; the 3+3 in
+    cohorts of 3 from the lowest level), with the same timeline: the results equal the engine's,
+    field by field (tested), at a hundred times the speed. ``vectorised=False`` forces the engine.
     """
     if latent.toxicity.shape[1] < 1:
         raise ValueError("latent patients need at least one column")
@@ -416,15 +425,19 @@ def simulate_trials(spec: TrialSpec, design: Design, scenario: Scenario, latent:
 
 def _rule_based(spec: TrialSpec, design: Design, scenario: Scenario, latent: LatentPatients,
                 first_trial: int) -> TrialResults | None:
-    """The engine's results for BOIN / the 3+3 from the vectorised simulators, or None when they do not apply."""
+    """The engine's results for BOIN, the 3+3, the CRM, the TITE-CRM and BOIN12 from the vectorised simulators,
+    or None when they do not apply."""
     group, max_patients = spec.escalation.group_size, latent.toxicity.shape[1]
     minimum = min_patients_at_selection(spec)
-    if design.name not in ("boin", "3+3", "crm", "tite_crm") or max_patients % group or latent.evaluable is not None:
+    if (design.name not in ("boin", "3+3", "crm", "tite_crm", "boin12") or max_patients % group
+            or latent.evaluable is not None):
         return None  # (non-evaluable patients and their replacements: the engine)
     p_dlt = scenario.p_dlt(spec)
     n_cohorts = max_patients // group
     if design.name in ("crm", "tite_crm"):
         return _crm(spec, design, scenario, latent, first_trial, p_dlt, group, n_cohorts, minimum)
+    if design.name == "boin12":
+        return _boin12(spec, design, scenario, latent, first_trial, p_dlt, group, n_cohorts, minimum)
     if design.name == "boin" and minimum > group:  # levels given to one cohort only are not selected: the engine
         return None
     if design.name == "boin":
@@ -482,10 +495,56 @@ def _crm(spec: TrialSpec, design: Design, scenario: Scenario, latent: LatentPati
         selected_level=np.asarray(simulation.selected_level, dtype=np.int64), stop_reason=reasons,
         n_patients=np.array(simulation.n_patients), n_dlt=np.array(simulation.n_dlt),
         n_responders=_responders(simulation.patient_level, latent, scenario, simulation.n_patients.shape[1]),
-        duration_days=np.asarray(duration, dtype=float), n_decisions=cohorts + 1,  # one per cohort, the final analysis
+        duration_days=np.asarray(duration, dtype=float), n_decisions=cohorts + 2,  # the first, one per cohort, the final
         final_analysis_changed=np.zeros(latent.n_trials, dtype=bool),
         n_mcmc_decisions=np.zeros(latent.n_trials, dtype=np.int64),
     )
+
+
+def _boin12(spec: TrialSpec, design: Design, scenario: Scenario, latent: LatentPatients, first_trial: int,
+            p_dlt: np.ndarray, group: int, n_cohorts: int, minimum: int) -> TrialResults:
+    """BOIN12 with its safeguard from :func:`~lupusbayes.simulation.boin_extensions_simulation.simulate_boin12`,
+    as the engine runs it: each decision waits for the cohort's DLT window and responses, the final analysis
+    for the last cohort's (at the response month)."""
+    rule = next(rule for rule in design.rules if isinstance(rule, Boin12Rule))
+    simulation = simulate_boin12(latent.toxicity, latent.response, p_dlt, scenario.p_response, settings=rule.settings,
+                                 cohort_size=group, n_cohorts=n_cohorts, start_level=spec.dosing.starting_level - 1,
+                                 safeguard=True, min_patients_at_selection=minimum)
+    window = spec.dlt.window_days
+    decision_wait = max(window, spec.decision.efficacy.response_day)
+    final_wait = max(window, spec.decision.efficacy.month * DAYS_PER_MONTH)
+    clock, cohorts = _cohort_timeline(simulation.patient_level, arrival_days(scenario, latent.arrival), group,
+                                      decision_wait)
+    stopped = np.asarray(simulation.stopped_early)
+    reasons = np.full(latent.n_trials, sample_size_stop(latent.toxicity.shape[1], latent.toxicity.shape[1]), dtype=object)
+    if stopped.any():  # which BOIN12 stop: the lowest level too toxic, or no admissible level
+        too_toxic = _boin12_lowest_too_toxic(rule, simulation.n_patients, simulation.n_dlt)
+        reasons[stopped] = np.where(too_toxic[stopped], STOP_BOIN12_TOO_TOXIC, STOP_BOIN12_NO_ADMISSIBLE)
+    return TrialResults(
+        design=design.name, scenario=scenario.name,
+        trial=np.arange(first_trial, first_trial + latent.n_trials, dtype=np.int64),
+        selected_level=np.asarray(simulation.selected_level, dtype=np.int64), stop_reason=reasons,
+        n_patients=np.array(simulation.n_patients), n_dlt=np.array(simulation.n_dlt),
+        n_responders=np.array(simulation.n_responses),
+        # the sample size stops at the last window's end, the final analysis at its response month; BOIN12's
+        # own stop waits for the responses (decision_wait)
+        duration_days=np.where(stopped, clock, clock - decision_wait + final_wait),
+        n_decisions=_boin12_decisions(cohorts, stopped, window < decision_wait),
+        final_analysis_changed=np.zeros(latent.n_trials, dtype=bool),
+        n_mcmc_decisions=np.zeros(latent.n_trials, dtype=np.int64),
+    )
+
+
+def _boin12_decisions(cohorts: np.ndarray, stopped: np.ndarray, waits_for_responses: bool) -> np.ndarray:
+    """The engine's count: the first decision; per cohort, one at its window's end and, when responses come
+    later, one when they do; the final analysis (a stop by the sample size comes at the last window's end)."""
+    per_cohort = 2 if waits_for_responses else 1
+    return np.where(stopped, 1 + per_cohort * cohorts + 1, 1 + per_cohort * (cohorts - 1) + 1 + 1)
+
+
+def _boin12_lowest_too_toxic(rule: Boin12Rule, n_patients: np.ndarray, n_dlt: np.ndarray) -> np.ndarray:
+    """Whether the lowest level is too toxic for BOIN12 (its stop for toxicity), row by row."""
+    return boin12_too_toxic(rule.settings, n_patients[:, 0], n_dlt[:, 0])
 
 
 def _lowest_too_toxic(rule: CrmRule, simulation: RuleBasedSimulation) -> np.ndarray:

@@ -24,6 +24,7 @@ from lupusbayes.spec.schema import (
     DESIGNS,
     FIELD_UNITS,
     RESPONSES,
+    Boin12DecisionSettings,
     BoinSettings,
     CrmSettings,
     DecisionSettings,
@@ -445,6 +446,7 @@ def _parse_decision(table: TomlTable, dlt: DLTDefinition, dosing: DosingSpec) ->
                                "BOIN needs the overly toxic rate clearly above the target")
     boin_table.finish()
     crm = _parse_crm(table.table("crm", required=False), len(dosing.levels))
+    boin12 = _parse_boin12(table.table("boin12", required=False))
     settings = DecisionSettings(
         design=table.choice("design", DESIGNS, defaults.design),
         toxicity_model=table.choice("toxicity_model", ("crs", "blrm"), defaults.toxicity_model),
@@ -452,7 +454,7 @@ def _parse_decision(table: TomlTable, dlt: DLTDefinition, dosing: DosingSpec) ->
                                               minimum=0.0, maximum=1.0),
         close_call_mcse=table.number("close_call_mcse", defaults.close_call_mcse, minimum=0.0, maximum=10.0),
         min_patients_at_selection=table.integer("min_patients_at_selection", None, minimum=1, maximum=100),
-        efficacy=efficacy, loss=loss, boin=boin, crm=crm,
+        efficacy=efficacy, loss=loss, boin=boin, crm=crm, boin12=boin12,
     )
     if settings.toxicity_model == "crs" and dlt.crs_grade_at_least is None:
         raise table.error("toxicity_model", "'crs' reads P(DLT) as P(CRS >= dlt.crs_grade_at_least), which is not set")
@@ -489,6 +491,38 @@ def _parse_crm(table: TomlTable, n_levels: int) -> CrmSettings:
         coherent_escalation=table.boolean("coherent_escalation", defaults.coherent_escalation),
         # the adaptive weights need each DLT's day, which a cohort file does not record: linear only, for now
         tite_weights=table.choice("tite_weights", ("linear",), defaults.tite_weights),
+    )
+    table.finish()
+    return settings
+
+
+def _parse_boin12(table: TomlTable) -> Boin12DecisionSettings:
+    """``[decision.boin12]``: BOIN12's limits, utilities and cut-offs (additive utilities only)."""
+    defaults = Boin12DecisionSettings()
+    if not table.present:
+        return defaults
+    utilities = {name: table.number(name, getattr(defaults, name), minimum=0.0, maximum=100.0)
+                 for name in ("utility_response_no_dlt", "utility_no_response_no_dlt", "utility_response_and_dlt",
+                              "utility_dlt_no_response")}
+    best, worst = utilities["utility_response_no_dlt"], utilities["utility_dlt_no_response"]
+    for name in ("utility_no_response_no_dlt", "utility_response_and_dlt"):
+        if not worst <= utilities[name] <= best or worst >= best:
+            raise table.error(name, f"must lie between utility_dlt_no_response ({worst:g}) and utility_response_no_dlt "
+                              f"({best:g}), the worst and the best outcome")
+    if not math.isclose(best + worst, utilities["utility_no_response_no_dlt"] + utilities["utility_response_and_dlt"],
+                        abs_tol=1e-9):
+        raise table.error("utility_response_and_dlt", "the utilities must be additive: utility_response_no_dlt + "
+                          "utility_dlt_no_response = utility_no_response_no_dlt + utility_response_and_dlt "
+                          f"({best:g} + {worst:g} is not {utilities['utility_no_response_no_dlt']:g} + "
+                          f"{utilities['utility_response_and_dlt']:g}), as the published 100, 0, 40, 60")
+    settings = Boin12DecisionSettings(
+        target_toxicity=table.number("target_toxicity", defaults.target_toxicity, minimum=0.05, maximum=0.6),
+        efficacy_lower_limit=table.number("efficacy_lower_limit", defaults.efficacy_lower_limit, positive=True,
+                                          below=1.0),
+        **utilities,
+        stay_patients=table.integer("stay_patients", defaults.stay_patients, minimum=1, maximum=100),
+        toxicity_cutoff=table.number("toxicity_cutoff", defaults.toxicity_cutoff, minimum=0.5, below=1.0),
+        futility_cutoff=table.number("futility_cutoff", defaults.futility_cutoff, minimum=0.5, below=1.0),
     )
     table.finish()
     return settings

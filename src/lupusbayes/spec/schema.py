@@ -264,7 +264,7 @@ class EscalationRules:
                     or (icans is not None and icans_grade is not None and icans_grade >= icans))
 
 
-DESIGNS = ("lupusbayes", "blrm_ewoc", "blrm_loss", "boin", "3+3", "crm", "tite_crm")
+DESIGNS = ("lupusbayes", "blrm_ewoc", "blrm_loss", "boin", "3+3", "crm", "tite_crm", "boin12")
 #: Designs that dose while patients are inside the DLT window, weighting their follow-up: the explicit
 #: exception to the DLT window rule (docs/decisions.md, "Time-to-event designs")
 TIME_TO_EVENT_DESIGNS = ("tite_crm",)
@@ -327,6 +327,30 @@ class CrmSettings:
 
 
 @dataclass(frozen=True)
+class Boin12DecisionSettings:
+    """BOIN12, the utility-based phase I/II design (``[decision.boin12]``; Lin, Zhou, Yan, Li & Yuan 2020).
+
+    ``target_toxicity`` (phi_T) is the highest acceptable P(DLT) and ``efficacy_lower_limit`` (phi_E)
+    the lowest acceptable P(response) (the response of ``[decision.efficacy]`` at its ``month``); the
+    four utilities (0-100) score a response without a DLT, neither, both, and a DLT without a response,
+    and must be additive (the published 100 / 40 / 60 / 0 are). ``stay_patients`` is N* ("stay if
+    n >= N*"); ``toxicity_cutoff`` and ``futility_cutoff`` eliminate a level when P(p_DLT > phi_T) or
+    P(p_response < phi_E) exceeds them. lupusbayes adds a safeguard: one more DLT never gives a
+    higher level (docs/decisions.md).
+    """
+
+    target_toxicity: float = 0.35
+    efficacy_lower_limit: float = 0.25
+    utility_response_no_dlt: float = 100.0
+    utility_no_response_no_dlt: float = 40.0
+    utility_response_and_dlt: float = 60.0
+    utility_dlt_no_response: float = 0.0
+    stay_patients: int = 6
+    toxicity_cutoff: float = 0.95
+    futility_cutoff: float = 0.90
+
+
+@dataclass(frozen=True)
 class EfficacyRuleSettings:
     """How efficacy enters decisions (``[decision.efficacy]``).
 
@@ -382,6 +406,7 @@ class DecisionSettings:
     loss: LossSettings = field(default_factory=LossSettings)
     boin: BoinSettings = field(default_factory=BoinSettings)
     crm: CrmSettings = field(default_factory=CrmSettings)
+    boin12: Boin12DecisionSettings = field(default_factory=Boin12DecisionSettings)
 
 
 @dataclass(frozen=True)
