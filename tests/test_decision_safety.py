@@ -44,7 +44,7 @@ from lupusbayes.workflow import decision_inputs, expected_toxicity_model
 
 AXA_TEXT = (ROOT / "models" / "axa_nk02.toml").read_text()
 KN5601_TEXT = (ROOT / "models" / "kn5601.toml").read_text()
-DESIGNS = ("lupusbayes", "blrm_ewoc", "blrm_loss", "boin", "3+3", "crm", "tite_crm", "boin12")
+DESIGNS = ("lupusbayes", "blrm_ewoc", "blrm_loss", "boin", "3+3", "crm", "tite_crm", "boin12", "tite_boin")
 #: Random histories per design and invariant; ``LUPUSBAYES_SAFETY_EXAMPLES=600`` for the long run in docs/decisions.md.
 EXAMPLES = int(os.environ.get("LUPUSBAYES_SAFETY_EXAMPLES", "60"))
 
@@ -172,17 +172,18 @@ def test_no_design_doses_while_the_last_cohort_is_inside_the_window(design):
 
 @pytest.mark.parametrize("design", TIME_TO_EVENT_DESIGNS)
 def test_a_time_to_event_design_doses_with_patients_pending_and_says_so(design):
-    """The explicit exception: the same state, and the design doses now, saying in its verdict and warnings that
-    it doses with patients inside the window by its own rule (their follow-up weighted)."""
+    """The explicit exception: a patient dosed two days ago, and the design doses now, saying in its verdict and
+    warnings that it doses with patients inside the window by its own rule (their follow-up read)."""
     spec = SPECS[design]
-    patients = [_record(f"a{i}", 0, 60) for i in range(3)] + [_record(f"b{i}", 1, 2) for i in range(3)]
+    patients = ([_record(f"a{i}", 0, 60) for i in range(3)] + [_record(f"b{i}", 1, 40) for i in range(2)]
+                + [_record("b3", 1, 2)])
     recommendation = decide(_exact_context(spec, TrialState(spec, tuple(patients), "t")), design_for(spec))
     assert not recommendation.paused and recommendation.next_level_index is not None
     window = next(v for v in recommendation.verdicts if v.rule == "DLT window (time-to-event)")
-    assert "3 patient(s) inside the window" in window.verdict and "exception to the DLT window rule" in window.verdict
+    assert "1 patient(s) inside the window" in window.verdict and "exception to the DLT window rule" in window.verdict
     assert any("inside the DLT window" in warning and "its own rule" in warning for warning in recommendation.warnings)
     proposal = recommendation.verdicts[-1]
-    assert "weighted by their follow-up" in proposal.verdict and "0.07" in proposal.verdict  # 2 of 28 days
+    assert "inside the DLT window" in proposal.verdict or "weighted by their follow-up" in proposal.verdict
 
 
 def test_the_pause_has_a_date_and_its_transitions_are_the_pending_outcomes():
@@ -442,7 +443,7 @@ def _check_allowed_and_selected(spec, recommendation, state):
         assert state.treated_counts()[_selected(recommendation)] >= min_patients_at_selection(spec)
 
 
-@pytest.mark.parametrize("name", ["blrm_ewoc", "blrm_loss", "boin", "3+3", "crm", "tite_crm"])
+@pytest.mark.parametrize("name", ["blrm_ewoc", "blrm_loss", "boin", "3+3", "crm", "tite_crm", "tite_boin"])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_the_three_state_formats_give_one_answer(name, data, tmp_path_factory):

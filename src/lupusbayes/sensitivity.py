@@ -53,7 +53,7 @@ def _logit(p: float) -> float:
 
 
 #: Designs that read no prior of the spec: a sensitivity analysis of the prior does not apply to them.
-DESIGNS_WITHOUT_PRIOR = ("boin", "3+3", "boin12")
+DESIGNS_WITHOUT_PRIOR = ("boin", "3+3", "boin12", "tite_boin")
 
 
 def prior_alternatives(spec: TrialSpec, *, with_codata: bool, design: str | None = None) -> tuple[PriorAlternative, ...]:

@@ -21,6 +21,9 @@ design          rules                                                           
                 sample size                                                           target)
 ``tite_crm``    the TITE-CRM: the CRM with patients inside the window weighted by     dfcrm's MTD
                 their follow-up; doses while they are pending (no DLT window rule)
+``tite_boin``   TITE-BOIN: BOIN with pending patients' DLTs imputed; suspended        ``select.mtd`` on
+                while over half the current level is pending; a DLT never lifts       complete data
+                a suspension; doses while patients are pending
 ``boin12``      BOIN12 (toxicity and efficacy, desirability), with the safeguard      the OBD (posterior-
                 that one more DLT never gives a higher level; waits for each          mean utility), with
                 patient's response; no skipping, sample size                          the same safeguard
@@ -60,6 +63,7 @@ from lupusbayes.decisions.rules import (
     Sentinel,
     ThreePlusThreeRule,
     TimeToEventWindow,
+    TiteBoinRule,
 )
 from lupusbayes.spec import DESIGNS, CrmSettings, TrialSpec
 
@@ -90,7 +94,8 @@ class Design:
                       self.reads_responses)
 
 
-_PROPOSALS = (LupusbayesEscalation, HighestAdmissible, LossBased, BoinRule, ThreePlusThreeRule, CrmRule, Boin12Rule)
+_PROPOSALS = (LupusbayesEscalation, HighestAdmissible, LossBased, BoinRule, ThreePlusThreeRule, CrmRule, Boin12Rule,
+              TiteBoinRule)
 
 
 def crm_model(spec: TrialSpec) -> CrmModel:
@@ -137,10 +142,13 @@ def design_for(spec: TrialSpec, name: str | None = None) -> Design:
                       "highest_admissible", True, False)
     if name == "blrm_loss":
         return Design(name, (*common, ConvergenceGate(), LossBased(decision.loss)), "least_loss", True, False)
-    if name == "boin":
+    if name in ("boin", "tite_boin"):
         s = decision.boin
         boundaries = boin_boundaries(s.target, max_patients=max(max_patients or 0, BOIN_TABLE_PATIENTS), p_saf=s.p_saf,
                                      p_tox=s.p_tox, cutoff_eliminate=s.cutoff_eliminate)
+        if name == "tite_boin":
+            rule = TiteBoinRule(boundaries, decision.tite_boin.max_pending_fraction)
+            return Design(name, (TimeToEventWindow("TITE-BOIN"), *common[1:], rule), "boin", False, False)
         return Design(name, (*common, BoinRule(boundaries)), "boin", False, False)
     if name in ("crm", "tite_crm"):
         settings = spec.decision.crm

@@ -23,6 +23,7 @@ Levels are 0-based in the code; sentences count them from 1, as protocols do.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +31,7 @@ import numpy as np
 from lupusbayes.decisions.boin import BoinBoundaries, boin_boundaries, boin_next_dose
 from lupusbayes.decisions.boin12 import Boin12Settings, boin12_next_dose_safeguarded
 from lupusbayes.decisions.crm import CrmModel, crm_next_dose, tite_weights
+from lupusbayes.decisions.tite_boin import TiteBoinDecision, tite_boin_next_dose
 from lupusbayes.decisions.posterior import DrawsPosterior, Estimate, ExactPosterior
 from lupusbayes.decisions.state import TrialState
 from lupusbayes.decisions.three_plus_three import MAX_PATIENTS_PER_LEVEL, three_plus_three_next
@@ -42,7 +44,7 @@ __all__ = [
     "Ewoc", "NoSkipping", "Sentinel", "GroupWindow", "DltWindow", "SampleSize", "ConvergenceGate", "EndOfDoseRange",
     "LupusbayesEscalation", "HighestAdmissible", "LossBased", "BoinRule", "ThreePlusThreeRule", "CrmRule",
     "TimeToEventWindow", "STOP_CRM_LOWEST_TOO_TOXIC", "TOXICITY_STOPS", "crm_patients", "Boin12Rule",
-    "ResponseAssessment", "STOP_BOIN12_TOO_TOXIC", "STOP_BOIN12_NO_ADMISSIBLE", "boin12_counts",
+    "ResponseAssessment", "STOP_BOIN12_TOO_TOXIC", "STOP_BOIN12_NO_ADMISSIBLE", "boin12_counts", "TiteBoinRule",
     "probability_at_least", "efficacy_insufficient",
     "STOP_BOIN_ELIMINATED_LOWEST", "STOP_THREE_PLUS_THREE", "STOP_NO_LEVEL_ADMISSIBLE", "sample_size_stop",
 ]
@@ -697,6 +699,91 @@ class Boin12Rule(Rule):
                            preference=_descending_from(decision.next_level_index))
 
 
+#: The TITE-BOIN safeguard reverts every subset of the DLTs seen inside the window: at most this many such DLTs.
+MAX_SAFEGUARD_DLTS_IN_WINDOW = 12
+
+
+@dataclass(frozen=True)
+class TiteBoinRule(Rule):
+    """TITE-BOIN (Yuan et al. 2018; :func:`~lupusbayes.decisions.tite_boin.tite_boin_next_dose`) on the state's
+    patients, with the safeguard that a DLT never lifts a suspension or raises the level: the decision is the
+    most conservative (stop, then suspend, then the lowest level) of the published rule's decisions on the
+    state and on the state with any of the DLTs seen inside the window not (yet) seen. As published, a
+    pending patient's DLT completes that patient, which can end a suspension that would otherwise hold."""
+
+    boundaries: BoinBoundaries
+    max_pending_fraction: float = 0.5
+    name: str = "TITE-BOIN"
+
+    def _published(self, state: TrialState, current: int, reverted: frozenset[str] = frozenset()) -> TiteBoinDecision:
+        window = state.window_days
+        complete, dlts = np.zeros(state.n_levels, dtype=int), np.zeros(state.n_levels, dtype=int)
+        if state.counts_only:
+            complete, dlts = state.evaluable_counts()
+        pending: list[list[float]] = [[] for _ in range(state.n_levels)]
+        for p in state.patients:
+            dlt = p.dlt and p.patient_id not in reverted
+            if dlt or p.safety_days is None or p.safety_days >= window:
+                complete[p.level] += 1
+                dlts[p.level] += int(dlt)
+            else:
+                pending[p.level].append(p.safety_days / window)
+        boundaries = self.boundaries
+        most = int(max(complete[level] + len(pending[level]) for level in range(state.n_levels)))
+        if most > boundaries.max_patients:
+            boundaries = boin_boundaries(boundaries.target, max_patients=most, p_saf=boundaries.p_saf,
+                                         p_tox=boundaries.p_tox, cutoff_eliminate=boundaries.cutoff_eliminate)
+        return tite_boin_next_dose(boundaries, current, complete, dlts, pending,
+                                   max_pending_fraction=self.max_pending_fraction)
+
+    def evaluate(self, context: DecisionContext) -> RuleVerdict:
+        state = context.state
+        question = "What does TITE-BOIN say (patients inside the window imputed from their follow-up)?"
+        current = state.current_level_index
+        if current is None:
+            start = context.spec.dosing.starting_level - 1
+            return RuleVerdict(self.name, question, f"no patient yet: treat at {context.label(start)}",
+                               preference=_descending_from(start))
+        published = self._published(state, current)
+        if published.action == "stop":
+            return RuleVerdict(self.name, question, published.reason, allowed=frozenset(),
+                               stop=STOP_BOIN_ELIMINATED_LOWEST)
+        window = state.window_days
+        in_window = [p.patient_id for p in state.patients if p.dlt and p.safety_days is not None
+                     and p.safety_days < window]
+        if len(in_window) > MAX_SAFEGUARD_DLTS_IN_WINDOW:
+            raise DecisionError(f"{state.source}: {len(in_window)} DLTs inside the window: more than the TITE-BOIN "
+                                f"safeguard compares ({MAX_SAFEGUARD_DLTS_IN_WINDOW})")
+
+        def rank(decision: TiteBoinDecision) -> int:  # stop, suspend, then the levels upwards
+            return -1 if decision.action == "suspend" else decision.next_level_index
+
+        chosen, why = published, ""
+        for size in range(1, len(in_window) + 1):
+            for subset in itertools.combinations(in_window, size):
+                other = self._published(state, current, frozenset(subset))
+                if other.action != "stop" and rank(other) < rank(chosen):
+                    chosen = other
+                    why = (f" Safeguard (a DLT never lifts a suspension or raises the level): without the DLT(s) of "
+                           f"{', '.join(subset)}, still inside the window, TITE-BOIN would "
+                           + ("suspend" if other.action == "suspend" else f"give level {other.next_level_index + 1}")
+                           + ", so it does.")
+        allowed = frozenset(level for level, gone in enumerate(published.eliminated) if not gone)
+        if chosen.action == "suspend":
+            waiting = [p for p in state.patients if p.level == current and p.safety_days is not None
+                       and p.safety_days < window]
+            # until the current level's pending patients have completed the window (a DLT seen sooner is read by
+            # the next decision); published TITE-BOIN decides again at each completion, but one more pending
+            # patient must never shorten a pause (the package's invariant)
+            hold = max(1, max(window - p.safety_days for p in waiting)) if waiting else 1
+            reason = published.reason + why if why else chosen.reason
+            return RuleVerdict(self.name, question, f"{reason} Decide again in {hold} day(s), when the pending "
+                               f"patients at {context.label(current)} have completed the window.", allowed=allowed,
+                               hold_days=hold, preference=_descending_from(current))
+        return RuleVerdict(self.name, question, published.reason + why, allowed=allowed,
+                           preference=_descending_from(chosen.next_level_index))
+
+
 @dataclass(frozen=True)
 class TimeToEventWindow(Rule):
     """The time-to-event designs' replacement of the DLT window rule: they dose while patients are inside
@@ -716,8 +803,8 @@ class TimeToEventWindow(Rule):
                         + (", DLT" if p.dlt else "") + ")" for p in inside)
         verdict = (f"yes, by the {self.design}'s own rule: {len(inside)} patient(s) inside the window ({who}) count "
                    "with the follow-up they have; the exception to the DLT window rule, which the other designs keep")
-        warning = (f"dosing with {len(inside)} patient(s) inside the DLT window: the {self.design} weights their "
-                   "follow-up instead of waiting (its own rule; the other designs wait)")
+        warning = (f"{len(inside)} patient(s) inside the DLT window: the {self.design} decides with their follow-up "
+                   "so far instead of waiting for them (its own rule; the other designs wait)")
         return RuleVerdict(self.name, question, verdict, warnings=(warning,))
 
 

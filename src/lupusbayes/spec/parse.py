@@ -27,6 +27,7 @@ from lupusbayes.spec.schema import (
     Boin12DecisionSettings,
     BoinSettings,
     CrmSettings,
+    TiteBoinSettings,
     DecisionSettings,
     EfficacyRuleSettings,
     LossSettings,
@@ -447,6 +448,10 @@ def _parse_decision(table: TomlTable, dlt: DLTDefinition, dosing: DosingSpec) ->
     boin_table.finish()
     crm = _parse_crm(table.table("crm", required=False), len(dosing.levels))
     boin12 = _parse_boin12(table.table("boin12", required=False))
+    tite_table = table.table("tite_boin", required=False)
+    tite_boin = TiteBoinSettings(tite_table.number("max_pending_fraction", TiteBoinSettings().max_pending_fraction,
+                                                   minimum=0.0, below=1.0))
+    tite_table.finish()
     settings = DecisionSettings(
         design=table.choice("design", DESIGNS, defaults.design),
         toxicity_model=table.choice("toxicity_model", ("crs", "blrm"), defaults.toxicity_model),
@@ -454,7 +459,7 @@ def _parse_decision(table: TomlTable, dlt: DLTDefinition, dosing: DosingSpec) ->
                                               minimum=0.0, maximum=1.0),
         close_call_mcse=table.number("close_call_mcse", defaults.close_call_mcse, minimum=0.0, maximum=10.0),
         min_patients_at_selection=table.integer("min_patients_at_selection", None, minimum=1, maximum=100),
-        efficacy=efficacy, loss=loss, boin=boin, crm=crm, boin12=boin12,
+        efficacy=efficacy, loss=loss, boin=boin, crm=crm, boin12=boin12, tite_boin=tite_boin,
     )
     if settings.toxicity_model == "crs" and dlt.crs_grade_at_least is None:
         raise table.error("toxicity_model", "'crs' reads P(DLT) as P(CRS >= dlt.crs_grade_at_least), which is not set")

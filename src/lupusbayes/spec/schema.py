@@ -264,10 +264,10 @@ class EscalationRules:
                     or (icans is not None and icans_grade is not None and icans_grade >= icans))
 
 
-DESIGNS = ("lupusbayes", "blrm_ewoc", "blrm_loss", "boin", "3+3", "crm", "tite_crm", "boin12")
+DESIGNS = ("lupusbayes", "blrm_ewoc", "blrm_loss", "boin", "3+3", "crm", "tite_crm", "boin12", "tite_boin")
 #: Designs that dose while patients are inside the DLT window, weighting their follow-up: the explicit
 #: exception to the DLT window rule (docs/decisions.md, "Time-to-event designs")
-TIME_TO_EVENT_DESIGNS = ("tite_crm",)
+TIME_TO_EVENT_DESIGNS = ("tite_crm", "tite_boin")
 RESPONSES = ("sri4_sledai_component", "lldas_sledai_proxy", "doris_sledai_proxy")
 
 
@@ -351,6 +351,15 @@ class Boin12DecisionSettings:
 
 
 @dataclass(frozen=True)
+class TiteBoinSettings:
+    """TITE-BOIN (``[decision.tite_boin]``; Yuan, Lin, Li, Nie & Warren 2018): BOIN's boundaries of
+    ``[decision.boin]``, the pending patients' DLTs imputed from their follow-up, and accrual suspended
+    while more than ``max_pending_fraction`` of the current level's patients are inside the window."""
+
+    max_pending_fraction: float = 0.5
+
+
+@dataclass(frozen=True)
 class EfficacyRuleSettings:
     """How efficacy enters decisions (``[decision.efficacy]``).
 
@@ -407,6 +416,7 @@ class DecisionSettings:
     boin: BoinSettings = field(default_factory=BoinSettings)
     crm: CrmSettings = field(default_factory=CrmSettings)
     boin12: Boin12DecisionSettings = field(default_factory=Boin12DecisionSettings)
+    tite_boin: TiteBoinSettings = field(default_factory=TiteBoinSettings)
 
 
 @dataclass(frozen=True)
