@@ -35,7 +35,13 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
-from lupusbayes.decisions.level_counts import check_level, check_level_counts, check_positive_int, plural
+from lupusbayes.decisions.level_counts import (
+    check_eliminated,
+    check_level,
+    check_level_counts,
+    check_positive_int,
+    plural,
+)
 
 __all__ = [
     "BoinBoundaries",
@@ -386,7 +392,7 @@ def boin_next_dose(
     n_patients, n_dlt = check_level_counts(n_patients_by_level, n_dlt_by_level)
     n_levels = n_patients.size
     current_level_index = check_level(current_level_index, n_levels, "current_level_index")
-    eliminated = _check_eliminated(eliminated_by_level, n_levels)
+    eliminated = check_eliminated(eliminated_by_level, n_levels)
     if eliminated[current_level_index]:
         raise ValueError(f"current_level {current_level_index} is eliminated; BOIN never returns to an eliminated level")
     n, y = int(n_patients[current_level_index]), int(n_dlt[current_level_index])
@@ -594,17 +600,3 @@ def pava(values: Sequence[float], weights: Sequence[float]) -> np.ndarray:
             totals[-1] = pooled
             sizes[-1] += size
     return np.repeat(means, sizes)
-
-
-# ---- shared helpers -------------------------------------------------------------------------
-
-
-def _check_eliminated(eliminated_by_level, n_levels: int) -> np.ndarray:
-    if eliminated_by_level is None:
-        return np.zeros(n_levels, dtype=bool)
-    eliminated = np.asarray(eliminated_by_level)
-    if eliminated.shape != (n_levels,) or eliminated.dtype != bool:
-        raise ValueError(f"eliminated_by_level must be {n_levels} booleans, one per level")
-    if np.any(eliminated[:-1] & ~eliminated[1:]):
-        raise ValueError("eliminated_by_level must eliminate every level above an eliminated level")
-    return eliminated.copy()

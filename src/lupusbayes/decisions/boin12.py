@@ -96,7 +96,13 @@ from lupusbayes.decisions.boin import (
     boin_boundaries,
     boin_select_mtd,
 )
-from lupusbayes.decisions.level_counts import check_level, check_level_counts, check_positive_int, plural
+from lupusbayes.decisions.level_counts import (
+    check_eliminated,
+    check_level,
+    check_level_counts,
+    check_positive_int,
+    plural,
+)
 
 __all__ = [
     "Boin12Decision",
@@ -439,7 +445,7 @@ def boin12_next_dose(
     n, y = int(n_patients[d]), int(n_dlt[d])
     if n < 1:
         raise ValueError(f"the current level {d} (level {d + 1} counted from 1) has no patients")
-    previously = _check_eliminated(eliminated_by_level, n_levels)
+    previously = check_eliminated(eliminated_by_level, n_levels, nested=False)
     if previously[d]:
         raise ValueError(f"current_level {d} is eliminated; BOIN12 never treats patients at an eliminated level")
 
@@ -819,15 +825,6 @@ def _check_outcome_counts(settings, n_patients_by_level, n_dlt_by_level, n_respo
             f"{n_responses.tolist()} responses in {n_patients.tolist()} patients)"
         )
     return n_patients, n_dlt, n_responses, n_both
-
-
-def _check_eliminated(eliminated_by_level, n_levels: int) -> np.ndarray:
-    if eliminated_by_level is None:
-        return np.zeros(n_levels, dtype=bool)
-    eliminated = np.asarray(eliminated_by_level)
-    if eliminated.shape != (n_levels,) or eliminated.dtype != bool:
-        raise ValueError(f"eliminated_by_level must be {n_levels} booleans, one per level")
-    return eliminated.copy()
 
 
 def _nearest_admissible(eliminated: np.ndarray, level: int, step: int) -> int | None:

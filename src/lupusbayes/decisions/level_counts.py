@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_level_counts", "check_level", "check_positive_int", "plural"]
+__all__ = ["check_level_counts", "check_level", "check_positive_int", "check_eliminated", "plural"]
 
 
 def check_level_counts(n_patients_by_level, n_dlt_by_level) -> tuple[np.ndarray, np.ndarray]:
@@ -64,3 +64,17 @@ def check_positive_int(value, name: str) -> int:
 def plural(count: int, word: str) -> str:
     """``1 DLT``, ``2 DLTs``."""
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def check_eliminated(eliminated_by_level, n_levels: int, *, nested: bool = True) -> np.ndarray:
+    """``eliminated_by_level`` (None: no level) as a new boolean array, or a ``ValueError``. With ``nested``
+    (eliminations for toxicity: BOIN, TITE-BOIN) every level above an eliminated one must be eliminated too;
+    BOIN12 also eliminates single levels for futility."""
+    if eliminated_by_level is None:
+        return np.zeros(n_levels, dtype=bool)
+    eliminated = np.asarray(eliminated_by_level)
+    if eliminated.shape != (n_levels,) or eliminated.dtype != bool:
+        raise ValueError(f"eliminated_by_level must be {n_levels} booleans, one per level")
+    if nested and np.any(eliminated[:-1] & ~eliminated[1:]):
+        raise ValueError("eliminated_by_level must eliminate every level above an eliminated level")
+    return eliminated.copy()

@@ -62,7 +62,7 @@ import numpy as np
 from scipy import special
 
 from lupusbayes.decisions.boin import BoinBoundaries, boin_next_dose
-from lupusbayes.decisions.level_counts import check_level, check_level_counts, plural
+from lupusbayes.decisions.level_counts import check_eliminated, check_level, check_level_counts, plural
 
 __all__ = [
     "TiteBoinDecision",
@@ -297,7 +297,7 @@ def tite_boin_next_dose(
                          f"{int(n_patients.max())}")
     if n_patients[d] < 1:
         raise ValueError(f"the current level {d} (level {d + 1} counted from 1) has no patients")
-    previously = _check_eliminated(eliminated_by_level, n_levels)
+    previously = check_eliminated(eliminated_by_level, n_levels)
     target = boundaries.target
     effective_n, effective_dlt = tite_boin_effective_counts(
         target, n_complete, n_dlt, n_pending, total_followup, method
@@ -385,17 +385,6 @@ def _check_followup(pending_followup_by_level, n_levels: int) -> list[list[float
             raise ValueError(f"pending follow-up fractions must be in [0, 1] (level {level}: {values})")
         followup.append(values)
     return followup
-
-
-def _check_eliminated(eliminated_by_level, n_levels: int) -> np.ndarray:
-    if eliminated_by_level is None:
-        return np.zeros(n_levels, dtype=bool)
-    eliminated = np.asarray(eliminated_by_level)
-    if eliminated.shape != (n_levels,) or eliminated.dtype != bool:
-        raise ValueError(f"eliminated_by_level must be {n_levels} booleans, one per level")
-    if np.any(eliminated[:-1] & ~eliminated[1:]):
-        raise ValueError("eliminated_by_level must eliminate every level above an eliminated level")
-    return eliminated.copy()
 
 
 def _elimination_sentence(boundaries: BoinBoundaries, n_complete, n_dlt, previously, first: int) -> str:

@@ -38,7 +38,7 @@ from lupusbayes.decisions.boin12 import (
 )
 from lupusbayes.decisions.level_counts import check_level, check_positive_int
 from lupusbayes.decisions.tite_boin import DEFAULT_MAX_PENDING_FRACTION, METHODS, tite_boin_effective_counts
-from lupusbayes.simulation.rule_based import RuleBasedSimulation, select_mtd_rows
+from lupusbayes.simulation.rule_based import RuleBasedSimulation, check_uniforms, select_mtd_rows
 
 __all__ = ["Boin12Simulation", "TiteBoinSimulation", "simulate_boin12", "simulate_tite_boin"]
 
@@ -146,8 +146,8 @@ def simulate_boin12(
     cohort_size = check_positive_int(cohort_size, "cohort_size")
     n_cohorts = check_positive_int(n_cohorts, "n_cohorts")
     planned = cohort_size * n_cohorts
-    tox_uniforms = _check_latent(tox_uniforms, planned, "tox_uniforms")
-    response_uniforms = _check_latent(response_uniforms, planned, "response_uniforms")
+    tox_uniforms = check_uniforms(tox_uniforms, planned, "tox_uniforms")
+    response_uniforms = check_uniforms(response_uniforms, planned, "response_uniforms")
     if response_uniforms.shape[0] != tox_uniforms.shape[0]:
         raise ValueError("tox_uniforms and response_uniforms must have the same number of trials (rows)")
     p_true = _check_probabilities(p_true, "p_true")
@@ -414,7 +414,7 @@ def simulate_tite_boin(
     window_days = float(window_days)
     if not (np.isfinite(window_days) and window_days > 0):
         raise ValueError(f"window_days must be a positive number of days (got {window_days})")
-    uniforms = _check_latent(uniforms, planned, "uniforms")
+    uniforms = check_uniforms(uniforms, planned, "uniforms")
     onset = np.asarray(onset_days, dtype=float)
     arrival = np.asarray(arrival_days, dtype=float)
     for name, array in (("onset_days", onset), ("arrival_days", arrival)):
@@ -588,14 +588,6 @@ def _read_only(arrays):
     for array in arrays:
         array.setflags(write=False)
     return arrays
-
-
-def _check_latent(uniforms, planned: int, name: str) -> np.ndarray:
-    uniforms = np.asarray(uniforms, dtype=float)
-    if uniforms.ndim != 2 or uniforms.shape[1] < planned:
-        raise ValueError(f"{name} must be a 2-D array (n_trials, n_patients) with at least {planned} columns "
-                         f"(got shape {uniforms.shape})")
-    return uniforms
 
 
 def _check_probabilities(values, name: str) -> np.ndarray:

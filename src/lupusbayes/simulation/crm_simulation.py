@@ -32,7 +32,7 @@ import numpy as np
 
 from lupusbayes.decisions.crm import CrmModel, closest_level_to_target, crm_posterior_batch, tite_weights
 from lupusbayes.decisions.level_counts import check_level, check_positive_int
-from lupusbayes.simulation.rule_based import RuleBasedSimulation
+from lupusbayes.simulation.rule_based import RuleBasedSimulation, check_uniforms
 
 __all__ = ["TiteCrmSimulation", "simulate_crm", "simulate_tite_crm"]
 
@@ -111,7 +111,7 @@ def simulate_crm(
     cohort_size = check_positive_int(cohort_size, "cohort_size")
     n_cohorts = check_positive_int(n_cohorts, "n_cohorts")
     planned = cohort_size * n_cohorts
-    uniforms = _check_uniforms(uniforms, planned)
+    uniforms = check_uniforms(uniforms, planned)
     p_true = _check_p_true(p_true, model)
     start_level = check_level(start_level, model.n_levels, "start_level")
     min_patients_at_selection = _check_min_patients(min_patients_at_selection)
@@ -239,7 +239,7 @@ def simulate_tite_crm(
     cohort_size = check_positive_int(cohort_size, "cohort_size")
     n_cohorts = check_positive_int(n_cohorts, "n_cohorts")
     planned = cohort_size * n_cohorts
-    uniforms = _check_uniforms(uniforms, planned)
+    uniforms = check_uniforms(uniforms, planned)
     p_true = _check_p_true(p_true, model)
     start_level = check_level(start_level, model.n_levels, "start_level")
     min_patients_at_selection = _check_min_patients(min_patients_at_selection)
@@ -351,16 +351,6 @@ def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     for array in arrays:
         array.setflags(write=False)
     return arrays
-
-
-def _check_uniforms(uniforms, planned: int) -> np.ndarray:
-    uniforms = np.asarray(uniforms, dtype=float)
-    if uniforms.ndim != 2 or uniforms.shape[1] < planned:
-        raise ValueError(
-            f"uniforms must be a 2-D array (n_trials, n_patients) with at least {planned} columns "
-            f"(got shape {uniforms.shape})"
-        )
-    return uniforms
 
 
 def _check_days(days, shape: tuple[int, int], planned: int, name: str) -> np.ndarray:

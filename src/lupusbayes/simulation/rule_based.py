@@ -39,6 +39,7 @@ from lupusbayes.decisions.three_plus_three import COHORT_SIZE, MAX_PATIENTS_PER_
 __all__ = [
     "OperatingCharacteristics",
     "RuleBasedSimulation",
+    "check_uniforms",
     "select_mtd_rows",
     "simulate_boin",
     "simulate_three_plus_three",
@@ -378,7 +379,7 @@ def simulate_three_plus_three(
     whole = isinstance(max_patients, (int, np.integer)) and not isinstance(max_patients, bool)
     if not whole or max_patients < 3 or max_patients % 3:
         raise ValueError(f"max_patients must be a positive multiple of 3 (got {max_patients!r})")
-    uniforms = _check_uniforms(uniforms, max_patients)
+    uniforms = check_uniforms(uniforms, max_patients)
 
     n_trials = uniforms.shape[0]
     level = np.zeros(n_trials, dtype=np.int64)
@@ -469,15 +470,17 @@ def _read_only_simulation(selected_level, n_patients, n_dlt, stopped_early, pati
 
 
 def _check_simulation_inputs(uniforms, p_true, planned: int) -> tuple[np.ndarray, np.ndarray]:
-    uniforms = _check_uniforms(uniforms, planned)
+    uniforms = check_uniforms(uniforms, planned)
     return uniforms, _check_p_true(p_true)
 
 
-def _check_uniforms(uniforms, planned: int) -> np.ndarray:
+def check_uniforms(uniforms, planned: int, name: str = "uniforms") -> np.ndarray:
+    """Latent uniforms as a float array (n_trials, n_patients) with at least ``planned`` columns, or a
+    ``ValueError`` naming ``name``."""
     uniforms = np.asarray(uniforms, dtype=float)
     if uniforms.ndim != 2 or uniforms.shape[1] < planned:
         raise ValueError(
-            f"uniforms must be a 2-D array (n_trials, n_patients) with at least {planned} columns "
+            f"{name} must be a 2-D array (n_trials, n_patients) with at least {planned} columns "
             f"(got shape {uniforms.shape})"
         )
     return uniforms
