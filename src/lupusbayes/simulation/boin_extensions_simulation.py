@@ -38,7 +38,12 @@ from lupusbayes.decisions.boin12 import (
 )
 from lupusbayes.decisions.level_counts import check_level, check_positive_int
 from lupusbayes.decisions.tite_boin import DEFAULT_MAX_PENDING_FRACTION, METHODS, tite_boin_effective_counts
-from lupusbayes.simulation.rule_based import RuleBasedSimulation, check_uniforms, select_mtd_rows
+from lupusbayes.simulation.rule_based import (
+    RuleBasedSimulation,
+    TimeToEventSimulation,
+    check_uniforms,
+    select_mtd_rows,
+)
 
 __all__ = ["Boin12Simulation", "TiteBoinSimulation", "simulate_boin12", "simulate_tite_boin"]
 
@@ -67,24 +72,8 @@ class Boin12Simulation(RuleBasedSimulation):
     n_responses: np.ndarray
 
 
-@dataclass(frozen=True, eq=False)
-class TiteBoinSimulation(RuleBasedSimulation):
-    """Per-trial results of :func:`simulate_tite_boin` (read-only arrays).
-
-    The fields of :class:`~lupusbayes.simulation.rule_based.RuleBasedSimulation` (``n_dlt``
-    counts every DLT, including those seen after the last decision); plus:
-
-    Attributes
-    ----------
-    patient_dose_day : numpy.ndarray of float, shape (n_trials, max_patients)
-        Day each patient was dosed (NaN: never enrolled). Later than the arrival day when the
-        patient waited for a suspension to end or for the patient before.
-    duration_days : numpy.ndarray of float, shape (n_trials,)
-        Day the last enrolled patient's DLT window ends.
-    """
-
-    patient_dose_day: np.ndarray
-    duration_days: np.ndarray
+#: The results of :func:`simulate_tite_boin` (:class:`~lupusbayes.simulation.rule_based.TimeToEventSimulation`).
+TiteBoinSimulation = TimeToEventSimulation
 
 
 # ---- BOIN12 ---------------------------------------------------------------------------------

@@ -32,27 +32,13 @@ import numpy as np
 
 from lupusbayes.decisions.crm import CrmModel, closest_level_to_target, crm_posterior_batch, tite_weights
 from lupusbayes.decisions.level_counts import check_level, check_positive_int
-from lupusbayes.simulation.rule_based import RuleBasedSimulation, check_uniforms
+from lupusbayes.simulation.rule_based import RuleBasedSimulation, TimeToEventSimulation, check_uniforms
 
 __all__ = ["TiteCrmSimulation", "simulate_crm", "simulate_tite_crm"]
 
 
-@dataclass(frozen=True, eq=False)
-class TiteCrmSimulation(RuleBasedSimulation):
-    """Per-trial results of :func:`simulate_tite_crm`: those of a :class:`RuleBasedSimulation`, with time.
-
-    All arrays are read-only.
-
-    Attributes
-    ----------
-    patient_dose_day : numpy.ndarray of float, shape (n_trials, max_patients)
-        Day each patient was dosed (its arrival day); NaN for patients never enrolled.
-    duration_days : numpy.ndarray of float, shape (n_trials,)
-        Day the last enrolled patient's DLT window ends.
-    """
-
-    patient_dose_day: np.ndarray
-    duration_days: np.ndarray
+#: The results of :func:`simulate_tite_crm` (:class:`~lupusbayes.simulation.rule_based.TimeToEventSimulation`).
+TiteCrmSimulation = TimeToEventSimulation
 
 
 def simulate_crm(

@@ -39,6 +39,7 @@ from lupusbayes.decisions.three_plus_three import COHORT_SIZE, MAX_PATIENTS_PER_
 __all__ = [
     "OperatingCharacteristics",
     "RuleBasedSimulation",
+    "TimeToEventSimulation",
     "check_uniforms",
     "select_mtd_rows",
     "simulate_boin",
@@ -162,6 +163,24 @@ class RuleBasedSimulation:
             mean_total_dlt=float(total_dlt.mean()),
             mean_total_dlt_se=float(_standard_error(total_dlt)),
         )
+
+
+@dataclass(frozen=True, eq=False)
+class TimeToEventSimulation(RuleBasedSimulation):
+    """Per-trial results of a time-to-event design's simulator (the TITE-CRM, TITE-BOIN): those of a
+    :class:`RuleBasedSimulation`, with time (read-only arrays).
+
+    Attributes
+    ----------
+    patient_dose_day : numpy.ndarray of float, shape (n_trials, max_patients)
+        Day each patient was dosed (its arrival day, or later when it waited for a suspension to end);
+        NaN for patients never enrolled.
+    duration_days : numpy.ndarray of float, shape (n_trials,)
+        Day the last enrolled patient's DLT window ends.
+    """
+
+    patient_dose_day: np.ndarray
+    duration_days: np.ndarray
 
 
 # ---- BOIN -----------------------------------------------------------------------------------
