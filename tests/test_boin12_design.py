@@ -114,6 +114,13 @@ def test_boin12_waits_for_the_responses_and_reads_them():
     assert assessed.action in ("escalate", "hold") and "desirability" in assessed.verdicts[-1].verdict
 
 
+def test_a_patient_past_the_response_day_without_an_assessment_is_said_to_count_as_a_non_responder():
+    records = [PatientRecord(f"a{i}", 0, 40, False, responder=True) for i in range(2)] + [
+        PatientRecord("a3", 0, 40, False)]
+    recommendation = decide(DecisionContext(AXA, _state(*records)), design_for(AXA, "boin12"))
+    assert any("a3" in warning and "counts them as non-responders" in warning for warning in recommendation.warnings)
+
+
 def test_outcome_strings_are_refused_for_boin12_in_one_line(capsys):
     assert main(["decide", "axa_nk02", "--design", "boin12", "--outcomes", "1NNN"]) == 2
     err = capsys.readouterr().err

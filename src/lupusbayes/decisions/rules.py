@@ -691,11 +691,15 @@ class Boin12Rule(Rule):
         except ValueError as error:
             raise DecisionError(f"{state.source}: {error}") from None
         allowed = frozenset(level for level, gone in enumerate(decision.eliminated) if not gone)
+        missing = [p.patient_id for p in state.patients if p.responder is None and p.evaluable(state.window_days)]
+        warnings = ((f"{len(missing)} DLT-evaluable patient(s) without a response assessment ({', '.join(missing)}): "
+                     "BOIN12 counts them as non-responders; record their SLEDAI-2K visit at the response month",)
+                    if missing else ())
         if decision.action == "stop":
             stop = (STOP_BOIN12_TOO_TOXIC if decision.stopped_for == "lowest_level_too_toxic"
                     else STOP_BOIN12_NO_ADMISSIBLE)
-            return RuleVerdict(self.name, question, decision.reason, allowed=frozenset(), stop=stop)
-        return RuleVerdict(self.name, question, decision.reason, allowed=allowed,
+            return RuleVerdict(self.name, question, decision.reason, allowed=frozenset(), stop=stop, warnings=warnings)
+        return RuleVerdict(self.name, question, decision.reason, allowed=allowed, warnings=warnings,
                            preference=_descending_from(decision.next_level_index))
 
 
