@@ -554,8 +554,7 @@ def decide_from_inputs(inputs: DecisionInputs, *, transitions: bool = True, path
 
     recommendation = decide(inputs.context, inputs.design)
     table = transition_table(inputs.context, inputs.design, recommendation=recommendation) if transitions else ()
-    reach = (dlt_free_run(inputs.context, inputs.design, recommendation=recommendation)
-             if reachability and not inputs.design.reads_responses else None)  # (see reachability_unknown_reason)
+    reach = dlt_free_run(inputs.context, inputs.design, recommendation=recommendation) if reachability else None
     tree = dose_paths(inputs.context, inputs.design, paths, recommendation=recommendation) if paths else ()
     return Decision(recommendation, table, inputs, reach, tree)
 
@@ -604,8 +603,7 @@ def reachability(spec, *, design=None, codata: Sequence[Cohort] = (), seed: int 
 
     spec = spec if isinstance(spec, TrialSpec) else _spec_and_state(spec, "", None)[0]
     design = design if isinstance(design, Design) else design_for(spec, design)
-    if ((borrows(spec) and not codata) or (design.needs_toxicity_model and toxicity_model_kind(spec, design) == "crs")
-            or design.reads_responses):
+    if (borrows(spec) and not codata) or (design.needs_toxicity_model and toxicity_model_kind(spec, design) == "crs"):
         return None
     fits = fits or {}
     try:

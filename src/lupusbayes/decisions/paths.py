@@ -172,12 +172,16 @@ def _closing_reasons(recommendation: Recommendation, level_index: int) -> tuple[
 
 
 def dlt_free_run(context: DecisionContext, design: Design, *,
-                 recommendation: Recommendation | None = None, max_cohorts: int | None = None) -> Reachability:
+                 recommendation: Recommendation | None = None, max_cohorts: int | None = None) -> Reachability | None:
     """Follow the path with no DLT until the trial ends or its top level is given, and report the
     levels it never gives: no path reaches them (more DLTs never lead higher).
 
-    ``max_cohorts`` bounds a run without a sample size (default: four cohorts per level).
+    ``max_cohorts`` bounds a run without a sample size (default: four cohorts per level). None for a
+    design that reads each response (BOIN12): its path depends on the responses too, so a run without
+    DLTs does not bound it.
     """
+    if design.reads_responses:
+        return None
     n_levels = len(context.spec.dosing.levels)
     max_cohorts = max_cohorts or 4 * n_levels
     node = recommendation or decide(context, design)

@@ -44,7 +44,7 @@ __all__ = [
     "Ewoc", "NoSkipping", "Sentinel", "GroupWindow", "DltWindow", "SampleSize", "ConvergenceGate", "EndOfDoseRange",
     "LupusbayesEscalation", "HighestAdmissible", "LossBased", "BoinRule", "ThreePlusThreeRule", "CrmRule",
     "TimeToEventWindow", "STOP_CRM_LOWEST_TOO_TOXIC", "TOXICITY_STOPS", "crm_patients", "Boin12Rule",
-    "ResponseAssessment", "STOP_BOIN12_TOO_TOXIC", "STOP_BOIN12_NO_ADMISSIBLE", "boin12_counts", "TiteBoinRule",
+    "ResponseAssessment", "STOP_BOIN12_TOO_TOXIC", "STOP_BOIN12_NO_ADMISSIBLE", "boin12_counts", "TiteBoinRule", "unassessed_responses",
     "probability_at_least", "efficacy_insufficient",
     "STOP_BOIN_ELIMINATED_LOWEST", "STOP_THREE_PLUS_THREE", "STOP_NO_LEVEL_ADMISSIBLE", "sample_size_stop",
 ]
@@ -522,6 +522,14 @@ class LossBased(Rule):
                            preference=order, checks=tuple(checks), close_calls=close)
 
 
+def _covering(boundaries: BoinBoundaries, n_patients: int) -> BoinBoundaries:
+    """``boundaries``, extended (cached) when a level has more patients than its table covers."""
+    if n_patients <= boundaries.max_patients:
+        return boundaries
+    return boin_boundaries(boundaries.target, max_patients=n_patients, p_saf=boundaries.p_saf, p_tox=boundaries.p_tox,
+                           cutoff_eliminate=boundaries.cutoff_eliminate)
+
+
 @dataclass(frozen=True)
 class BoinRule(Rule):
     """BOIN (Liu & Yuan 2015; BOIN 2.7.2): interval boundaries on the current level's DLT rate, with elimination."""
@@ -539,10 +547,7 @@ class BoinRule(Rule):
                                f"no evaluable patient at the current level: treat at {context.label(start)}",
                                preference=_descending_from(start))
         question = "What do the BOIN boundaries say?"
-        boundaries = self.boundaries
-        if n.max() > boundaries.max_patients:  # a level with more patients than the table: extend it (cached)
-            boundaries = boin_boundaries(boundaries.target, max_patients=int(n.max()), p_saf=boundaries.p_saf,
-                                         p_tox=boundaries.p_tox, cutoff_eliminate=boundaries.cutoff_eliminate)
+        boundaries = _covering(self.boundaries, int(n.max()))
         first = next((level for level in range(context.n_levels)
                       if n[level] and boundaries.eliminates(int(n[level]), int(y[level]))), None)
         if first is not None and first < current:  # a lower level's data eliminate the current one too
@@ -642,6 +647,12 @@ def boin12_counts(state: TrialState) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return n, y, r
 
 
+def unassessed_responses(state: TrialState, response_day: int) -> list:
+    """Patients whose response is not assessed yet: no response and fewer than ``response_day`` days of follow-up."""
+    return [p for p in state.patients if p.responder is None and p.safety_days is not None
+            and p.safety_days < response_day]
+
+
 @dataclass(frozen=True)
 class ResponseAssessment(Rule):
     """Designs that read each patient's response (BOIN12) decide once the patients dosed have reached
@@ -653,8 +664,7 @@ class ResponseAssessment(Rule):
     def evaluate(self, context: DecisionContext) -> RuleVerdict:
         state = context.state
         question = f"Has every patient's response been assessed (day {self.response_day})?"
-        waiting = [p for p in state.patients if p.responder is None and p.safety_days is not None
-                   and p.safety_days < self.response_day]
+        waiting = unassessed_responses(state, self.response_day)
         if not waiting:
             return RuleVerdict(self.name, question, "yes" if state.patients else "no patient yet")
         hold = max(self.response_day - p.safety_days for p in waiting)
@@ -677,8 +687,7 @@ class Boin12Rule(Rule):
         current = state.current_level_index
         n, y, r = boin12_counts(state)
         response_day = context.spec.decision.efficacy.response_day
-        unassessed = [p for p in state.patients if p.responder is None and p.safety_days is not None
-                      and p.safety_days < response_day]
+        unassessed = unassessed_responses(state, response_day)
         if unassessed and current is not None:  # never decide (or stop) on responses not yet assessed
             return RuleVerdict(self.name, question, f"waiting for {len(unassessed)} patient(s)' response (day "
                                f"{response_day}) before deciding", preference=_descending_from(current))
@@ -732,12 +741,8 @@ class TiteBoinRule(Rule):
                 dlts[p.level] += int(dlt)
             else:
                 pending[p.level].append(p.safety_days / window)
-        boundaries = self.boundaries
         most = int(max(complete[level] + len(pending[level]) for level in range(state.n_levels)))
-        if most > boundaries.max_patients:
-            boundaries = boin_boundaries(boundaries.target, max_patients=most, p_saf=boundaries.p_saf,
-                                         p_tox=boundaries.p_tox, cutoff_eliminate=boundaries.cutoff_eliminate)
-        return tite_boin_next_dose(boundaries, current, complete, dlts, pending,
+        return tite_boin_next_dose(_covering(self.boundaries, most), current, complete, dlts, pending,
                                    max_pending_fraction=self.max_pending_fraction)
 
     def evaluate(self, context: DecisionContext) -> RuleVerdict:

@@ -451,21 +451,26 @@ def _rule_based(spec: TrialSpec, design: Design, scenario: Scenario, latent: Lat
         return None
     duration, cohorts = _cohort_timeline(simulation.patient_level, arrival_days(scenario, latent.arrival), group,
                                          spec.dlt.window_days)
-    enrolled = simulation.patient_level >= 0
-    levels = np.maximum(simulation.patient_level, 0)
-    responder = enrolled & (latent.response[:, :max_patients] < scenario.p_response[levels])
-    n_responders = np.zeros_like(simulation.n_patients)
-    for level in range(n_responders.shape[1]):
-        n_responders[:, level] = (responder & (simulation.patient_level == level)).sum(axis=1)
+    return _vectorised_results(design, scenario, latent, first_trial, simulation,
+                               stop_reason=_stop_reasons(design.name, simulation, max_patients),
+                               n_responders=_responders(simulation.patient_level, latent, scenario),
+                               duration_days=duration,
+                               n_decisions=cohorts + 2)  # the first decision, one per cohort, the final analysis
+
+
+def _vectorised_results(design: Design, scenario: Scenario, latent: LatentPatients, first_trial: int,
+                        simulation: RuleBasedSimulation, *, stop_reason, n_responders, duration_days,
+                        n_decisions) -> TrialResults:
+    """The engine's :class:`TrialResults` from a vectorised simulation (no posterior, so no MCMC decision, and no
+    final analysis that changes the selection: the designs select on the same complete data)."""
     return TrialResults(
         design=design.name, scenario=scenario.name,
         trial=np.arange(first_trial, first_trial + latent.n_trials, dtype=np.int64),
-        selected_level=np.asarray(simulation.selected_level, dtype=np.int64),
-        stop_reason=_stop_reasons(design.name, simulation, max_patients),
+        selected_level=np.asarray(simulation.selected_level, dtype=np.int64), stop_reason=stop_reason,
         n_patients=np.array(simulation.n_patients), n_dlt=np.array(simulation.n_dlt), n_responders=n_responders,
-        duration_days=duration, n_decisions=cohorts + 2,  # the first decision, one per cohort, the final analysis
+        duration_days=np.asarray(duration_days, dtype=float), n_decisions=n_decisions,
         final_analysis_changed=np.zeros(latent.n_trials, dtype=bool),
-        n_mcmc_decisions=np.zeros(latent.n_trials, dtype=np.int64),  # rule-based: no posterior
+        n_mcmc_decisions=np.zeros(latent.n_trials, dtype=np.int64),
     )
 
 
@@ -489,16 +494,9 @@ def _crm(spec: TrialSpec, design: Design, scenario: Scenario, latent: LatentPati
         rule, simulation)
     reasons = np.where(stop, STOP_CRM_LOWEST_TOO_TOXIC, sample_size_stop(latent.toxicity.shape[1],
                                                                          latent.toxicity.shape[1])).astype(object)
-    return TrialResults(
-        design=design.name, scenario=scenario.name,
-        trial=np.arange(first_trial, first_trial + latent.n_trials, dtype=np.int64),
-        selected_level=np.asarray(simulation.selected_level, dtype=np.int64), stop_reason=reasons,
-        n_patients=np.array(simulation.n_patients), n_dlt=np.array(simulation.n_dlt),
-        n_responders=_responders(simulation.patient_level, latent, scenario, simulation.n_patients.shape[1]),
-        duration_days=np.asarray(duration, dtype=float), n_decisions=cohorts + 2,  # the first, one per cohort, the final
-        final_analysis_changed=np.zeros(latent.n_trials, dtype=bool),
-        n_mcmc_decisions=np.zeros(latent.n_trials, dtype=np.int64),
-    )
+    return _vectorised_results(design, scenario, latent, first_trial, simulation, stop_reason=reasons,
+                               n_responders=_responders(simulation.patient_level, latent, scenario),
+                               duration_days=duration, n_decisions=cohorts + 2)  # the first, one per cohort, the final
 
 
 def _boin12(spec: TrialSpec, design: Design, scenario: Scenario, latent: LatentPatients, first_trial: int,
@@ -520,19 +518,12 @@ def _boin12(spec: TrialSpec, design: Design, scenario: Scenario, latent: LatentP
     if stopped.any():  # which BOIN12 stop: the lowest level too toxic, or no admissible level
         too_toxic = _boin12_lowest_too_toxic(rule, simulation.n_patients, simulation.n_dlt)
         reasons[stopped] = np.where(too_toxic[stopped], STOP_BOIN12_TOO_TOXIC, STOP_BOIN12_NO_ADMISSIBLE)
-    return TrialResults(
-        design=design.name, scenario=scenario.name,
-        trial=np.arange(first_trial, first_trial + latent.n_trials, dtype=np.int64),
-        selected_level=np.asarray(simulation.selected_level, dtype=np.int64), stop_reason=reasons,
-        n_patients=np.array(simulation.n_patients), n_dlt=np.array(simulation.n_dlt),
-        n_responders=np.array(simulation.n_responses),
-        # the sample size stops at the last window's end, the final analysis at its response month; BOIN12's
-        # own stop waits for the responses (decision_wait)
-        duration_days=np.where(stopped, clock, clock - decision_wait + final_wait),
-        n_decisions=_boin12_decisions(cohorts, stopped, window < decision_wait),
-        final_analysis_changed=np.zeros(latent.n_trials, dtype=bool),
-        n_mcmc_decisions=np.zeros(latent.n_trials, dtype=np.int64),
-    )
+    # the sample size stops at the last window's end, the final analysis at its response month; BOIN12's own stop
+    # waits for the responses (decision_wait)
+    return _vectorised_results(design, scenario, latent, first_trial, simulation, stop_reason=reasons,
+                               n_responders=np.array(simulation.n_responses),
+                               duration_days=np.where(stopped, clock, clock - decision_wait + final_wait),
+                               n_decisions=_boin12_decisions(cohorts, stopped, window < decision_wait))
 
 
 def _boin12_decisions(cohorts: np.ndarray, stopped: np.ndarray, waits_for_responses: bool) -> np.ndarray:
@@ -555,12 +546,13 @@ def _lowest_too_toxic(rule: CrmRule, simulation: RuleBasedSimulation) -> np.ndar
     return posterior.probability_above_target(0) >= rule.stop_probability
 
 
-def _responders(patient_level: np.ndarray, latent: LatentPatients, scenario: Scenario, n_levels: int) -> np.ndarray:
+def _responders(patient_level: np.ndarray, latent: LatentPatients, scenario: Scenario) -> np.ndarray:
     """Responders per level: patient ``j`` responds at level ``d`` when its response uniform is below P(response)."""
     enrolled = patient_level >= 0
     levels = np.maximum(patient_level, 0)
     responder = enrolled & (latent.response[:, :patient_level.shape[1]] < scenario.p_response[levels])
-    return np.stack([(responder & (patient_level == level)).sum(axis=1) for level in range(n_levels)], axis=1)
+    return np.stack([(responder & (patient_level == level)).sum(axis=1)
+                     for level in range(scenario.p_response.size)], axis=1).astype(np.int64)
 
 
 def _cohort_timeline(patient_level: np.ndarray, arrivals: np.ndarray, group: int, window: int):
