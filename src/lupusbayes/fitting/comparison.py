@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 
-import arviz as az
+import arviz_stats
 import numpy as np
 import pandas as pd
 
@@ -36,4 +36,4 @@ def compare_models(fits: dict[str, FitResult]) -> pd.DataFrame:
             )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return az.compare({name: result.tree for name, result in fits.items()})
+        return arviz_stats.compare({name: result.tree for name, result in fits.items()})

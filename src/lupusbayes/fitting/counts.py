@@ -108,14 +108,14 @@ class CountModelSampler:
         return result
 
     def _sample_once(self, compiled, thresholds, seed: int, target_accept: float) -> CountPosteriorSample:
-        import arviz as az
+        import arviz_stats
 
         with quiet_pymc():
             tree = nutpie_draws(compiled, self.settings, target_accept, seed)
         posterior = tree["posterior"].to_dataset()
         probability = posterior["p"]
         means = probability.mean(("chain", "draw")).to_numpy()
-        mean_errors = az.mcse(probability, method="mean").to_numpy()
+        mean_errors = arviz_stats.mcse(probability, method="mean").to_numpy()
         at_least, at_least_errors = {}, {}
         for threshold in thresholds:
             value, error, _ = probability_with_mcse(probability >= threshold, reference=probability)

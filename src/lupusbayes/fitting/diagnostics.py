@@ -14,7 +14,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import arviz as az
+import arviz_stats
 from arviz_stats.base import array_stats
 from arviz_stats.validate import validate_ci_prob  # az.ess's default tail probability (rcParams)
 import numpy as np
@@ -207,7 +207,7 @@ def gate_checks(parameters: pd.DataFrame, tree: xr.DataTree, divergences: int,
         bfmi = GateCheck("min BFMI", float("nan"), gate.bfmi_min, False, "",
                          "not assessable: the sampler recorded no energy")
     else:
-        bfmi_min = float(az.bfmi(tree)["energy"].min())
+        bfmi_min = float(arviz_stats.bfmi(tree)["energy"].min())
         if np.isnan(bfmi_min):
             bfmi = GateCheck("min BFMI", bfmi_min, gate.bfmi_min, False, "",
                              "not assessable: the energy draws are not finite")

@@ -15,7 +15,7 @@ from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-import arviz as az
+import xarray as xr
 import numpy as np
 
 from lupusbayes._io import write_atomic
@@ -156,7 +156,7 @@ def load_fit(path: str | Path, *, spec: TrialSpec | None = None) -> FitResult:
     if path.is_dir():
         raise FitFileError(f"{path}: is a folder, not a fit file")
     try:
-        tree = az.from_netcdf(path)
+        tree = xr.open_datatree(path)  # what az.from_netcdf is
     except Exception as error:  # noqa: BLE001 - any reader failure means "not a fit file"
         raise FitFileError(f"{path}: not a readable netCDF fit file ({type(error).__name__})") from None
     attrs = _Attributes(tree.attrs, path)

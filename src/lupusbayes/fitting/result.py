@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import arviz as az
+import arviz_stats
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -229,7 +229,7 @@ class FitResult:
         """PSIS-LOO (``arviz.loo``), with a warning when any Pareto k exceeds 0.7."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = az.loo(self.tree)
+            result = arviz_stats.loo(self.tree)
         bad = int((np.asarray(result.pareto_k) > 0.7).sum())
         if bad:
             warnings.warn(

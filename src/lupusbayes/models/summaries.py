@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import arviz as az
+import arviz_stats
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -38,7 +38,7 @@ def summarise_draws(values: xr.DataArray, *, interval: float = 0.9, prefix: str 
         f"q{low * 100:g}": values.quantile(low, dim=SAMPLE_DIMS).drop_vars("quantile"),
         "median": values.median(SAMPLE_DIMS),
         f"q{high * 100:g}": values.quantile(high, dim=SAMPLE_DIMS).drop_vars("quantile"),
-        "mcse_mean": az.mcse(values, method="mean"),
+        "mcse_mean": arviz_stats.mcse(values, method="mean"),
     }
     dataset = xr.Dataset({f"{prefix}{k}": v for k, v in stats.items()})
     if not any(dataset[name].dims for name in dataset.data_vars):  # a scalar quantity: one row
@@ -59,10 +59,10 @@ def probability_with_mcse(indicator: xr.DataArray, reference: xr.DataArray | Non
     """
     as_float = indicator.astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mcse = az.mcse(as_float, method="mean")
+        mcse = arviz_stats.mcse(as_float, method="mean")
     constant = (as_float.max(SAMPLE_DIMS) == as_float.min(SAMPLE_DIMS))
     if reference is not None:
-        ess = az.ess(reference.astype(float), method="bulk")
+        ess = arviz_stats.ess(reference.astype(float), method="bulk")
         ess = xr.where(np.isfinite(ess) & (ess > 0), ess, indicator.sizes["chain"] * indicator.sizes["draw"])
     else:
         ess = xr.full_like(mcse, float(indicator.sizes["chain"] * indicator.sizes["draw"]))

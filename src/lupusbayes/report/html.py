@@ -23,6 +23,7 @@ import io
 import math
 import platform
 import re
+import sys
 from dataclasses import dataclass, field
 from datetime import date
 from importlib import metadata
@@ -108,14 +109,16 @@ class ReportInputs:
 
 def figure_png(figure: Any, *, dpi: int = 110) -> bytes:
     """PNG bytes of a matplotlib figure or an ArviZ ``PlotCollection``; the figure is closed."""
-    import matplotlib.pyplot as plt
-
     from lupusbayes.report.plots import figure_of, literal_text
 
     target = figure_of(literal_text(figure))
     buffer = io.BytesIO()
     target.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(target)
+    # the domain figures are not registered with pyplot; an ArviZ one may be, and pyplot is then loaded
+    # (importing pyplot only to close nothing would cost a third of a second)
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close(target)
     return buffer.getvalue()
 
 
