@@ -22,9 +22,11 @@ from lupusbayes.decisions.boin12 import (
     boin12_next_dose,
     boin12_next_dose_safeguarded,
     boin12_select_dose_safeguarded,
+    fewer_dlt_counts,
 )
 from lupusbayes.decisions.designs import boin12_settings
 from lupusbayes.decisions.state import PatientRecord, TrialState
+from lupusbayes.simulation import boin_extensions_simulation as boin_extensions
 from lupusbayes.simulation import load_scenarios
 from lupusbayes.simulation.engine import simulate_trials
 from lupusbayes.simulation.patients import draw_latent_patients
@@ -152,3 +154,102 @@ def test_simulate_runs_boin12_next_to_the_others(tmp_path):
     assert main(["simulate", "axa_nk02", "--designs", "boin,crm,boin12", "--n-trials", "50", "--seed", "1",
                  "--out", str(tmp_path / "oc"), "--no-progress"]) == 0
     assert "boin12" in (tmp_path / "oc" / "trials.csv").read_text()
+
+
+# ---- the simulator's safeguard: the fast enumeration equals the straightforward one ------------------------------
+
+
+def _lowest_over_fewer_dlts_row_by_row(dlt, chosen, active, rule):
+    """The safeguard as written down: for each active row, the lowest of ``chosen`` and the rule's non-stop levels at
+    every smaller DLT vector of that row (the scalar ``fewer_dlt_counts``, the observed vector left out); -1 wins."""
+    lowest = chosen.copy()
+    for row in np.flatnonzero(active):
+        smaller = np.array(list(fewer_dlt_counts(dlt[row]))[1:], dtype=np.int64).reshape(-1, dlt.shape[1])
+        if smaller.size:
+            levels, stops = rule(np.full(len(smaller), row), smaller)[:2]
+            lowest[row] = levels[~stops].min(initial=lowest[row])
+    return lowest
+
+
+def _desirability_computed_each_time(tables, n, dlt, response):
+    """The safeguard's desirability computed for every row and level, without the simulator's table."""
+    return tables.desirability(n.ravel(), dlt.ravel(), response.ravel(), np.zeros(n.size, dtype=np.int64)).reshape(
+        n.shape)
+
+
+def _thirty_patient_states(rng, n_rows, n_levels=5):
+    """Random states of 30-patient trials in cohorts of 3: patients, DLTs and responses by level, the current level."""
+    n = 3 * rng.multinomial(10, rng.dirichlet(np.ones(n_levels)), size=n_rows)
+    dlt = rng.binomial(n, np.sort(rng.uniform(0.0, 0.5, (n_rows, n_levels)), axis=1))
+    response = rng.binomial(n, rng.uniform(0.05, 0.6, (n_rows, n_levels)))
+    at = np.array([rng.choice(np.flatnonzero(row)) for row in n])
+    return n, dlt, response, at
+
+
+@pytest.mark.parametrize("batch", [100_000, 37])  # 37: the rows' vectors split across many batches
+def test_the_fast_safeguard_equals_the_lowest_over_every_smaller_dlt_vector_row_by_row(monkeypatch, batch):
+    """_lowest_over_fewer_dlts (vectors numbered over all rows, each distinct (context, vector) evaluated once) gives
+    the levels of a row-by-row enumeration with the scalar fewer_dlt_counts, for the next dose and the selection,
+    on 300 random states of 30-patient, 5-level trials, several with equal context (patients, responses, level)."""
+    monkeypatch.setattr(boin_extensions, "_SAFEGUARD_BATCH", batch)
+    rng = np.random.default_rng(20)
+    n, dlt, response, at = _thirty_patient_states(rng, 250)
+    repeated = rng.integers(0, 250, 50)  # the same context with other DLT counts: shared vectors
+    n, response, at = (np.concatenate([values, values[repeated]]) for values in (n, response, at))
+    dlt = np.concatenate([dlt, rng.binomial(n[250:], 0.3)])
+    assert max(np.prod(dlt + 1, axis=1)) > 100  # long trials with many DLTs, not only small lattices
+    for settings in (PAPER, Boin12Settings(0.20, 0.30, exploration_patients=9, max_patients_per_level=12)):
+        tables = boin_extensions._Boin12Tables(settings, 30)
+
+        def decide(rows, fewer):
+            return boin_extensions._boin12_decide_rows(
+                settings, tables, at[rows], n[rows], fewer, response[rows],
+                _desirability_computed_each_time(tables, n[rows], fewer, response[rows]))
+
+        def select(rows, fewer):
+            levels = boin_extensions._boin12_select_rows(settings, tables, n[rows], fewer, response[rows],
+                                                         np.zeros_like(fewer), 6)
+            return levels, np.zeros(rows.size, dtype=bool)
+
+        def arbitrary(rows, fewer):  # not BOIN12: levels -1 to 4 and stops, to check that -1 wins, stops do not
+            code = fewer @ np.array([1, 3, 5, 7, 11]) + at[rows]
+            return code % 6 - 1, code % 4 == 0
+
+        everyone = np.arange(len(n))
+        next_level, stop, _ = decide(everyone, dlt)
+        selected, _ = select(everyone, dlt)
+        for rule, chosen, active, context in (
+            (decide, next_level, ~stop, np.column_stack([at, n, response])),
+            (select, selected, selected >= 0, np.column_stack([n, response])),
+            (arbitrary, arbitrary(everyone, dlt)[0], rng.random(len(n)) < 0.9, at[:, None]),
+        ):
+            fast = boin_extensions._lowest_over_fewer_dlts(dlt, chosen, active, rule, context)
+            np.testing.assert_array_equal(fast, _lowest_over_fewer_dlts_row_by_row(dlt, chosen, active, rule))
+            assert (fast < chosen).any()  # the safeguard does act on these states
+
+
+def test_the_simulated_boin12_with_its_safeguard_equals_the_simulation_with_the_straightforward_safeguard(
+        monkeypatch):
+    """simulate_boin12(safeguard=True) on 30-patient, 5-level trials (rising toxicity, exploration, a cap, at least 6
+    patients at the selected level) gives the paths and selections of the same simulation with the row-by-row
+    safeguard and the desirability computed each time (no table). The reference takes every row, so a row the
+    simulator leaves out (a stop, a move to level 0) is checked too: there the safeguard must change nothing that
+    counts."""
+    rng = np.random.default_rng(2020)
+    tox, response = rng.random((150, 30)), rng.random((150, 30))
+    settings = Boin12Settings(0.35, 0.25, exploration_patients=9, max_patients_per_level=15)
+
+    def simulate(safeguard=True):
+        return boin_extensions.simulate_boin12(tox, response, [0.10, 0.25, 0.40, 0.50, 0.60],
+                                               [0.20, 0.40, 0.50, 0.55, 0.60], settings=settings, cohort_size=3,
+                                               n_cohorts=10, safeguard=safeguard, min_patients_at_selection=6)
+
+    fast, unguarded = simulate(), simulate(safeguard=False)
+    monkeypatch.setattr(boin_extensions, "_lowest_over_fewer_dlts",
+                        lambda dlt, chosen, active, rule, context: _lowest_over_fewer_dlts_row_by_row(
+                            dlt, chosen, np.ones_like(active), rule))
+    monkeypatch.setattr(boin_extensions, "_desirability_rows", _desirability_computed_each_time)
+    reference = simulate()
+    for field in ("selected_level", "patient_level", "n_patients", "n_dlt", "n_responses", "stopped_early"):
+        np.testing.assert_array_equal(getattr(fast, field), getattr(reference, field), err_msg=field)
+    assert (unguarded.patient_level != fast.patient_level).any()  # the safeguard changes some paths here

@@ -133,3 +133,55 @@ def test_summary_counts(kn5601):
     # reproducible from the seed
     again = lb.summarise_cohort(kn5601)
     pd.testing.assert_frame_equal(summary.dose_per_kg, again.dose_per_kg)
+
+
+# ---- the day of a DLT (dlt_day, dlt_date): what the TITE-CRM's adaptive weights read -------------------------
+
+DLT_HEADER = "patient_id,age_years,sex,dose,crs_grade,dlt,infusion_date,safety_days,dlt_day,dlt_date,follow_up_months,sledai_baseline,sledai_latest"
+FIRST_ROW = "P1,14,F,3e9,0,no,2026-04-01,60,,,2,12,8"
+
+
+def _dlt_row(dlt="yes", infused="2026-05-01", safety="30", day="", when=""):
+    return f"P2,15,M,3e9,1,{dlt},{infused},{safety},{day},{when},1,10,6"
+
+
+@pytest.mark.parametrize(("row", "field", "message"), [
+    (_dlt_row(day="2.5"), "dlt_day", "must be a whole number of days from the first infusion to the DLT, 0 to 36500 (got 2.5)"),
+    (_dlt_row(day="-3"), "dlt_day", "dlt_day must be >= 0 (got -3)"),
+    (_dlt_row(day="day 3"), "dlt_day", "dlt_day 'day 3' is not a number"),
+    (_dlt_row(day="40000"), "dlt_day", "dlt_day must be <= 36500 (got 40000)"),
+    (_dlt_row(dlt="no", day="3"), "dlt_day", "dlt_day 3 is given but dlt is 'no': only a patient with a DLT has a DLT day"),
+    (_dlt_row(day="31"), "dlt_day", "dlt_day 31 is after the patient's follow-up (safety_days 30): a DLT is recorded by "
+                                    "the data cut-off"),
+    (_dlt_row(when="2026-04-30"), "dlt_date", "dlt_date 2026-04-30 is before the first infusion (2026-05-01)"),
+    (_dlt_row(when="2026-06-05"), "dlt_date", "dlt_date 2026-06-05 (day 35) is after the patient's follow-up "
+                                             "(safety_days 30)"),
+    (_dlt_row(infused="", when="2026-05-05"), "dlt_date", "dlt_date 2026-05-05 needs the patient's infusion_date"),
+    (_dlt_row(day="5", when="2026-05-05"), "dlt_day", "dlt_day 5 disagrees with dlt_date 2026-05-05 and infusion_date "
+                                                      "2026-05-01 (4 days)"),
+    (_dlt_row(when="2026-05-32"), "dlt_date", "'2026-05-32' is not a date (write YYYY-MM-DD)"),
+    (_dlt_row(dlt="no", when="2026-05-05"), "dlt_date", "dlt_date 2026-05-05 is given but dlt is 'no'"),
+], ids=["not whole", "negative", "not a number", "beyond 100 years", "no DLT", "after the follow-up",
+        "before the infusion", "date after the follow-up", "date without infusion", "day and date disagree",
+        "not a date", "date without a DLT"])
+def test_a_bad_dlt_day_is_one_line_naming_file_row_and_field(row, field, message, write):
+    path = write("state.csv", f"{DLT_HEADER}\n{FIRST_ROW}\n{row}\n")
+    with pytest.raises(lb.CohortError) as error:
+        lb.load_cohort(path)
+    text = str(error.value)
+    assert "\n" not in text and text.startswith(f"{path}:3: field '{field}' (patient P2): "), text
+    assert message in text and (error.value.line, error.value.field) == (3, field)
+
+
+def test_dlt_days_are_optional_checked_text_and_read_back(write, tmp_path):
+    """A DLT without its day is fine (only the adaptive TITE-CRM needs it); a day and a date that agree are fine;
+    the column is kept as whole-day text and survives the round trip through both layouts."""
+    path = write("state.csv", f"{DLT_HEADER}\n{FIRST_ROW}\n{_dlt_row(day='04', when='2026-05-05')}\n"
+                              f"P3,16,F,3e9,0,yes,2026-05-01,30,,,1,10,6\n")
+    cohort = lb.load_cohort(path)
+    assert cohort.patients["dlt_day"].tolist() == ["", "4", ""]
+    assert cohort.patients["dlt_date"].tolist() == ["", "2026-05-05", ""]
+    for layout in ("wide", "long"):
+        copy = tmp_path / f"again_{layout}.csv"
+        cohort.to_csv(copy, layout=layout)
+        assert lb.load_cohort(copy).patients["dlt_day"].fillna("").tolist() == ["", "4", ""], layout

@@ -523,7 +523,8 @@ def test_simulate_tite_crm_replays_the_scalar_decisions(setting):
                 day = arrival[trial, first]
                 dlt = np.array([uniforms[trial, j] < setting["p_true"][levels[j]] for j in range(first)])
                 observed = dlt & (arrival[trial, :first] + onset[trial, :first] <= day)
-                follow_up = np.where(observed, onset[trial, :first], np.minimum(day - arrival[trial, :first], window))
+                dlt_day = np.floor(onset[trial, :first] + 1e-9)  # a DLT's day in whole days, as a state records it
+                follow_up = np.where(observed, dlt_day, np.minimum(day - arrival[trial, :first], window))
                 weight = tite_weights(follow_up, window, observed, scheme=setting["weights"])
                 pending_seen += int(np.sum((weight > 0) & (weight < 1)))
                 decision = crm_next_dose(model, levels, observed, patient_weight=weight,

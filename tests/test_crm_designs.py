@@ -18,8 +18,9 @@ from conftest import spec_text_with
 import lupusbayes as lb
 from lupusbayes.cli import main
 from lupusbayes.decisions import DecisionContext, decide, design_for, state_from_outcomes
-from lupusbayes.decisions.crm import crm_skeleton
+from lupusbayes.decisions.crm import crm_next_dose, crm_skeleton
 from lupusbayes.decisions.designs import crm_model
+from lupusbayes.decisions.rules import crm_patients
 from lupusbayes.decisions.state import PatientRecord, TrialState
 from lupusbayes.simulation import load_scenarios
 from lupusbayes.simulation.engine import simulate_trials
@@ -49,7 +50,7 @@ def test_the_shipped_specs_state_the_crm_on_the_lupus_target():
     ('model = "logistic"\nintercept = 0.5\nskeleton = [0.1, 0.2, 0.7]', "below the intercept"),
     ("skeleton_halfwidth = 0.2", "decision.crm.skeleton_halfwidth"),
     ("prior_mtd_level = 4", "decision.crm.prior_mtd_level"),
-    ('tite_weights = "adaptive"', "'decision.crm.tite_weights': must be one of linear (got 'adaptive')"),
+    ('tite_weights = "exponential"', "'decision.crm.tite_weights': must be one of linear, adaptive (got 'exponential')"),
     ("stop_probability = 0.3", "decision.crm.stop_probability"),
 ])
 def test_bad_crm_settings_are_one_line_errors_naming_the_key(keys, message):
@@ -107,24 +108,138 @@ def test_tite_crm_weights_pending_patients_where_the_crm_waits():
     assert any("its own rule" in warning for warning in tite.warnings)
 
 
+# ---- the adaptive weights (Cheung & Chappell 2000), from each DLT's day -------------------------------------
+
+ADAPTIVE = lb.parse_spec(spec_text_with(AXA.text, "decision.crm", 'tite_weights = "adaptive"'))
+
+
+def test_the_spec_accepts_the_adaptive_weights_and_the_design_uses_them():
+    assert AXA.decision.crm.tite_weights == "linear"  # the default
+    assert ADAPTIVE.decision.crm.tite_weights == "adaptive"
+    assert design_for(ADAPTIVE, "tite_crm").rules[-1].tite_weights == "adaptive"
+    assert design_for(ADAPTIVE, "crm").rules[-1].tite_weights is None  # the CRM reads complete patients only
+
+
+def _window_180(weights: str) -> lb.TrialSpec:
+    """dfcrm's example window (180 days), so the state below has dfcrm's follow-up (178, 24, 42, 3)."""
+    text = spec_text_with(spec_text_with(AXA.text, "dlt", "window_days = 180"), "decision.crm", f'tite_weights = "{weights}"')
+    return lb.parse_spec(spec_text_with(text, "decision", 'design = "tite_crm"'))
+
+
+def _dfcrm_state(spec, *, dlt_day: int | None = 24) -> TrialState:
+    """3 complete at level 1; at level 2, one complete, then follow-up 178, a DLT on day 24 (100 days of follow-up),
+    42 and 3 days: the last four are the example of ``tite_weights``' docstring (dfcrm ``titecrm``)."""
+    records = ([PatientRecord(f"a{i}", 0, 200, False) for i in (1, 2, 3)] + [PatientRecord("b1", 1, 200, False)]
+               + [PatientRecord("b2", 1, 178, False), PatientRecord("b3", 1, 100, True, dlt_day=dlt_day, source_line=7),
+                  PatientRecord("b4", 1, 42, False), PatientRecord("b5", 1, 3, False)])
+    return TrialState(spec, tuple(records), "state.csv")
+
+
+def test_decide_with_adaptive_weights_reproduces_dfcrm_and_changes_the_recommendation():
+    """tite_weights([178, 24, 42, 3], 180, [0, 1, 0, 0], scheme="adaptive") = 0.994, 1, 0.558, 0.062 (dfcrm): the
+    pending patients weigh more than by their follow-up alone (0.989, 0.233, 0.017), because the one DLT came on
+    day 24 of 180, so the TITE-CRM holds at level 2 where the linear weights de-escalate."""
+    adaptive, linear = _window_180("adaptive"), _window_180("linear")
+    decision = decide(DecisionContext(adaptive, _dfcrm_state(adaptive)), design_for(adaptive))
+    proposal = decision.verdicts[-1].verdict
+    assert "adaptive weights from the DLT day(s) 24: 0.99, 0.56, 0.06" in proposal
+    assert (decision.action, decision.next_level_index) == ("hold", 1)
+    # by hand (dfcrm titecrm): one DLT time t_1 = 24 in W = 180, so w = (1 + (u - 24) / 156) / 2 past day 24 and
+    # u / 24 / 2 before it; complete patients and the DLT weigh 1. The same decision, word for word.
+    by_hand = [1, 1, 1, 1, (1 + 154 / 156) / 2, 1, (1 + 18 / 156) / 2, 3 / 24 / 2]
+    np.testing.assert_allclose(by_hand[4:], [0.994, 1, 0.558, 0.062], atol=5e-4)  # crm.py's docstring (dfcrm)
+    _, _, weights = crm_patients(_dfcrm_state(adaptive), weights="adaptive")
+    np.testing.assert_allclose(weights, by_hand, rtol=1e-12)
+    expected = crm_next_dose(crm_model(adaptive), [0, 0, 0, 1, 1, 1, 1, 1], [False] * 5 + [True, False, False],
+                             patient_weight=by_hand, current_level_index=1,
+                             stop_probability=adaptive.decision.crm.stop_probability)
+    assert expected.next_level_index == 1 and proposal.startswith(expected.reason)
+    before = decide(DecisionContext(linear, _dfcrm_state(linear)), design_for(linear))
+    assert "linear weights: 0.99, 0.23, 0.02" in before.verdicts[-1].verdict
+    assert (before.action, before.next_level_index) == ("de-escalate", 0)
+    # the linear weights do not read the DLT's day: the same decision without it
+    undated = decide(DecisionContext(linear, _dfcrm_state(linear, dlt_day=None)), design_for(linear))
+    assert (undated.action, undated.next_level_index, undated.verdicts[-1]) == ("de-escalate", 0, before.verdicts[-1])
+
+
+def test_adaptive_weights_refuse_a_dlt_without_its_day_naming_the_patient():
+    spec = _window_180("adaptive")
+    with pytest.raises(lb.DecisionError) as error:
+        decide(DecisionContext(spec, _dfcrm_state(spec, dlt_day=None)), design_for(spec))
+    text = str(error.value)
+    assert "\n" not in text and text.startswith("state.csv: ") and "patient b3 (line 7)" in text and "dlt_day" in text
+    assert 'tite_weights = \"linear\"' in text or 'tite_weights = "linear"' in text
+    # with nobody inside the window every weight is 1 whatever the days: the decision needs no DLT day
+    complete = decide(DecisionContext(spec, state_from_outcomes(spec, "1NNN 2NNT")), design_for(spec))
+    assert complete.next_level_index is not None
+
+
+def test_decide_reads_dlt_days_from_a_state_file(tmp_path, capsys):
+    """The same trial as a file: dlt_day (or dlt_date with the infusion date) reaches the adaptive weights; without
+    it, exit 2 and one line naming the file, the patient and the field."""
+    spec_path = tmp_path / "tite.toml"
+    spec_path.write_text(_window_180("adaptive").text)
+    header = "study_id,patient_id,age_years,sex,dose,dose_unit,weight_kg,crs_grade,dlt,safety_days,dlt_day,visit_month,sledai\n"
+    rows = [("a1", 2.5e7, "no", 200, ""), ("a2", 2.5e7, "no", 200, ""), ("a3", 2.5e7, "no", 200, ""),
+            ("b1", 7.5e7, "no", 200, ""), ("b2", 7.5e7, "no", 178, ""), ("b3", 7.5e7, "yes", 100, "24"),
+            ("b4", 7.5e7, "no", 42, ""), ("b5", 7.5e7, "no", 3, "")]
+    text = header + "".join(f"AXA-NK02,{pid},22,F,{dose},cells/kg,54,0,{dlt},{days},{day},0,12\n"
+                            for pid, dose, dlt, days, day in rows)
+    state = tmp_path / "state.csv"
+    state.write_text(text)
+    assert main(["decide", str(spec_path), "--state", str(state), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["action"] == "hold" and payload["next_level"] == 2
+    assert "adaptive weights from the DLT day(s) 24: 0.99, 0.56, 0.06" in payload["verdicts"][-1]["verdict"]
+    window = next(v for v in payload["verdicts"] if v["rule"] == "DLT window (time-to-event)")
+    assert "b3 (level 2 (7.5e7 cells/kg), day 100, DLT on day 24)" in window["verdict"]
+    state.write_text(text.replace(",yes,100,24,", ",yes,100,,"))
+    assert main(["decide", str(spec_path), "--state", str(state)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(state) in err and "patient b3 (line 7)" in err and "dlt_day" in err
+
+
 # ---- simulate: the vectorised path is the engine's, trial by trial -----------------------------------
 
 
-@pytest.mark.parametrize("design", ["crm", "tite_crm"])
+@pytest.mark.parametrize("design", ["crm", "tite_crm", "tite_crm adaptive"])
 @pytest.mark.parametrize("gap_days", [None, 7.0])
 def test_the_vectorised_crm_equals_the_engine_that_calls_decide(design, gap_days):
     """200 trials per shipped scenario (and with a patient every 7 days, where the TITE-CRM doses with patients
-    pending): every field the operating characteristics read is the same."""
-    for scenario in load_scenarios("axa_nk02", AXA).scenarios:
+    pending): every field the operating characteristics read is the same. The adaptive weights read each DLT's
+    day, in whole days after dosing in both (the engine's states record it as ``dlt_day``)."""
+    spec = ADAPTIVE if design.endswith("adaptive") else AXA
+    design = design.split()[0]
+    for scenario in load_scenarios("axa_nk02", spec).scenarios:
         if gap_days is not None:
             scenario = Scenario(scenario.name, "", scenario.p_crs_at_least, scenario.p_other_dlt, scenario.p_response,
                                 gap_days, None)
         latent = draw_latent_patients(np.random.SeedSequence(7), 100, 9)
-        fast = simulate_trials(AXA, design_for(AXA, design), scenario, latent)
-        engine = simulate_trials(AXA, design_for(AXA, design), scenario, latent, vectorised=False)
+        fast = simulate_trials(spec, design_for(spec, design), scenario, latent)
+        engine = simulate_trials(spec, design_for(spec, design), scenario, latent, vectorised=False)
         for field in ("selected_level", "n_patients", "n_dlt", "n_responders", "duration_days", "stop_reason",
                       "n_decisions"):
             np.testing.assert_array_equal(getattr(fast, field), getattr(engine, field), err_msg=f"{scenario.name}: {field}")
+
+
+@pytest.mark.parametrize("dlt_onset_beta", [(1.0, 1.0), (1.0, 3.0)])
+def test_the_vectorised_adaptive_tite_crm_equals_the_engine_patient_by_patient(dlt_onset_beta):
+    """dfcrm's titesim setting (a decision for every patient, 18 patients, one every 3 days), where the adaptive
+    weights change most trials and the DLT day's convention matters (the onset itself instead of its whole days
+    changes about one trial in ten): the engine that calls ``decide`` and the vectorised path agree, trial by trial."""
+    text = spec_text_with(ADAPTIVE.text, "escalation", "group_size = 1\nsentinel_patients = 0\nmax_patients = 18")
+    adaptive = lb.parse_spec(text)
+    linear = lb.parse_spec(spec_text_with(text, "decision.crm", 'tite_weights = "linear"'))
+    scenario = Scenario("fast accrual", "", np.zeros((3, 4)), np.array([0.05, 0.15, 0.30]), np.full(3, 0.5), 3.0, None,
+                        dlt_onset_beta=dlt_onset_beta)
+    latent = draw_latent_patients(np.random.SeedSequence(7), 100, 18)
+    fast = simulate_trials(adaptive, design_for(adaptive, "tite_crm"), scenario, latent)
+    engine = simulate_trials(adaptive, design_for(adaptive, "tite_crm"), scenario, latent, vectorised=False)
+    for field in ("selected_level", "n_patients", "n_dlt", "n_responders", "duration_days", "stop_reason",
+                  "n_decisions"):
+        np.testing.assert_array_equal(getattr(fast, field), getattr(engine, field), err_msg=field)
+    by_linear = simulate_trials(linear, design_for(linear, "tite_crm"), scenario, latent)
+    assert np.sum(np.any(fast.n_patients != by_linear.n_patients, axis=1)) > 30  # the weights really differ
 
 
 def test_with_fast_accrual_the_tite_crm_is_shorter_than_the_crm_on_the_same_patients():

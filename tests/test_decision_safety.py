@@ -57,6 +57,9 @@ def spec_with(base: str, decision: str, *, hierarchy_none: bool = False) -> lb.T
 
 
 SPECS = {name: spec_with(AXA_TEXT, f'design = "{name}"', hierarchy_none=True) for name in DESIGNS}
+#: The TITE-CRM with the adaptive weights, which read each DLT's day (the invariants hold for it too)
+SPECS["tite_crm_adaptive"] = lb.parse_spec(spec_text_with(SPECS["tite_crm"].text, "decision.crm",
+                                                          'tite_weights = "adaptive"'))
 #: The same designs with CRS grade 2 named as a pausing event, for the invariants (a higher grade may then pause)
 PAUSING_SPECS = {name: lb.parse_spec(spec.text.replace("max_patients = 9", "max_patients = 9\npause_crs_grade_at_least = 2"))
                  for name, spec in SPECS.items()}
@@ -351,16 +354,22 @@ def _random_patient(draw, level, number):
             "crs": draw(st.integers(0, 4)) if source == "grades" else draw(st.integers(0, 2)),
             "icans": draw(st.integers(0, 3)) if source == "grades" else 0,
             "recorded": draw(st.booleans()) if source == "recorded" else None,
-            "responder": draw(st.booleans())}
+            "responder": draw(st.booleans()),
+            "dlt_day": draw(st.integers(0, 27))}  # the day of the DLT, if the patient has one (within the window)
+
+
+def _has_dlt(spec, p) -> bool:
+    return bool(spec.dlt.dlt_status([p["crs"]], [p["icans"]],
+                                    [np.nan if p["recorded"] is None else float(p["recorded"])])[0])
 
 
 def _records(spec, patients):
     records = []
     for p in patients:
-        dlt = bool(spec.dlt.dlt_status([p["crs"]], [p["icans"]],
-                                       [np.nan if p["recorded"] is None else float(p["recorded"])])[0])
+        dlt = _has_dlt(spec, p)
         records.append(PatientRecord(p["id"], p["level"], p["days"], dlt, crs_grade=p["crs"],
-                                     responder=p["responder"] if p["days"] >= 30 else None, icans_grade=p["icans"]))
+                                     responder=p["responder"] if p["days"] >= 30 else None, icans_grade=p["icans"],
+                                     dlt_day=min(p["dlt_day"], p["days"]) if dlt else None))
     return tuple(records)
 
 
@@ -402,11 +411,14 @@ def assert_at_most_as_aggressive(worse, better, what):
         assert _selected(worse) <= _selected(better), f"{what}: a higher selected dose"
 
 
-def _more_toxic_variants(draw, patients):
-    """One more DLT, a higher CRS grade, a higher ICANS grade, one more patient inside the window."""
+def _more_toxic_variants(draw, patients, spec):
+    """One more DLT, a higher CRS grade, a higher ICANS grade, one more patient inside the window (for the adaptive
+    TITE-CRM a patient with a DLT keeps its DLT day: an earlier DLT is another comparison, see
+    test_an_earlier_dlt_day_can_make_the_adaptive_tite_crm_more_aggressive)."""
     variants = []
     index = draw(st.integers(0, len(patients) - 1))
     patient = patients[index]
+    dated = spec.decision.crm.tite_weights == "adaptive" and _has_dlt(spec, patient)
     if patient["recorded"] is False:
         variants.append(("one more (recorded) DLT", {**patient, "recorded": True}))
     if patient["recorded"] is None and patient["crs"] < 4:
@@ -414,11 +426,12 @@ def _more_toxic_variants(draw, patients):
     if patient["recorded"] is None and patient["icans"] < 4:
         variants.append(("a higher ICANS grade", {**patient, "icans": patient["icans"] + 1}))
     if patient["days"] >= 28:
-        variants.append(("one more patient inside the window", {**patient, "days": draw(st.integers(0, 27))}))
+        days = draw(st.integers(patient["dlt_day"] if dated else 0, 27))
+        variants.append(("one more patient inside the window", {**patient, "days": days}))
     return [(what, patients[:index] + [changed] + patients[index + 1:]) for what, changed in variants]
 
 
-@pytest.mark.parametrize("name", DESIGNS)
+@pytest.mark.parametrize("name", [*DESIGNS, "tite_crm_adaptive"])
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_more_toxicity_is_never_more_aggressive(name, data):
@@ -429,9 +442,28 @@ def test_more_toxicity_is_never_more_aggressive(name, data):
     _check_allowed_and_selected(spec, better, _context_of(spec, patients).state)
     if not patients:
         return
-    for what, changed in _more_toxic_variants(data.draw, patients):
+    for what, changed in _more_toxic_variants(data.draw, patients, spec):
         worse = decide(_context_of(spec, changed), design)
         assert_at_most_as_aggressive(worse, better, what)
+
+
+def test_an_earlier_dlt_day_can_make_the_adaptive_tite_crm_more_aggressive():
+    """Not an invariant (docs/decisions.md says so): the adaptive weights read the DLT days as the time profile of
+    the risk (Cheung & Chappell 2000), so the same DLT earlier in the window says a pending patient has passed more
+    of the risk, and the pending patient weighs more. 3 complete at level 1; at level 2 a DLT, a complete patient and
+    two patients 13 days into the 28-day window: a DLT on day 27 weighs them 0.24 (de-escalate to level 1), on day 3
+    0.70 (stay at level 2). The linear weights do not read the day (0.46: level 1 either way)."""
+    def decided(spec, dlt_day):
+        patients = ([_record(f"a{i}", 0, 60) for i in (1, 2, 3)]
+                    + [_record("b1", 1, 45, dlt=True, dlt_day=dlt_day), _record("b2", 1, 40), _record("c1", 1, 13),
+                       _record("c2", 1, 13)])
+        return decide(DecisionContext(spec, TrialState(spec, tuple(patients), "t")), design_for(spec))
+
+    adaptive, linear = SPECS["tite_crm_adaptive"], SPECS["tite_crm"]
+    late, early = decided(adaptive, 27), decided(adaptive, 3)
+    assert (late.action, late.next_level_index) == ("de-escalate", 0) and "day(s) 27: 0.24, 0.24" in late.verdicts[-1].verdict
+    assert (early.action, early.next_level_index) == ("hold", 1) and "day(s) 3: 0.70, 0.70" in early.verdicts[-1].verdict
+    assert {decided(linear, day).next_level_index for day in (27, 3)} == {0}
 
 
 def _check_allowed_and_selected(spec, recommendation, state):
@@ -443,7 +475,8 @@ def _check_allowed_and_selected(spec, recommendation, state):
         assert state.treated_counts()[_selected(recommendation)] >= min_patients_at_selection(spec)
 
 
-@pytest.mark.parametrize("name", ["blrm_ewoc", "blrm_loss", "boin", "3+3", "crm", "tite_crm", "tite_boin"])
+@pytest.mark.parametrize("name", ["blrm_ewoc", "blrm_loss", "boin", "3+3", "crm", "tite_crm", "tite_crm_adaptive",
+                                  "tite_boin"])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_the_three_state_formats_give_one_answer(name, data, tmp_path_factory):

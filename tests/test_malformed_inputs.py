@@ -42,6 +42,10 @@ BAD_COHORTS = [
      [":3:", "'dose'", "differs from line 2"]),
     ("mixed layouts", "patient_id,age_years,sex,dose,crs_grade,visit_month,sledai,sledai_baseline\nP1,14,F,3e9,0,0,12,12\n",
      ["mixes layouts"]),
+    ("DLT day not whole", f"{HEADER},dlt,dlt_day\nP1,14,F,3e9,0,3,12,4,yes,5\nP2,15,F,3e9,0,3,12,4,yes,2.5\n",
+     [":3:", "dlt_day", "whole number of days"]),
+    ("DLT day without a DLT", f"{HEADER},dlt,dlt_day\nP1,14,F,3e9,0,3,12,4,yes,5\nP2,15,F,3e9,0,3,12,4,no,3\n",
+     [":3:", "dlt_day", "dlt is 'no'"]),
 ]
 
 

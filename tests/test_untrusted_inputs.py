@@ -135,6 +135,36 @@ def test_safety_days_and_an_infusion_date_must_agree(tmp_path, capsys):
     assert "safety_days 20 disagrees" in stderr and "31 days" in stderr
 
 
+@pytest.mark.parametrize(("columns", "row", "as_of", "expected"), [
+    ("crs_grade,dlt,dlt_day,follow_up_months", "1,,3,1", None,
+     "field 'dlt_day' (patient S1): dlt_day 3 is given but the patient has no DLT (none recorded in dlt, and none by "
+     "the spec's DLT definition from the CRS / ICANS grades)"),
+    ("crs_grade,dlt,infusion_date,dlt_date,follow_up_months", "0,yes,2026-05-01,2026-06-05,1", "2026-06-01",
+     "field 'dlt_date' (patient S1): dlt_date 2026-06-05 (day 35) is after the cut-off 2026-06-01 (day 31)"),
+    ("crs_grade,dlt,dlt_day,follow_up_months", "0,yes,31,1", None,
+     "field 'dlt_day' (patient S1): dlt_day 31 is after the patient's follow-up (30 days, from follow_up_months)"),
+], ids=["no DLT by the spec", "after the cut-off", "after follow_up_months"])
+def test_a_dlt_day_the_state_contradicts_is_one_line(columns, row, as_of, expected, tmp_path, capsys):
+    """What the cohort loader cannot see alone (a DLT derived from grades, follow-up from a cut-off or from months)
+    is checked when the state is read, with the same one-line form."""
+    path = tmp_path / "state.csv"
+    path.write_text(f"study_id,patient_id,age_years,sex,dose,dose_unit,weight_kg,{columns},sledai_baseline,sledai_latest\n"
+                    f"AXA-NK02,S1,22,F,2.5e7,cells/kg,54,{row},12,8\n")
+    code, _, stderr = _run(capsys, ["decide", "axa_nk02", "--design", "tite_crm", "--state", str(path)]
+                           + (["--as-of", as_of] if as_of else []))
+    _one_line_error(code, stderr)
+    assert f"{path}:2: {expected}" in stderr, stderr
+
+
+def test_a_dlt_date_gives_the_dlt_day_and_a_derived_dlt_may_have_one(tmp_path):
+    path = tmp_path / "state.csv"
+    path.write_text(f"{STATE_HEADER},dlt_date\nAXA-NK02,S1,22,F,2.5e7,cells/kg,54,0,2026-05-01,1,12,8,\n"
+                    "AXA-NK02,S2,22,F,2.5e7,cells/kg,54,4,2026-05-20,1,12,8,2026-05-24\n")  # CRS 4: a DLT by the spec
+    state = load_state(path, lb.load_spec("axa_nk02"), as_of=pd.Timestamp("2026-06-01").date())
+    assert [(p.patient_id, p.dlt, p.dlt_day, p.safety_days) for p in state.patients] == [
+        ("S1", False, None, 31), ("S2", True, 4, 12)]
+
+
 # ---- [decision.boin] ---------------------------------------------------------------------------------------
 
 

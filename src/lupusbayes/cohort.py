@@ -310,10 +310,20 @@ def _parse_evaluable(text: str) -> str:
     return "yes" if _parse_bool(text) else "no"
 
 
+def _parse_dlt_day(text: str) -> str:
+    value = _parse_number(text, what="dlt_day", minimum=0.0, maximum=float(MAX_SAFETY_DAYS))
+    if not float(value).is_integer():
+        raise ValueError(f"must be a whole number of days from the first infusion to the DLT, 0 to {MAX_SAFETY_DAYS} "
+                         f"(got {text})")
+    return str(int(value))
+
+
 _CHECKED_EXTRAS = {
     "infusion_date": lambda text: parse_trial_date(text, what="infusion_date").isoformat(),  # one lambda: memoised once
     "safety_days": _parse_safety_days,
     "dlt_evaluable": _parse_evaluable,
+    "dlt_day": _parse_dlt_day,
+    "dlt_date": lambda text: parse_trial_date(text, what="dlt_date").isoformat(),
 }
 
 
@@ -796,9 +806,42 @@ def _parse_patient_cells(row: CsvRow, *, source: str, default_study_id: str, ext
             values[column] = _cell(row, column, _CHECKED_EXTRAS[column], common, optional=True) or ""
         else:
             values[column] = row.cells.get(column, "")
+    if "dlt_day" in values or "dlt_date" in values:
+        _check_dlt_timing(row, values, common)
     values["source_line"] = row.line
     values["source_file"] = source
     return values
+
+
+def _check_dlt_timing(row: CsvRow, values: dict, common: dict) -> None:
+    """A DLT's day (``dlt_day``, or ``dlt_date``) belongs to a patient with a DLT and lies within what was observed:
+    from the first infusion (``infusion_date``) to the patient's follow-up (``safety_days``); given both ways, they
+    agree. (A DLT derived from grades, or follow-up from a cut-off, is checked when the trial state is read.)"""
+    day, when = values.get("dlt_day") or "", values.get("dlt_date") or ""
+    if not day and not when:
+        return
+    where = dict(source=common["source"], line=row.line, patient_id=common["patient_id"])
+    given = "dlt_day" if day else "dlt_date"
+    if values.get("dlt") is False:
+        raise CohortError(f"{given} {day or when} is given but dlt is 'no': only a patient with a DLT has a DLT day "
+                          "(blank it, or record the DLT)", field=given, **where)
+    infused = values.get("infusion_date") or ""
+    if when:
+        if not infused:
+            raise CohortError(f"dlt_date {when} needs the patient's infusion_date (the DLT day counts from the first "
+                              "infusion); give infusion_date, or dlt_day instead", field="dlt_date", **where)
+        elapsed = (date.fromisoformat(when) - date.fromisoformat(infused)).days
+        if elapsed < 0:
+            raise CohortError(f"dlt_date {when} is before the first infusion ({infused})", field="dlt_date", **where)
+        if day and int(day) != elapsed:
+            raise CohortError(f"dlt_day {day} disagrees with dlt_date {when} and infusion_date {infused} ({elapsed} "
+                              "days); remove one of them or make them agree", field="dlt_day", **where)
+        day = str(elapsed)
+    safety = values.get("safety_days") or ""
+    if safety and int(day) > int(safety):
+        shown = f"dlt_day {values.get('dlt_day')}" if values.get("dlt_day") else f"dlt_date {when} (day {day})"
+        raise CohortError(f"{shown} is after the patient's follow-up (safety_days {safety}): a DLT is recorded "
+                          "by the data cut-off", field=given, **where)
 
 
 def _typed_patients(records: list[dict], extras: list[str]) -> pd.DataFrame:

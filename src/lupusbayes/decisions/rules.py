@@ -575,6 +575,11 @@ def crm_patients(state: TrialState, *, weights: str | None = None) -> tuple[list
     scheme (``"linear"`` or ``"adaptive"``) also the patients still inside the window without a DLT,
     weighted by their follow-up (:func:`~lupusbayes.decisions.crm.tite_weights`). A counts-only
     state lists its patients level by level, the current level last.
+
+    The adaptive weights read the DLT times: the follow-up of a patient with a DLT is its
+    ``dlt_day`` (capped at the window). A DLT without its day is refused (:class:`DecisionError`)
+    when a patient without a DLT is inside the window, the only case where the day changes a
+    weight; with every other patient past the window all weights are 1 whatever the days.
     """
     window = state.window_days
     if state.counts_only:
@@ -591,6 +596,17 @@ def crm_patients(state: TrialState, *, weights: str | None = None) -> tuple[list
     if weights is None or not patients:
         return levels, dlts, [1.0] * len(levels)
     follow_up = [float(window if p.safety_days is None else min(p.safety_days, window)) for p in patients]
+    if weights == "adaptive":
+        undated = [p for p in patients if p.dlt and p.dlt_day is None]
+        if undated and any(not p.dlt and days < window for p, days in zip(patients, follow_up, strict=True)):
+            p = undated[0]
+            line = f" (line {p.source_line})" if p.source_line is not None else ""
+            raise DecisionError(
+                f"{state.source}: the TITE-CRM's adaptive weights read the day of each DLT, and patient {p.patient_id}"
+                f"{line} has a DLT without its dlt_day (days from the first infusion to the DLT; or dlt_date): give "
+                f"it, or set [decision.crm] tite_weights = \"linear\"")
+        follow_up = [float(min(p.dlt_day, window)) if p.dlt and p.dlt_day is not None else days
+                     for p, days in zip(patients, follow_up, strict=True)]
     return levels, dlts, [float(w) for w in tite_weights(follow_up, window, dlts, scheme=weights)]
 
 
@@ -625,7 +641,12 @@ class CrmRule(Rule):
                                  last_cohort_size=max(last_cohort, 1), stop_probability=self.stop_probability)
         reason = decision.reason
         if self.tite_weights and any(w < 1.0 for w in weights):
-            reason += (f" (patients inside the DLT window weighted by their follow-up, {self.tite_weights} weights: "
+            scheme = f"{self.tite_weights} weights"
+            if self.tite_weights == "adaptive":
+                days = sorted(p.dlt_day for p in state.patients if p.dlt and p.dlt_day is not None)
+                scheme += (f" from the DLT day(s) {', '.join(map(str, days))}" if days
+                           else " (no DLT yet: the linear ones)")
+            reason += (f" (patients inside the DLT window weighted by their follow-up, {scheme}: "
                        + ", ".join(f"{w:.2f}" for w in weights if w < 1.0) + ")")
         if decision.action == "stop":
             return RuleVerdict(self.name, question, reason, allowed=frozenset(), stop=STOP_CRM_LOWEST_TOO_TOXIC)
@@ -809,7 +830,8 @@ class TimeToEventWindow(Rule):
         if not inside:
             return RuleVerdict(self.name, question, "no patient is inside the window")
         who = ", ".join(f"{p.patient_id} ({context.label(p.level)}, day {p.safety_days}"
-                        + (", DLT" if p.dlt else "") + ")" for p in inside)
+                        + (", DLT" if p.dlt else "") + (f" on day {p.dlt_day}" if p.dlt and p.dlt_day is not None
+                                                        else "") + ")" for p in inside)
         verdict = (f"yes, by the {self.design}'s own rule: {len(inside)} patient(s) inside the window ({who}) count "
                    "with the follow-up they have; the exception to the DLT window rule, which the other designs keep")
         warning = (f"{len(inside)} patient(s) inside the DLT window: the {self.design} decides with their follow-up "

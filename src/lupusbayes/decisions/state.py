@@ -9,6 +9,8 @@ cohort it came from. Three ways in:
   with, optionally, ``infusion_date`` (the first infusion, ``YYYY-MM-DD``; needs an ``as_of``
   date) or ``safety_days`` (days of safety data at the cut-off). Without either, safety
   follow-up is read from ``follow_up_months`` (30.44 days a month) and the state says so.
+  A patient with a DLT may give its day: ``dlt_day`` (whole days from the first infusion) or
+  ``dlt_date`` (with ``infusion_date``), which the TITE-CRM's adaptive weights read;
 * a counts file (``dose, n_patients, n_dlt`` and optionally ``current``): for designs that
   need only DLT counts per dose (BLRM, BOIN, 3+3); rules about timing are then not assessable;
 * :func:`state_from_outcomes`: the outcome strings of the R packages, ``"1NNN 2NNT"``.
@@ -54,6 +56,7 @@ class PatientRecord:
     day_dosed: int | None = None  # first infusion, days before the cut-off is -safety_days
     source_line: int | None = None
     icans_grade: int | None = None
+    dlt_day: int | None = None  # days from the first infusion to the DLT (None: no DLT, or its day not recorded)
 
     def evaluable(self, window_days: int) -> bool:
         """DLT-evaluable: a DLT, or the whole DLT window observed (unknown follow-up counts as complete)."""
@@ -246,6 +249,36 @@ def _cell_text(value) -> str:
     return str(value).strip()
 
 
+def _dlt_day(row, dlt: bool, safety_days: int, *, as_of: date | None, from_months: bool, source: str,
+             line: int | None) -> int | None:
+    """The patient's DLT day from ``dlt_day`` or ``dlt_date`` (the cohort loader checked each cell, that they agree,
+    and that a dlt_date has its infusion_date), or None; refused for a patient without a DLT (as the spec defines
+    it) and after the follow-up at the cut-off."""
+    day_text, date_text = _cell_text(getattr(row, "dlt_day", "")), _cell_text(getattr(row, "dlt_date", ""))
+    if not day_text and not date_text:
+        return None
+    given = "dlt_day" if day_text else "dlt_date"
+    where = dict(source=source, line=line, field=given, patient_id=row.patient_id)
+    if not dlt:
+        raise CohortError(f"{given} {day_text or date_text} is given but the patient has no DLT (none recorded in dlt, "
+                          "and none by the spec's DLT definition from the CRS / ICANS grades): only a patient with a "
+                          "DLT has a DLT day", **where)
+    if day_text:
+        day = int(float(day_text))
+    else:
+        day = (date.fromisoformat(date_text) - date.fromisoformat(_cell_text(row.infusion_date))).days
+    if day > safety_days:
+        shown = f"dlt_day {day}" if day_text else f"dlt_date {date_text} (day {day})"
+        if as_of is not None:
+            followed = f"the cut-off {as_of} (day {safety_days})"
+        elif from_months:
+            followed = f"the patient's follow-up ({safety_days} days, from follow_up_months)"
+        else:
+            followed = f"the patient's follow-up (safety_days {safety_days})"
+        raise CohortError(f"{shown} is after {followed}: a DLT is recorded by the data cut-off", **where)
+    return day
+
+
 def _state_from_cohort(cohort: Cohort, spec: TrialSpec, *, as_of: date | None) -> TrialState:
     patients = cohort.patients
     source = cohort.source
@@ -314,9 +347,11 @@ def _state_from_cohort(cohort: Cohort, spec: TrialSpec, *, as_of: date | None) -
             not_evaluable.append(f"{row.patient_id} (line {line})")
             continue
         icans = None if icans_grades is None or np.isnan(icans_grades[index]) else int(icans_grades[index])
+        dlt_day = _dlt_day(row, bool(dlt), safety_days, as_of=as_of if date_text else None,
+                           from_months=not (has_dates or has_days), source=source, line=line)
         records.append(PatientRecord(str(row.patient_id), level, safety_days, bool(dlt),
                                      int(row.crs_grade), None if pd.isna(responder) else bool(responder), day_dosed,
-                                     line, icans))
+                                     line, icans, dlt_day))
     if has_dates or has_days:  # enrolment order: the first infusion; the file's order breaks ties
         records.sort(key=lambda record: record.day_dosed)
     if not_evaluable:
@@ -394,7 +429,7 @@ def load_state(path: str | Path, spec: TrialSpec, *, as_of: date | None = None) 
     CohortError
         One line naming the file, line and field (the cohort file's checks, and: a dose that is
         not a level of the spec, a date or a number of days that is not one, a patient of
-        another study).
+        another study, a DLT day on a patient without a DLT or after the follow-up).
     """
     path = Path(path)
     if path.name.lower() == "kn5601" and not path.exists():

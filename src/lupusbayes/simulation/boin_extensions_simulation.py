@@ -21,7 +21,7 @@ at level ``d`` exactly when ``uniforms[t, j] < p_true[d]``, and a response exact
 
 from __future__ import annotations
 
-import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,6 +50,8 @@ __all__ = ["Boin12Simulation", "TiteBoinSimulation", "simulate_boin12", "simulat
 #: Codes of the vectorised decisions (levels are >= 0).
 _STOP = -1
 _SUSPEND = -2
+#: DLT vectors given to the safeguard's rule at once (bounds the memory of long trials with many DLTs).
+_SAFEGUARD_BATCH = 100_000
 
 
 # ---- results --------------------------------------------------------------------------------
@@ -173,16 +175,16 @@ def simulate_boin12(
                                                        current["both"])
         if cohort == n_cohorts - 1:
             break  # as in get.oc: no decision after the final cohort
-        next_level, stop, no_selection = _boin12_decide_rows(
-            settings, tables, at, counts["n"][trials], counts["dlt"][trials], counts["response"][trials],
-            desirability[trials],
-        )
-        if safeguard:
+        n_now, dlt_now, response_now = counts["n"][trials], counts["dlt"][trials], counts["response"][trials]
+        next_level, stop, no_selection = _boin12_decide_rows(settings, tables, at, n_now, dlt_now, response_now,
+                                                             desirability[trials])
+        if safeguard:  # a row going to level 0 can go no lower: left out
             next_level = _lowest_over_fewer_dlts(
-                counts["dlt"][trials], next_level, ~stop,
+                dlt_now, next_level, ~stop & (next_level > 0),
                 lambda rows, fewer: _boin12_decide_rows(
-                    settings, tables, at[rows], counts["n"][trials][rows], fewer, counts["response"][trials][rows],
-                    _desirability_rows(tables, counts["n"][trials][rows], fewer, counts["response"][trials][rows])))
+                    settings, tables, at[rows], n_now[rows], fewer, response_now[rows],
+                    _desirability_rows(tables, n_now[rows], fewer, response_now[rows])),
+                context=np.column_stack([at, n_now, response_now]))
         level[trials] = np.where(stop, at, next_level)
         running[trials[stop]] = False
         stopped_early[trials[stop & no_selection]] = True
@@ -192,14 +194,14 @@ def simulate_boin12(
     n_final, response_final = counts["n"][finished], counts["response"][finished]
     selected_level[finished] = _boin12_select_rows(settings, tables, n_final, counts["dlt"][finished], response_final,
                                                    counts["both"][finished], min_patients_at_selection)
-    if safeguard:  # the lowest selection over fewer DLTs; a state with none selected selects none
+    if safeguard:  # the lowest selection over fewer DLTs; a state with none selected (-1, the lowest) selects none
         chosen = selected_level[finished]
         selected_level[finished] = _lowest_over_fewer_dlts(
             counts["dlt"][finished], chosen, chosen >= 0,
             lambda rows, fewer: (_boin12_select_rows(settings, tables, n_final[rows], fewer, response_final[rows],
                                                      np.zeros_like(fewer), min_patients_at_selection),
                                  np.zeros(rows.size, dtype=bool)),
-            none_wins=True)
+            context=np.column_stack([n_final, response_final]))
     arrays = (selected_level, counts["n"], counts["dlt"], stopped_early, patient_level, counts["response"])
     return Boin12Simulation(*_read_only(arrays))
 
@@ -209,7 +211,9 @@ class _Boin12Tables:
 
     The Beta tail probabilities cost microseconds each, so the simulator reads eliminations
     from (n, count) tables and evaluates desirability only for the distinct (n, x) of a cohort,
-    with the very functions the scalar decisions call (the same numbers, bit for bit).
+    with the very functions the scalar decisions call (the same numbers, bit for bit). The
+    safeguard's desirability (no joint counts) is tabulated by (n, DLTs, responses) as it is
+    first needed.
     """
 
     def __init__(self, settings: Boin12Settings, max_patients: int) -> None:
@@ -225,6 +229,16 @@ class _Boin12Tables:
         self.deescalate_at_least = np.array((1, *self.boundaries.deescalate_at_least))
         self.mtd_eliminate_at_least = np.array((1, *self.boundaries.eliminate_at_least))
         self.prior_desirability = float(boin12_desirability(settings, 0, 0.0))
+        self.max_patients = max_patients
+        self._without_joint: tuple[np.ndarray, np.ndarray] | None = None  # made by the safeguard, on first use
+
+    def desirability_without_joint(self) -> tuple[np.ndarray, np.ndarray]:
+        """The safeguard's desirability table, indexed by (n, dlt, response), and where it is known so far
+        (``(max_patients + 1) ** 3`` entries: 30,000 for 30 patients, made only when the safeguard runs)."""
+        if self._without_joint is None:
+            shape = (self.max_patients + 1,) * 3
+            self._without_joint = (np.zeros(shape), np.zeros(shape, dtype=bool))
+        return self._without_joint
 
     def desirability(self, n, dlt, response, both) -> np.ndarray:
         x = boin12_quasi_events(self.settings, n, dlt, response, both)
@@ -281,30 +295,71 @@ def _boin12_decide_rows(settings, tables, at, n, dlt, response, desirability):
 
 
 def _desirability_rows(tables: _Boin12Tables, n, dlt, response) -> np.ndarray:
-    """The desirability of every level of every row (additive utilities: no joint counts needed)."""
-    return tables.desirability(n.ravel(), dlt.ravel(), response.ravel(), np.zeros(n.size, dtype=np.int64)).reshape(
-        n.shape)
+    """The desirability of every level of every row (additive utilities: no joint counts needed), read from
+    ``tables.desirability_without_joint()`` after computing the (n, dlt, response) not yet there."""
+    table, known = tables.desirability_without_joint()
+    missing = ~known[n, dlt, response]
+    if missing.any():
+        n_new, dlt_new, response_new = np.unique(np.stack([n[missing], dlt[missing], response[missing]]), axis=1)
+        table[n_new, dlt_new, response_new] = tables.desirability(n_new, dlt_new, response_new,
+                                                                  np.zeros(n_new.size, dtype=np.int64))
+        known[n_new, dlt_new, response_new] = True
+    return table[n, dlt, response]
 
 
-def _lowest_over_fewer_dlts(dlt: np.ndarray, chosen: np.ndarray, active: np.ndarray, rule, *,
-                            none_wins: bool = False) -> np.ndarray:
-    """The safeguard, for many rows at once: for each row where ``active``, the lowest level ``rule`` gives over
-    every vector of DLT counts at or below the row's own, level by level (``rule(rows, fewer_dlt)`` returns the
-    levels and a stop flag; stops are left out). With ``none_wins`` a level of -1 (nothing selected) wins."""
+def _lowest_over_fewer_dlts(dlt: np.ndarray, chosen: np.ndarray, active: np.ndarray, rule,
+                            context: np.ndarray) -> np.ndarray:
+    """The safeguard, for many rows at once: for each row where ``active``, the lowest of ``chosen`` (the rule's level
+    at the row's own DLT counts) and the levels ``rule`` gives at every smaller vector of DLT counts (at or below the
+    row's own at each level, below at one at least); other rows keep ``chosen``.
+
+    ``rule(rows, fewer_dlt)`` returns the levels and a stop flag for row ``rows[k]`` with DLT counts
+    ``fewer_dlt[k]``; stops are left out. A level of -1 (nothing selected) is the lowest, so it wins.
+    ``context[row]`` holds the other counts the rule reads: rows with equal context give the same level at the same
+    DLT counts, so the rule is evaluated once per distinct (context, DLT counts) of a batch.
+
+    The smaller vectors of a row with ``y`` DLTs by level are the numbers 0 to prod(y + 1) - 2 written with digits
+    of radix y + 1 (the row's own vector is the last number, prod(y + 1) - 1). They are enumerated for all rows
+    together, row after row (rows of equal context next to each other), in batches of at most
+    ``_SAFEGUARD_BATCH`` vectors.
+    """
     lowest = chosen.copy()
-    for fewer in itertools.product(*(range(int(bound) + 1) for bound in dlt.max(axis=0, initial=0))):
-        fewer = np.asarray(fewer, dtype=np.int64)
-        rows = np.flatnonzero(active & np.all(fewer <= dlt, axis=1) & np.any(fewer < dlt, axis=1))
-        if rows.size == 0:
-            continue
-        levels, stops = rule(rows, np.broadcast_to(fewer, (rows.size, fewer.size)).copy())[:2]
-        keep = ~stops
-        if none_wins:
-            lowest[rows[keep & (levels < 0)]] = -1
-            keep &= levels >= 0
-        update = rows[keep]
-        lowest[update] = np.where(lowest[update] < 0, lowest[update], np.minimum(lowest[update], levels[keep]))
+    rows = np.flatnonzero(active & np.any(dlt > 0, axis=1))  # the rows with a smaller vector
+    if rows.size == 0:
+        return lowest
+    rows = rows[np.lexsort(context[rows].T)]  # rows of equal context next to each other
+    sorted_context = context[rows]
+    context_id = np.concatenate([[0], np.cumsum(np.any(sorted_context[1:] != sorted_context[:-1], axis=1))])
+    radix = dlt[rows] + 1
+    digit_value = _digit_values(radix)
+    n_fewer = np.prod(radix, axis=1) - 1  # the smaller vectors of each row
+    end = np.cumsum(n_fewer)  # the smaller vectors of rows[0], ..., rows[i]
+    # a (context, vector) pair as one number: the context id, then the vector in the radix of all rows; when that
+    # does not fit in int64, every vector counts as distinct
+    common_radix = radix.max(axis=0)
+    common_digit_value, common_size = _digit_values(common_radix), math.prod(common_radix.tolist())
+    pairs_fit = (int(context_id[-1]) + 1) * common_size < 2 ** 63
+    for first in range(0, int(end[-1]), _SAFEGUARD_BATCH):
+        vector = np.arange(first, min(first + _SAFEGUARD_BATCH, int(end[-1])))  # numbered over all rows
+        owner = np.searchsorted(end, vector, side="right")  # index into rows
+        number_in_row = vector - (end[owner] - n_fewer[owner])
+        fewer = number_in_row[:, None] // digit_value[owner] % radix[owner]
+        pair = context_id[owner] * common_size + fewer @ common_digit_value if pairs_fit else vector
+        distinct, copy_of = np.unique(pair, return_inverse=True)
+        evaluated = np.empty(distinct.size, dtype=np.int64)
+        evaluated[copy_of] = np.arange(pair.size)  # one vector of each distinct pair (any: they give the same level)
+        levels, stops = rule(rows[owner[evaluated]], fewer[evaluated])[:2]
+        kept = ~stops[copy_of]
+        np.minimum.at(lowest, rows[owner[kept]], levels[copy_of][kept])
     return lowest
+
+
+def _digit_values(radix: np.ndarray) -> np.ndarray:
+    """The value of a one at each digit of mixed-radix numbers with these radices (the last digit the lowest)."""
+    value = np.ones_like(radix)
+    for digit in range(radix.shape[-1] - 2, -1, -1):
+        value[..., digit] = value[..., digit + 1] * radix[..., digit + 1]
+    return value
 
 
 def _boin12_select_rows(settings, tables, n, dlt, response, both, min_patients: int = 0) -> np.ndarray:

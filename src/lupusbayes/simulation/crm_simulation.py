@@ -175,7 +175,8 @@ def simulate_tite_crm(
       (whole days, as a data cut-off counts them and ``lupusbayes decide`` reads them) and
       its :func:`~lupusbayes.decisions.crm.tite_weights` (1 once the window is complete, 0 on
       the day of dosing); for the adaptive weights the follow-up of a patient with an
-      observed DLT is its onset.
+      observed DLT is its DLT day, the onset in whole days, ``floor(onset)`` (as a state's
+      ``dlt_day`` records it and ``lupusbayes decide`` reads it).
 
     Nobody waits for a window to end before the next cohort is dosed: pending patients inform
     the decision through their weights, which is what makes the design time-to-event
@@ -260,7 +261,8 @@ def simulate_tite_crm(
             dlt = uniforms[trials, :first] < p_true[levels_so_far]
             observed = dlt & (arrival_days[trials, :first] + onset_days[trials, :first] <= decision_day[:, None])
             whole_days = np.floor(decision_day[:, None] - arrival_days[trials, :first] + 1e-9)  # as a cut-off counts them
-            follow_up = np.where(observed, onset_days[trials, :first], np.minimum(whole_days, window_days))
+            dlt_day = np.floor(onset_days[trials, :first] + 1e-9)  # whole days too, as a state's dlt_day
+            follow_up = np.where(observed, dlt_day, np.minimum(whole_days, window_days))
             weight = tite_weights(follow_up, window_days, observed, scheme=weights)
             posterior = _tite_posterior(model, levels_so_far, observed, weight)
             too_toxic = _too_toxic(posterior, stop_probability)

@@ -14,8 +14,8 @@ as ``lupusbayes decide`` would, and the recommendation is carried out:
   decision day and their arrival day (:func:`~lupusbayes.simulation.patients.arrival_days`).
   Designs with timing rules decide again at once (their rules say how long to wait); designs
   without them decide when the cohort has completed the DLT window, the convention of BOIN's
-  and the 3+3's simulations; the time-to-event designs (TITE-CRM) decide when the next patient
-  arrives, whoever is still inside the window.
+  and the 3+3's simulations; the time-to-event designs (TITE-CRM, TITE-BOIN) decide when the next
+  patient arrives, whoever is still inside the window.
 
 What is observed when: a DLT at the end of the DLT window (so nothing is learnt early), except by
 the time-to-event designs, which see it on its onset day (the scenario's ``dlt_onset_beta``); a
@@ -30,7 +30,7 @@ depend only on the latent patients (so on the seed), never on the batch a trial 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import pandas as pd
@@ -49,7 +49,11 @@ from lupusbayes.decisions.rules import (
     BoinRule,
     CrmRule,
     GroupWindow,
+    NoSkipping,
+    SampleSize,
     Sentinel,
+    TimeToEventWindow,
+    TiteBoinRule,
     sample_size_stop,
 )
 from lupusbayes.decisions.state import DAYS_PER_MONTH, PatientRecord, TrialState
@@ -61,6 +65,7 @@ from lupusbayes.simulation.crm_simulation import simulate_crm, simulate_tite_crm
 from lupusbayes.simulation.patients import LatentPatients, arrival_days
 from lupusbayes.simulation.rule_based import RuleBasedSimulation, simulate_boin, simulate_three_plus_three
 from lupusbayes.simulation.scenarios import Scenario
+from lupusbayes.simulation.tite_boin_design_simulation import simulate_tite_boin_design
 from lupusbayes.spec import TIME_TO_EVENT_DESIGNS, CodataPriors, TrialSpec
 
 __all__ = ["TrialResults", "PosteriorBank", "simulate_trials", "max_patients_of", "level_columns"]
@@ -285,8 +290,10 @@ class _Run:
                 dlt_known = True  # seen on the day it occurs
             dlt = trial.dlt[slot] and dlt_known
             responder = trial.responder[slot] if followed + 1e-9 >= self.response_day else None
+            # the DLT's day in whole days after dosing, as a cut-off counts safety_days (the adaptive TITE-CRM reads it)
+            dlt_day = math.floor(trial.onset_days[slot] + 1e-9) if dlt and trial.onset_days is not None else None
             records.append(PatientRecord(f"s{slot + 1}", level, safety_days, dlt, responder=responder,
-                                         day_dosed=-safety_days))
+                                         day_dosed=-safety_days, dlt_day=dlt_day))
             if dlt_known:
                 evaluable[level] += 1
                 dlts[level] += int(dlt)
@@ -405,10 +412,12 @@ def simulate_trials(spec: TrialSpec, design: Design, scenario: Scenario, latent:
     ``bank`` shares the cached posteriors between calls (designs and chunks of one spec).
     BOIN and the 3+3 run on the vectorised simulators of :mod:`lupusbayes.simulation.rule_based`,
     the CRM and the TITE-CRM on :mod:`lupusbayes.simulation.crm_simulation`, BOIN12 (with its
-    safeguard) on :mod:`lupusbayes.simulation.boin_extensions_simulation`, when the spec allows it
-    (cohorts of the group size filling the sample size, every patient DLT-evaluable; the 3+3 in
-    cohorts of 3 from the lowest level), with the same timeline: the results equal the engine's,
-    field by field (tested), at a hundred times the speed. ``vectorised=False`` forces the engine.
+    safeguard) on :mod:`lupusbayes.simulation.boin_extensions_simulation`, TITE-BOIN (with its
+    safeguard and suspensions) on :mod:`lupusbayes.simulation.tite_boin_design_simulation`, when the
+    spec allows it (cohorts of the group size filling the sample size, every patient DLT-evaluable;
+    the 3+3 in cohorts of 3 from the lowest level), with the same timeline: the results equal the
+    engine's, field by field (tested), at a hundred times the speed. ``vectorised=False`` forces the
+    engine.
     """
     if latent.toxicity.shape[1] < 1:
         raise ValueError("latent patients need at least one column")
@@ -425,8 +434,10 @@ def simulate_trials(spec: TrialSpec, design: Design, scenario: Scenario, latent:
 
 def _rule_based(spec: TrialSpec, design: Design, scenario: Scenario, latent: LatentPatients,
                 first_trial: int) -> TrialResults | None:
-    """The engine's results for BOIN, the 3+3, the CRM, the TITE-CRM and BOIN12 from the vectorised simulators,
-    or None when they do not apply."""
+    """The engine's results for BOIN, the 3+3, the CRM, the TITE-CRM, BOIN12 and TITE-BOIN from the vectorised
+    simulators, or None when they do not apply."""
+    if design.name == "tite_boin":
+        return _tite_boin(spec, design, scenario, latent, first_trial) if latent.evaluable is None else None
     group, max_patients = spec.escalation.group_size, latent.toxicity.shape[1]
     minimum = min_patients_at_selection(spec)
     if (design.name not in ("boin", "3+3", "crm", "tite_crm", "boin12") or max_patients % group
@@ -531,6 +542,51 @@ def _boin12_decisions(cohorts: np.ndarray, stopped: np.ndarray, waits_for_respon
     later, one when they do; the final analysis (a stop by the sample size comes at the last window's end)."""
     per_cohort = 2 if waits_for_responses else 1
     return np.where(stopped, 1 + per_cohort * cohorts + 1, 1 + per_cohort * (cohorts - 1) + 1 + 1)
+
+
+def _tite_boin(spec: TrialSpec, design: Design, scenario: Scenario, latent: LatentPatients,
+               first_trial: int) -> TrialResults | None:
+    """TITE-BOIN with its safeguard, on the engine's timeline, from
+    :func:`~lupusbayes.simulation.tite_boin_design_simulation.simulate_tite_boin_design`, when the design is
+    design_for's and its full cohorts fill the sample size; the trials the simulator leaves to the engine (more
+    DLTs inside the window than the safeguard compares, where ``decide`` refuses) run through the engine."""
+    rule = next((rule for rule in design.rules if isinstance(rule, TiteBoinRule)), None)
+    cap, group = spec.escalation.max_patients, spec.escalation.group_size
+    kinds = [type(each) for each in design.rules]  # the rules of design_for("tite_boin"), in any order
+    if (rule is None or len(kinds) != 4 or set(kinds) != {TimeToEventWindow, NoSkipping, SampleSize, TiteBoinRule}
+            or cap is None or cap % group or cap > latent.toxicity.shape[1] or cap > rule.boundaries.max_patients
+            or latent.onset is None or next(r for r in design.rules if isinstance(r, SampleSize)).max_patients != cap):
+        return None
+    window = spec.dlt.window_days
+    simulation = simulate_tite_boin_design(
+        latent.toxicity, scenario.onset_days(window, latent.onset), arrival_days(scenario, latent.arrival),
+        scenario.p_dlt(spec), boundaries=rule.boundaries, window_days=window, cohort_size=group,
+        n_cohorts=cap // group, max_pending_fraction=rule.max_pending_fraction,
+        start_level=spec.dosing.starting_level - 1, min_patients_at_selection=min_patients_at_selection(spec))
+    reasons = np.where(simulation.stopped_early, STOP_BOIN_ELIMINATED_LOWEST, sample_size_stop(cap, cap)).astype(object)
+    results = _vectorised_results(design, scenario, latent, first_trial, simulation, stop_reason=reasons,
+                                  n_responders=_responders(simulation.patient_level, latent, scenario),
+                                  duration_days=simulation.duration_days, n_decisions=simulation.n_decisions)
+    results = replace(results, final_analysis_changed=np.array(simulation.final_analysis_changed))
+    rows = np.flatnonzero(simulation.needs_engine)
+    return _with_engine_rows(results, spec, design, scenario, latent, rows) if rows.size else results
+
+
+def _with_engine_rows(results: TrialResults, spec: TrialSpec, design: Design, scenario: Scenario,
+                      latent: LatentPatients, rows: np.ndarray) -> TrialResults:
+    """``results`` with the trials of ``rows`` run through the engine instead (trials are independent)."""
+    part = LatentPatients(latent.toxicity[rows], latent.response[rows], latent.arrival[rows],
+                          None if latent.evaluable is None else latent.evaluable[rows],
+                          None if latent.onset is None else latent.onset[rows])
+    engine = _Run(spec, design, scenario, part, PosteriorBank.for_spec(spec)).run(scenario.name, 0)
+    changed = {}
+    for name in (item.name for item in fields(TrialResults)):
+        if name in ("design", "scenario", "trial"):
+            continue
+        values = np.array(getattr(results, name))
+        values[rows] = getattr(engine, name)
+        changed[name] = values
+    return replace(results, **changed)
 
 
 def _boin12_lowest_too_toxic(rule: Boin12Rule, n_patients: np.ndarray, n_dlt: np.ndarray) -> np.ndarray:

@@ -494,8 +494,8 @@ def _parse_crm(table: TomlTable, n_levels: int) -> CrmSettings:
         prior_sd=table.number("prior_sd", defaults.prior_sd, positive=True, maximum=10.0), intercept=intercept,
         stop_probability=stop_probability,
         coherent_escalation=table.boolean("coherent_escalation", defaults.coherent_escalation),
-        # the adaptive weights need each DLT's day, which a cohort file does not record: linear only, for now
-        tite_weights=table.choice("tite_weights", ("linear",), defaults.tite_weights),
+        # the adaptive weights read each DLT's day (the state's dlt_day or dlt_date)
+        tite_weights=table.choice("tite_weights", ("linear", "adaptive"), defaults.tite_weights),
     )
     table.finish()
     return settings

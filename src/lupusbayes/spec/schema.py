@@ -309,9 +309,10 @@ class CrmSettings:
     ``stop_probability``: stop with no dose when P(P(DLT) at the lowest level > target) >= this
     (``escalation``'s ``stop_when_too_toxic``; None: never). ``coherent_escalation``: no escalation
     right after a cohort whose DLT fraction is at least the target (dfcrm ``crmsim``'s ``restrict``;
-    the CRM only). ``tite_weights``: the TITE-CRM's weights for patients inside the window,
-    ``"linear"`` (follow-up / window; the adaptive weights of Cheung & Chappell 2000 need each DLT's
-    day, which a cohort file does not record).
+    the CRM only). ``tite_weights``: the TITE-CRM's weights for patients inside the window without a
+    DLT, ``"linear"`` (follow-up / window) or ``"adaptive"`` (Cheung & Chappell 2000: the empirical
+    distribution of the DLT days observed so far, interpolated; it reads each DLT's day, the state's
+    ``dlt_day`` or ``dlt_date``, and refuses a DLT without it while a patient is inside the window).
     """
 
     target: float = 0.25
