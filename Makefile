@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= outputs/demo
 SEED ?= 20251108
 
-.PHONY: demo test test-fast docs validate benchmark lock clean
+.PHONY: demo test test-fast docs validate benchmark lock clean bytecode
 
 $(STAMP): pyproject.toml constraints.txt
 	@PYTHON_BIN=$$(scripts/find_python.sh) || exit 1; \
@@ -23,17 +23,23 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,docs,dask]'
 	@touch $(STAMP)
 
-demo: $(STAMP)
+# The package's bytecode, as a regular (non-editable) install writes it: every lupusbayes process, the test
+# suite's included, then skips compiling the sources (0.5 s a process, measured), even where
+# PYTHONDONTWRITEBYTECODE is set. Up to date sources are skipped.
+bytecode: $(STAMP)
+	@$(BIN)/python -m compileall -q src/lupusbayes
+
+demo: $(STAMP) bytecode
 	$(BIN)/lupusbayes demo --out $(DEMO_OUT) --seed $(SEED) --overwrite --mkdir
 
-test: $(STAMP)
+test: $(STAMP) bytecode
 	$(BIN)/python -m pytest -q
 
 # Everything but real MCMC (unit and mock-sampling tiers): for quick iterations.
-test-fast: $(STAMP)
+test-fast: $(STAMP) bytecode
 	$(BIN)/python -m pytest -q -m "not mcmc"
 
-docs: $(STAMP)
+docs: $(STAMP) bytecode
 	$(BIN)/python -m sphinx -W --keep-going -b html -q docs docs/_build/html
 
 validate: $(STAMP)

@@ -56,6 +56,37 @@ def test_console_script_runs_without_a_traceback(tmp_path):
     assert run.returncode == 2 and "Traceback" not in run.stderr and run.stderr.count("\n") == 1
 
 
+def test_the_command_exits_fast_with_its_output_files_and_exit_handlers_complete(tmp_path):
+    """``run`` skips only the interpreter's teardown: the exit code, every line printed, the file written and
+    the exit handlers (here one registered before the command) are all there."""
+    marker, example = tmp_path / "exit-handler-ran", tmp_path / "axa_patients.csv"
+    script = ("import atexit, sys\n"
+              f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
+              "from lupusbayes.cli import run\n"
+              f"sys.argv = ['lupusbayes', 'data', 'example', 'axa_patients', '--out', {str(example)!r}]\n"
+              "run()\n"
+              "print('not reached')")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0 and "not reached" not in done.stdout, done.stderr
+    assert str(example) in done.stdout  # the last line printed
+    assert example.read_text(encoding="utf-8") == main_output_of_example() and marker.read_text() == "ran"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("patient_id\nP1\n")
+    failed = subprocess.run([sys.executable, "-m", "lupusbayes.cli", "data", "check", str(bad)], capture_output=True,
+                            text=True)
+    assert failed.returncode == 2 and failed.stderr.startswith("lupusbayes: error:")
+
+
+def main_output_of_example() -> str:
+    """The shipped example state, as ``data example`` writes it in this process."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "example.csv"
+        assert main(["data", "example", "axa_patients", "--out", str(path)]) == 0
+        return path.read_text(encoding="utf-8")
+
+
 def test_data_show_and_json(capsys):
     assert main(["data", "show", "kn5601"]) == 0
     out = capsys.readouterr().out

@@ -13,7 +13,9 @@ output written); 3 a fit that failed its convergence gate; 1 an internal error (
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -23,7 +25,7 @@ from lupusbayes.cli.commands import COMMANDS
 from lupusbayes.cli.output import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_OK, Parser
 from lupusbayes.errors import LupusBayesError, LupusBayesWarning
 
-__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_BAD_INPUT", "EXIT_GATE_FAILED"]
+__all__ = ["main", "run", "build_parser", "EXIT_OK", "EXIT_BAD_INPUT", "EXIT_GATE_FAILED"]
 
 _EPILOG = """\
 examples:
@@ -97,3 +99,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`: not an error of ours
         sys.stderr.close()
         return EXIT_OK
+
+
+def run() -> None:
+    """The ``lupusbayes`` command: :func:`main`, then exit without tearing the interpreter down.
+
+    When :func:`main` returns, its files are written (atomically, and closed) and its output
+    printed. The exit handlers run as at any exit (logging, worker pools, a Dask cluster,
+    temporary folders); what is skipped is the teardown of the imported modules (SciPy, xarray,
+    pandas, matplotlib), measured at 0.4-0.5 s of every command. An exception, ``--help`` or a
+    usage error exits the usual way.
+    """
+    code = main()
+    atexit._run_exitfuncs()  # what a normal exit runs first (there is no public name for it)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (e.g. `| head`) or a stream closed on purpose
+            pass
+    os._exit(code)
