@@ -58,16 +58,19 @@ def test_console_script_runs_without_a_traceback(tmp_path):
 
 def test_the_command_exits_fast_with_its_output_files_and_exit_handlers_complete(tmp_path):
     """``run`` skips only the interpreter's teardown: the exit code, every line printed, the file written and
-    the exit handlers (here one registered before the command) are all there."""
+    the exit handlers registered while the command ran (as worker pools and Dask do) are all there."""
     marker, example = tmp_path / "exit-handler-ran", tmp_path / "axa_patients.csv"
     script = ("import atexit, sys\n"
-              f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
-              "from lupusbayes.cli import run\n"
+              "import lupusbayes.cli as cli\n"
+              "command = cli.main\n"
+              "def main_registering_a_handler():\n"
+              f"    atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
+              "    return command()\n"
+              "cli.main = main_registering_a_handler\n"
               f"sys.argv = ['lupusbayes', 'data', 'example', 'axa_patients', '--out', {str(example)!r}]\n"
-              "run()\n"
-              "print('not reached')")
+              "cli.run()\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert done.returncode == 0 and "not reached" not in done.stdout, done.stderr
+    assert done.returncode == 0, done.stderr
     assert str(example) in done.stdout  # the last line printed
     assert example.read_text(encoding="utf-8") == main_output_of_example() and marker.read_text() == "ran"
     bad = tmp_path / "bad.csv"
@@ -75,6 +78,15 @@ def test_the_command_exits_fast_with_its_output_files_and_exit_handlers_complete
     failed = subprocess.run([sys.executable, "-m", "lupusbayes.cli", "data", "check", str(bad)], capture_output=True,
                             text=True)
     assert failed.returncode == 2 and failed.stderr.startswith("lupusbayes: error:")
+
+
+def test_importing_the_command_line_registers_no_exit_handler_but_loggings():
+    """``run`` exits from an exit handler registered before the command; it calls ``logging.shutdown``, the only
+    handler registered before it. Another one registered at import time would be skipped: this says so."""
+    script = ("import atexit, logging\nbefore = atexit._ncallbacks()\nimport lupusbayes.cli\n"
+              "print(atexit._ncallbacks() - before)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "0", done.stdout
 
 
 def main_output_of_example() -> str:
