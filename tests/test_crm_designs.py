@@ -10,6 +10,7 @@ simulated).
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from lupusbayes.decisions.designs import crm_model
 from lupusbayes.decisions.rules import crm_patients
 from lupusbayes.decisions.state import PatientRecord, TrialState
 from lupusbayes.simulation import load_scenarios
-from lupusbayes.simulation.engine import simulate_trials
+from lupusbayes.simulation.engine import TrialResults, simulate_trials
 from lupusbayes.simulation.patients import draw_latent_patients
 from lupusbayes.simulation.scenarios import Scenario, parse_scenarios
 
@@ -205,8 +206,8 @@ def test_decide_reads_dlt_days_from_a_state_file(tmp_path, capsys):
 @pytest.mark.parametrize("design", ["crm", "tite_crm", "tite_crm adaptive"])
 @pytest.mark.parametrize("gap_days", [None, 7.0])
 def test_the_vectorised_crm_equals_the_engine_that_calls_decide(design, gap_days):
-    """200 trials per shipped scenario (and with a patient every 7 days, where the TITE-CRM doses with patients
-    pending): every field the operating characteristics read is the same. The adaptive weights read each DLT's
+    """100 trials per shipped scenario (and with a patient every 7 days, where the TITE-CRM doses with patients
+    pending): every field of the results is the same. The adaptive weights read each DLT's
     day, in whole days after dosing in both (the engine's states record it as ``dlt_day``)."""
     spec = ADAPTIVE if design.endswith("adaptive") else AXA
     design = design.split()[0]
@@ -217,9 +218,25 @@ def test_the_vectorised_crm_equals_the_engine_that_calls_decide(design, gap_days
         latent = draw_latent_patients(np.random.SeedSequence(7), 100, 9)
         fast = simulate_trials(spec, design_for(spec, design), scenario, latent)
         engine = simulate_trials(spec, design_for(spec, design), scenario, latent, vectorised=False)
-        for field in ("selected_level", "n_patients", "n_dlt", "n_responders", "duration_days", "stop_reason",
-                      "n_decisions"):
-            np.testing.assert_array_equal(getattr(fast, field), getattr(engine, field), err_msg=f"{scenario.name}: {field}")
+        for field in fields(TrialResults):
+            np.testing.assert_array_equal(getattr(fast, field.name), getattr(engine, field.name),
+                                          err_msg=f"{scenario.name}: {field.name}")
+
+
+@pytest.mark.parametrize("weights", ["linear", "adaptive"])
+def test_a_tite_crm_stop_the_complete_data_no_longer_support_is_flagged_as_the_engine_flags_it(weights):
+    """With a patient every 2 days the TITE-CRM can stop on the weighted data of patients inside the window; the
+    final analysis, on complete data, may no longer stop: the engine keeps the stop and its selection (none) and sets
+    ``final_analysis_changed``, and so does the vectorised path (it used to leave the flag unset)."""
+    spec = lb.parse_spec(spec_text_with(AXA.text, "decision.crm", f'tite_weights = "{weights}"'))
+    toxic = next(scenario for scenario in load_scenarios("axa_nk02", spec).scenarios if scenario.name == "all toxic")
+    scenario = Scenario(toxic.name, "", toxic.p_crs_at_least, toxic.p_other_dlt, toxic.p_response, 2.0, None)
+    latent = draw_latent_patients(np.random.SeedSequence(31337), 300, 9)
+    fast = simulate_trials(spec, design_for(spec, "tite_crm"), scenario, latent)
+    engine = simulate_trials(spec, design_for(spec, "tite_crm"), scenario, latent, vectorised=False)
+    for field in fields(TrialResults):
+        np.testing.assert_array_equal(getattr(fast, field.name), getattr(engine, field.name), err_msg=field.name)
+    assert fast.final_analysis_changed.sum() >= 3 and np.all(fast.selected_level[fast.final_analysis_changed] == -1)
 
 
 @pytest.mark.parametrize("dlt_onset_beta", [(1.0, 1.0), (1.0, 3.0)])
@@ -235,9 +252,8 @@ def test_the_vectorised_adaptive_tite_crm_equals_the_engine_patient_by_patient(d
     latent = draw_latent_patients(np.random.SeedSequence(7), 100, 18)
     fast = simulate_trials(adaptive, design_for(adaptive, "tite_crm"), scenario, latent)
     engine = simulate_trials(adaptive, design_for(adaptive, "tite_crm"), scenario, latent, vectorised=False)
-    for field in ("selected_level", "n_patients", "n_dlt", "n_responders", "duration_days", "stop_reason",
-                  "n_decisions"):
-        np.testing.assert_array_equal(getattr(fast, field), getattr(engine, field), err_msg=field)
+    for field in fields(TrialResults):
+        np.testing.assert_array_equal(getattr(fast, field.name), getattr(engine, field.name), err_msg=field.name)
     by_linear = simulate_trials(linear, design_for(linear, "tite_crm"), scenario, latent)
     assert np.sum(np.any(fast.n_patients != by_linear.n_patients, axis=1)) > 30  # the weights really differ
 

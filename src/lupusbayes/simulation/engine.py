@@ -501,13 +501,19 @@ def _crm(spec: TrialSpec, design: Design, scenario: Scenario, latent: LatentPati
     else:
         simulation = simulate_crm(latent.toxicity, p_dlt, coherent_escalation=rule.coherent_escalation, **common)
         duration, cohorts = _cohort_timeline(simulation.patient_level, arrivals, group, window)
-    stop = np.asarray(simulation.stopped_early) | (np.asarray(simulation.selected_level) < 0) & _lowest_too_toxic(
-        rule, simulation)
+    stopped_early, too_toxic_at_the_end = np.asarray(simulation.stopped_early), _lowest_too_toxic(rule, simulation)
+    stop = stopped_early | (np.asarray(simulation.selected_level) < 0) & too_toxic_at_the_end
     reasons = np.where(stop, STOP_CRM_LOWEST_TOO_TOXIC, sample_size_stop(latent.toxicity.shape[1],
                                                                          latent.toxicity.shape[1])).astype(object)
-    return _vectorised_results(design, scenario, latent, first_trial, simulation, stop_reason=reasons,
-                               n_responders=_responders(simulation.patient_level, latent, scenario),
-                               duration_days=duration, n_decisions=cohorts + 2)  # the first, one per cohort, the final
+    results = _vectorised_results(design, scenario, latent, first_trial, simulation, stop_reason=reasons,
+                                  n_responders=_responders(simulation.patient_level, latent, scenario),
+                                  duration_days=duration, n_decisions=cohorts + 2)  # the first, per cohort, the final
+    # the TITE-CRM can stop on the weighted data of patients inside the window; the final analysis, on complete data
+    # short of the sample size, may no longer stop there: the engine keeps the stop and flags it (the CRM stops on
+    # complete data, which the final analysis reads again)
+    unconfirmed = stopped_early & ~too_toxic_at_the_end & (np.asarray(simulation.n_patients).sum(axis=1)
+                                                           < latent.toxicity.shape[1])
+    return replace(results, final_analysis_changed=unconfirmed)
 
 
 def _boin12(spec: TrialSpec, design: Design, scenario: Scenario, latent: LatentPatients, first_trial: int,
