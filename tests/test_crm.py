@@ -576,7 +576,7 @@ def test_simulators_reject_bad_inputs():
     with pytest.raises(ValueError, match="one per level"):
         simulate_crm(np.zeros((3, 6)), (0.1, 0.2), model=model, cohort_size=3, n_cohorts=2)
     arrival = np.tile([0.0, 5.0, 3.0], (2, 1))
-    with pytest.raises(ValueError, match="must not decrease"):
+    with pytest.raises(ValueError, match="non-decreasing"):
         simulate_tite_crm(np.zeros((2, 3)), np.ones((2, 3)), arrival, (0.1, 0.2, 0.3), model=model, window_days=28,
                           cohort_size=1, n_cohorts=3)
     with pytest.raises(ValueError, match="onset_days"):

@@ -74,7 +74,7 @@ from typing import Literal
 import numpy as np
 from scipy import special
 
-from lupusbayes.decisions.level_counts import check_level, check_positive_int, plural
+from lupusbayes.decisions.level_counts import check_level, check_min_patients, check_positive_int, plural
 
 __all__ = [
     "DEFAULT_PRIOR_VARIANCE",
@@ -784,9 +784,7 @@ def crm_select_mtd(
     1
     """
     levels, dlt, _ = _check_patients(model, patient_level_index, patient_dlt, None)
-    if isinstance(min_patients_at_selection, bool) or not isinstance(min_patients_at_selection, (int, np.integer)) \
-            or min_patients_at_selection < 0:
-        raise ValueError(f"min_patients_at_selection must be a whole number >= 0 (got {min_patients_at_selection!r})")
+    min_patients_at_selection = check_min_patients(min_patients_at_selection)
     stop_probability = _check_stop_probability(stop_probability)
     posterior = crm_posterior(model, levels, dlt)
     if stop_probability is not None and posterior.probability_above_target(0) >= stop_probability:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_level_counts", "check_level", "check_positive_int", "check_eliminated", "plural"]
+__all__ = ["check_level_counts", "check_level", "check_positive_int", "check_min_patients", "check_eliminated",
+           "plural"]
 
 
 def check_level_counts(n_patients_by_level, n_dlt_by_level) -> tuple[np.ndarray, np.ndarray]:
@@ -58,6 +59,14 @@ def check_positive_int(value, name: str) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer (got {value!r})")
+    return int(value)
+
+
+def check_min_patients(value) -> int:
+    """``min_patients_at_selection`` as an int, checked to be a whole number >= 0 (not a bool). Shared by the
+    CRM's selection and the simulators that select among levels given to at least this many patients."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"min_patients_at_selection must be a whole number >= 0 (got {value!r})")
     return int(value)
 
 

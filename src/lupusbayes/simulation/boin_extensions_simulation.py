@@ -41,6 +41,8 @@ from lupusbayes.decisions.tite_boin import DEFAULT_MAX_PENDING_FRACTION, METHODS
 from lupusbayes.simulation.rule_based import (
     RuleBasedSimulation,
     TimeToEventSimulation,
+    check_patient_days,
+    check_probabilities,
     check_uniforms,
     select_mtd_rows,
 )
@@ -141,8 +143,8 @@ def simulate_boin12(
     response_uniforms = check_uniforms(response_uniforms, planned, "response_uniforms")
     if response_uniforms.shape[0] != tox_uniforms.shape[0]:
         raise ValueError("tox_uniforms and response_uniforms must have the same number of trials (rows)")
-    p_true = _check_probabilities(p_true, "p_true")
-    p_response = _check_probabilities(p_response, "p_response")
+    p_true = check_probabilities(p_true, "p_true")
+    p_response = check_probabilities(p_response, "p_response")
     if p_response.size != p_true.size:
         raise ValueError(f"p_response must have one probability per level ({p_true.size}), got {p_response.size}")
     n_levels = p_true.size
@@ -459,18 +461,8 @@ def simulate_tite_boin(
     if not (np.isfinite(window_days) and window_days > 0):
         raise ValueError(f"window_days must be a positive number of days (got {window_days})")
     uniforms = check_uniforms(uniforms, planned, "uniforms")
-    onset = np.asarray(onset_days, dtype=float)
-    arrival = np.asarray(arrival_days, dtype=float)
-    for name, array in (("onset_days", onset), ("arrival_days", arrival)):
-        if array.ndim != 2 or array.shape[0] != uniforms.shape[0] or array.shape[1] < planned:
-            raise ValueError(f"{name} must have the shape of uniforms, at least (n_trials, {planned}) "
-                             f"(got {array.shape})")
-    onset, arrival = onset[:, :planned], arrival[:, :planned]
-    if not np.all((onset > 0) & (onset <= window_days)):
-        raise ValueError(f"onset_days must lie in (0, window_days = {window_days}] for every patient")
-    if not np.all(np.isfinite(arrival)) or np.any(arrival < 0) or np.any(np.diff(arrival, axis=1) < 0):
-        raise ValueError("arrival_days must be finite, >= 0 and non-decreasing along each trial")
-    p_true = _check_probabilities(p_true, "p_true")
+    onset, arrival = check_patient_days(onset_days, arrival_days, uniforms.shape[0], planned, window_days)
+    p_true = check_probabilities(p_true, "p_true")
     n_levels = p_true.size
     start_level = check_level(start_level, n_levels, "start_level")
     if boundaries.max_patients < planned:
@@ -632,10 +624,3 @@ def _read_only(arrays):
     for array in arrays:
         array.setflags(write=False)
     return arrays
-
-
-def _check_probabilities(values, name: str) -> np.ndarray:
-    values = np.asarray(values, dtype=float)
-    if values.ndim != 1 or values.size == 0 or np.any((values < 0) | (values > 1)):
-        raise ValueError(f"{name} must be a non-empty 1-D sequence of probabilities between 0 and 1")
-    return values

@@ -31,8 +31,13 @@ from typing import Literal
 import numpy as np
 
 from lupusbayes.decisions.crm import CrmModel, closest_level_to_target, crm_posterior_batch, tite_weights
-from lupusbayes.decisions.level_counts import check_level, check_positive_int
-from lupusbayes.simulation.rule_based import RuleBasedSimulation, TimeToEventSimulation, check_uniforms
+from lupusbayes.decisions.level_counts import check_level, check_min_patients, check_positive_int
+from lupusbayes.simulation.rule_based import (
+    RuleBasedSimulation,
+    TimeToEventSimulation,
+    check_patient_days,
+    check_uniforms,
+)
 
 __all__ = ["TiteCrmSimulation", "simulate_crm", "simulate_tite_crm"]
 
@@ -100,7 +105,7 @@ def simulate_crm(
     uniforms = check_uniforms(uniforms, planned)
     p_true = _check_p_true(p_true, model)
     start_level = check_level(start_level, model.n_levels, "start_level")
-    min_patients_at_selection = _check_min_patients(min_patients_at_selection)
+    min_patients_at_selection = check_min_patients(min_patients_at_selection)
     _check_stop_probability(stop_probability)
 
     n_trials, n_levels = uniforms.shape[0], model.n_levels
@@ -229,17 +234,12 @@ def simulate_tite_crm(
     uniforms = check_uniforms(uniforms, planned)
     p_true = _check_p_true(p_true, model)
     start_level = check_level(start_level, model.n_levels, "start_level")
-    min_patients_at_selection = _check_min_patients(min_patients_at_selection)
+    min_patients_at_selection = check_min_patients(min_patients_at_selection)
     _check_stop_probability(stop_probability)
     window_days = float(window_days)
     if not (np.isfinite(window_days) and window_days > 0):
         raise ValueError(f"window_days must be positive and finite (got {window_days})")
-    arrival_days = _check_days(arrival_days, uniforms.shape, planned, "arrival_days")
-    onset_days = _check_days(onset_days, uniforms.shape, planned, "onset_days")
-    if np.any(np.diff(arrival_days, axis=1) < 0) or np.any(arrival_days < 0):
-        raise ValueError("arrival_days must be >= 0 and must not decrease along a row (patients in order of arrival)")
-    if np.any((onset_days <= 0) | (onset_days > window_days)):
-        raise ValueError(f"onset_days must be above 0 and at most window_days = {window_days}")
+    onset_days, arrival_days = check_patient_days(onset_days, arrival_days, uniforms.shape[0], planned, window_days)
     if weights not in ("linear", "adaptive"):
         raise ValueError(f"weights must be 'linear' or 'adaptive' (got {weights!r})")
 
@@ -341,16 +341,6 @@ def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     return arrays
 
 
-def _check_days(days, shape: tuple[int, int], planned: int, name: str) -> np.ndarray:
-    days = np.asarray(days, dtype=float)
-    if days.ndim != 2 or days.shape[0] != shape[0] or days.shape[1] < planned:
-        raise ValueError(f"{name} must have shape (n_trials = {shape[0]}, at least {planned}) (got {days.shape})")
-    days = days[:, :planned]
-    if not np.all(np.isfinite(days)):
-        raise ValueError(f"{name} must be finite")
-    return days
-
-
 def _check_p_true(p_true, model: CrmModel) -> np.ndarray:
     p_true = np.asarray(p_true, dtype=float)
     if p_true.shape != (model.n_levels,) or np.any((p_true < 0) | (p_true > 1)):
@@ -361,10 +351,3 @@ def _check_p_true(p_true, model: CrmModel) -> np.ndarray:
 def _check_stop_probability(stop_probability) -> None:
     if stop_probability is not None and not 0 < stop_probability < 1:
         raise ValueError(f"stop_probability must be strictly between 0 and 1 (got {stop_probability})")
-
-
-def _check_min_patients(min_patients_at_selection) -> int:
-    if isinstance(min_patients_at_selection, bool) or not isinstance(min_patients_at_selection, (int, np.integer)) \
-            or min_patients_at_selection < 0:
-        raise ValueError(f"min_patients_at_selection must be a whole number >= 0 (got {min_patients_at_selection!r})")
-    return int(min_patients_at_selection)

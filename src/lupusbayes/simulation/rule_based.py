@@ -41,6 +41,8 @@ __all__ = [
     "RuleBasedSimulation",
     "TimeToEventSimulation",
     "check_uniforms",
+    "check_probabilities",
+    "check_patient_days",
     "select_mtd_rows",
     "simulate_boin",
     "simulate_three_plus_three",
@@ -391,7 +393,7 @@ def simulate_three_plus_three(
     >>> bool(simulation.n_patients.sum(axis=1).max() <= 30)
     True
     """
-    p_true = _check_p_true(p_true)
+    p_true = check_probabilities(p_true, "p_true")
     n_levels = p_true.size
     if max_patients is None:
         max_patients = MAX_PATIENTS_PER_LEVEL * n_levels
@@ -490,7 +492,7 @@ def _read_only_simulation(selected_level, n_patients, n_dlt, stopped_early, pati
 
 def _check_simulation_inputs(uniforms, p_true, planned: int) -> tuple[np.ndarray, np.ndarray]:
     uniforms = check_uniforms(uniforms, planned)
-    return uniforms, _check_p_true(p_true)
+    return uniforms, check_probabilities(p_true, "p_true")
 
 
 def check_uniforms(uniforms, planned: int, name: str = "uniforms") -> np.ndarray:
@@ -505,11 +507,32 @@ def check_uniforms(uniforms, planned: int, name: str = "uniforms") -> np.ndarray
     return uniforms
 
 
-def _check_p_true(p_true) -> np.ndarray:
-    p_true = np.asarray(p_true, dtype=float)
-    if p_true.ndim != 1 or p_true.size == 0 or np.any((p_true < 0) | (p_true > 1)):
-        raise ValueError("p_true must be a non-empty 1-D sequence of probabilities between 0 and 1")
-    return p_true
+def check_probabilities(values, name: str) -> np.ndarray:
+    """One probability per level (``p_true``, ``p_response``) as a float array, or a ``ValueError`` naming ``name``."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 1 or values.size == 0 or np.any((values < 0) | (values > 1)):
+        raise ValueError(f"{name} must be a non-empty 1-D sequence of probabilities between 0 and 1")
+    return values
+
+
+def check_patient_days(onset_days, arrival_days, n_trials: int, columns: int,
+                       window_days: float) -> tuple[np.ndarray, np.ndarray]:
+    """The time-to-event simulators' days, as float arrays of their first ``columns`` patients: each DLT's onset
+    after dosing, in (0, ``window_days``], and each patient's arrival, >= 0 and non-decreasing along a trial (the
+    patients in order of arrival); ``n_trials`` rows. A ``ValueError`` names the array otherwise."""
+    checked = []
+    for name, days in (("onset_days", onset_days), ("arrival_days", arrival_days)):
+        days = np.asarray(days, dtype=float)
+        if days.ndim != 2 or days.shape[0] != n_trials or days.shape[1] < columns:
+            raise ValueError(f"{name} must have shape (n_trials = {n_trials}, at least {columns}) (got {days.shape})")
+        checked.append(days[:, :columns])
+    onset, arrival = checked
+    if not np.all((onset > 0) & (onset <= window_days)):
+        raise ValueError(f"onset_days must lie in (0, window_days = {window_days:g}] for every patient")
+    if not np.all(np.isfinite(arrival)) or np.any(arrival < 0) or np.any(np.diff(arrival, axis=1) < 0):
+        raise ValueError("arrival_days must be finite, >= 0 and non-decreasing along each trial (patients in order of "
+                         "arrival)")
+    return onset, arrival
 
 
 

@@ -48,10 +48,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from lupusbayes.decisions.boin import BoinBoundaries
-from lupusbayes.decisions.level_counts import check_level, check_positive_int
+from lupusbayes.decisions.level_counts import check_level, check_min_patients, check_positive_int
 from lupusbayes.decisions.rules import MAX_SAFEGUARD_DLTS_IN_WINDOW
 from lupusbayes.decisions.tite_boin import DEFAULT_MAX_PENDING_FRACTION, tite_boin_effective_counts
-from lupusbayes.simulation.rule_based import TimeToEventSimulation, check_uniforms, select_mtd_rows
+from lupusbayes.simulation.rule_based import (
+    TimeToEventSimulation,
+    check_patient_days,
+    check_probabilities,
+    check_uniforms,
+    select_mtd_rows,
+)
 
 __all__ = ["TiteBoinDesignSimulation", "simulate_tite_boin_design"]
 
@@ -151,31 +157,19 @@ def simulate_tite_boin_design(
     n_cohorts = check_positive_int(n_cohorts, "n_cohorts")
     planned = cohort_size * n_cohorts
     uniforms = check_uniforms(uniforms, planned, "uniforms")
-    onset = np.asarray(onset_days, dtype=float)
-    arrival = np.asarray(arrival_days, dtype=float)
-    for name, array in (("onset_days", onset), ("arrival_days", arrival)):
-        if array.shape != uniforms.shape:
-            raise ValueError(f"{name} must have the shape of uniforms {uniforms.shape} (got {array.shape})")
     if isinstance(window_days, bool) or int(window_days) != window_days or window_days < 1:
         raise ValueError(f"window_days must be a whole number of days >= 1 (got {window_days})")
     window = int(window_days)
-    if not np.all((onset > 0) & (onset <= window)):
-        raise ValueError(f"onset_days must lie in (0, window_days = {window}] for every patient")
-    if not np.all(np.isfinite(arrival)) or np.any(arrival < 0) or np.any(np.diff(arrival, axis=1) < 0):
-        raise ValueError("arrival_days must be finite, >= 0 and non-decreasing along each trial")
-    p_true = np.asarray(p_true, dtype=float)
-    if p_true.ndim != 1 or p_true.size == 0 or np.any((p_true < 0) | (p_true > 1)):
-        raise ValueError("p_true must be a non-empty 1-D sequence of probabilities between 0 and 1")
+    # every column: one after the sample size times the decision that stops for it
+    onset, arrival = check_patient_days(onset_days, arrival_days, uniforms.shape[0], uniforms.shape[1], window)
+    p_true = check_probabilities(p_true, "p_true")
     if not 0 <= max_pending_fraction < 1:
         raise ValueError(f"max_pending_fraction must be in [0, 1) (got {max_pending_fraction})")
     if boundaries.max_patients < planned:
         raise ValueError(f"boundaries must cover cohort_size * n_cohorts = {planned} patients "
                          f"(they cover {boundaries.max_patients})")
     start_level = check_level(start_level, p_true.size, "start_level")
-    if isinstance(min_patients_at_selection, bool) or not isinstance(min_patients_at_selection, (int, np.integer)) \
-            or min_patients_at_selection < 0:
-        raise ValueError(f"min_patients_at_selection must be a whole number >= 0 (got {min_patients_at_selection!r})")
-    min_patients = int(min_patients_at_selection)
+    min_patients = check_min_patients(min_patients_at_selection)
 
     trials = _Trials(uniforms, onset, arrival, p_true, boundaries, window, max_pending_fraction, planned)
     return trials.run(cohort_size, n_cohorts, start_level, min_patients)
