@@ -77,13 +77,12 @@ def compile_nutpie(graph: Any):
     Every nutpie compilation of the package goes through here (a fit's design, the simulator's
     fallback on counts), so a seed gives the same draws whether the compile cache is cold or warm.
     """
-    import nutpie
-
+    from lupusbayes.fitting.nutpie_numba import compile_pymc_numba
     from lupusbayes.fitting.quiet import quiet_pymc
 
     _reproducible_numerics()
     with quiet_pymc():
-        return nutpie.compile_pymc_model(graph, backend="numba", freeze_model=False)
+        return compile_pymc_numba(graph)
 
 
 def _reproducible_numerics() -> None:
