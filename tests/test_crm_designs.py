@@ -10,6 +10,7 @@ simulated).
 from __future__ import annotations
 
 import json
+from datetime import date
 from dataclasses import fields
 
 import numpy as np
@@ -22,7 +23,7 @@ from lupusbayes.decisions import DecisionContext, decide, design_for, state_from
 from lupusbayes.decisions.crm import crm_next_dose, crm_skeleton
 from lupusbayes.decisions.designs import crm_model
 from lupusbayes.decisions.rules import crm_patients
-from lupusbayes.decisions.state import PatientRecord, TrialState
+from lupusbayes.decisions.state import PatientRecord, TrialState, load_state
 from lupusbayes.simulation import load_scenarios
 from lupusbayes.simulation.engine import TrialResults, simulate_trials
 from lupusbayes.simulation.patients import draw_latent_patients
@@ -198,6 +199,35 @@ def test_decide_reads_dlt_days_from_a_state_file(tmp_path, capsys):
     assert main(["decide", str(spec_path), "--state", str(state)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(state) in err and "patient b3 (line 7)" in err and "dlt_day" in err
+
+
+def test_a_dlt_day_after_the_dlt_window_is_refused_not_capped(tmp_path, capsys):
+    """A toxicity after the DLT window is not a DLT by the protocol: its day is refused, in a state file (day or
+    date; one line naming the file, line, field and patient, exit 2) and in a state built in Python, never read as
+    the window's last day."""
+    spec = _window_180("adaptive")
+    spec_path = tmp_path / "tite.toml"
+    spec_path.write_text(spec.text)
+    header = "study_id,patient_id,age_years,sex,dose,dose_unit,weight_kg,crs_grade,dlt,safety_days,dlt_day,visit_month,sledai\n"
+    rows = [("a1", "no", ""), ("a2", "no", ""), ("a3", "yes", "{day}")]
+    text = header + "".join(f"AXA-NK02,{pid},22,F,2.5e7,cells/kg,54,0,{dlt},200,{day},0,12\n" for pid, dlt, day in rows)
+    state = tmp_path / "state.csv"
+    for day in (180, 181):
+        state.write_text(text.replace("{day}", str(day)))
+        if day == 180:  # the window's last day is inside it
+            assert load_state(state, spec).patients[2].dlt_day == 180
+            continue
+        assert main(["decide", str(spec_path), "--state", str(state)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{state}:4: field 'dlt_day' (patient a3)" in err
+        assert "dlt_day 181 is after the DLT window (180 days, [dlt] window_days)" in err
+    dated = ("study_id,patient_id,age_years,sex,dose,dose_unit,weight_kg,crs_grade,dlt,infusion_date,dlt_date,visit_month,"
+             "sledai\nAXA-NK02,a1,22,F,2.5e7,cells/kg,54,0,yes,2026-01-01,2026-07-01,0,12\n")
+    state.write_text(dated)
+    with pytest.raises(lb.CohortError, match=r"dlt_date 2026-07-01 \(day 181\) is after the DLT window"):
+        load_state(state, spec, as_of=date(2026, 7, 20))
+    with pytest.raises(lb.DecisionError, match=r"patient b3's dlt_day 190 is outside the DLT window \(0 to 180 days\)"):
+        decide(DecisionContext(spec, _dfcrm_state(spec, dlt_day=190)), design_for(spec))
 
 
 # ---- simulate: the vectorised path is the engine's, trial by trial -----------------------------------

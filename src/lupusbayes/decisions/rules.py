@@ -577,9 +577,10 @@ def crm_patients(state: TrialState, *, weights: str | None = None) -> tuple[list
     state lists its patients level by level, the current level last.
 
     The adaptive weights read the DLT times: the follow-up of a patient with a DLT is its
-    ``dlt_day`` (capped at the window). A DLT without its day is refused (:class:`DecisionError`)
-    when a patient without a DLT is inside the window, the only case where the day changes a
-    weight; with every other patient past the window all weights are 1 whatever the days.
+    ``dlt_day``. A DLT without its day is refused (:class:`DecisionError`) when a patient without
+    a DLT is inside the window, the only case where the day changes a weight; with every other
+    patient past the window all weights are 1 whatever the days. A DLT day after the window is
+    refused too (a state file refuses it when read; this catches a state built in Python).
     """
     window = state.window_days
     if state.counts_only:
@@ -605,7 +606,12 @@ def crm_patients(state: TrialState, *, weights: str | None = None) -> tuple[list
                 f"{state.source}: the TITE-CRM's adaptive weights read the day of each DLT, and patient {p.patient_id}"
                 f"{line} has a DLT without its dlt_day (days from the first infusion to the DLT; or dlt_date): give "
                 f"it, or set [decision.crm] tite_weights = \"linear\"")
-        follow_up = [float(min(p.dlt_day, window)) if p.dlt and p.dlt_day is not None else days
+        late = [p for p in patients if p.dlt and p.dlt_day is not None and not 0 <= p.dlt_day <= window]
+        if late:
+            p = late[0]
+            raise DecisionError(f"{state.source}: patient {p.patient_id}'s dlt_day {p.dlt_day} is outside the DLT "
+                                f"window (0 to {window} days): a toxicity after the window is not a DLT")
+        follow_up = [float(p.dlt_day) if p.dlt and p.dlt_day is not None else days
                      for p, days in zip(patients, follow_up, strict=True)]
     return levels, dlts, [float(w) for w in tite_weights(follow_up, window, dlts, scheme=weights)]
 

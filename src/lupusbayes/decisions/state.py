@@ -249,11 +249,11 @@ def _cell_text(value) -> str:
     return str(value).strip()
 
 
-def _dlt_day(row, dlt: bool, safety_days: int, *, as_of: date | None, from_months: bool, source: str,
-             line: int | None) -> int | None:
+def _dlt_day(row, dlt: bool, safety_days: int, window_days: int, *, as_of: date | None, from_months: bool,
+             source: str, line: int | None) -> int | None:
     """The patient's DLT day from ``dlt_day`` or ``dlt_date`` (the cohort loader checked each cell, that they agree,
     and that a dlt_date has its infusion_date), or None; refused for a patient without a DLT (as the spec defines
-    it) and after the follow-up at the cut-off."""
+    it), after the follow-up at the cut-off, and after the DLT window (a toxicity after it is not a DLT)."""
     day_text, date_text = _cell_text(getattr(row, "dlt_day", "")), _cell_text(getattr(row, "dlt_date", ""))
     if not day_text and not date_text:
         return None
@@ -276,6 +276,10 @@ def _dlt_day(row, dlt: bool, safety_days: int, *, as_of: date | None, from_month
         else:
             followed = f"the patient's follow-up (safety_days {safety_days})"
         raise CohortError(f"{shown} is after {followed}: a DLT is recorded by the data cut-off", **where)
+    if day > window_days:
+        shown = f"dlt_day {day}" if day_text else f"dlt_date {date_text} (day {day})"
+        raise CohortError(f"{shown} is after the DLT window ({window_days} days, [dlt] window_days): a toxicity after "
+                          "the window is not a DLT by the protocol's definition; correct the day, or the DLT", **where)
     return day
 
 
@@ -347,7 +351,7 @@ def _state_from_cohort(cohort: Cohort, spec: TrialSpec, *, as_of: date | None) -
             not_evaluable.append(f"{row.patient_id} (line {line})")
             continue
         icans = None if icans_grades is None or np.isnan(icans_grades[index]) else int(icans_grades[index])
-        dlt_day = _dlt_day(row, bool(dlt), safety_days, as_of=as_of if date_text else None,
+        dlt_day = _dlt_day(row, bool(dlt), safety_days, spec.dlt.window_days, as_of=as_of if date_text else None,
                            from_months=not (has_dates or has_days), source=source, line=line)
         records.append(PatientRecord(str(row.patient_id), level, safety_days, bool(dlt),
                                      int(row.crs_grade), None if pd.isna(responder) else bool(responder), day_dosed,
