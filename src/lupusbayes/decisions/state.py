@@ -267,8 +267,8 @@ def _dlt_day(row, dlt: bool, safety_days: int, window_days: int, *, as_of: date 
         day = int(float(day_text))
     else:
         day = (date.fromisoformat(date_text) - date.fromisoformat(_cell_text(row.infusion_date))).days
+    shown = f"dlt_day {day}" if day_text else f"dlt_date {date_text} (day {day})"
     if day > safety_days:
-        shown = f"dlt_day {day}" if day_text else f"dlt_date {date_text} (day {day})"
         if as_of is not None:
             followed = f"the cut-off {as_of} (day {safety_days})"
         elif from_months:
@@ -277,7 +277,6 @@ def _dlt_day(row, dlt: bool, safety_days: int, window_days: int, *, as_of: date 
             followed = f"the patient's follow-up (safety_days {safety_days})"
         raise CohortError(f"{shown} is after {followed}: a DLT is recorded by the data cut-off", **where)
     if day > window_days:
-        shown = f"dlt_day {day}" if day_text else f"dlt_date {date_text} (day {day})"
         raise CohortError(f"{shown} is after the DLT window ({window_days} days, [dlt] window_days): a toxicity after "
                           "the window is not a DLT by the protocol's definition; correct the day, or the DLT", **where)
     return day
