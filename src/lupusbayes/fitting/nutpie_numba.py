@@ -129,6 +129,8 @@ def _logp_callback(n_dim: int, extract):
         try:
             x = numba.carray(x_pointer, (n_dim,))
             logp, gradient = extract(x, user_data_pointer)
+            if gradient.shape[0] != n_dim:  # nutpie's slice assignment raised here
+                return 1
             logp_pointer[0] = logp
             finite_gradient = True
             for index in range(n_dim):
@@ -139,7 +141,7 @@ def _logp_callback(n_dim: int, extract):
                 return 3
             if not np.isfinite(logp):
                 return 4
-        except Exception:  # noqa: BLE001 (a C callback reports errors by its return code)
+        except Exception:  # a C callback reports errors by its return code
             return 1
         return 0
 
@@ -160,7 +162,7 @@ def _expand_callback(n_dim: int, n_expanded: int, extract):
                 return -2
             for index in range(n_expanded):
                 out_pointer[index] = values[index]
-        except Exception:  # noqa: BLE001
+        except Exception:
             return -2
         return 0
 
