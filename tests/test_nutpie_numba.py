@@ -20,6 +20,7 @@ def _draws(compiled, data, seed):
             if tree[group][name].dtype.kind in "fiub"}
 
 
+@pytest.mark.mcmc
 def test_the_compile_gives_nutpies_draws_bit_for_bit_and_swaps_data_as_nutpie_does(kn5601, kn5601_spec):
     import nutpie
 
@@ -63,6 +64,7 @@ def test_the_pinned_nutpie_is_the_series_the_compile_was_written_for():
         "NUTPIE_SERIES, or fits take nutpie's slower public compile")
 
 
+@pytest.mark.mcmc
 @pytest.mark.parametrize("code", ["logp", "expand"])
 def test_a_callback_refuses_a_draw_of_the_wrong_dimension(kn5601, kn5601_spec, code):
     import ctypes
