@@ -117,7 +117,7 @@ def test_imports_point_down_only(path):
 DOCUMENTED_UNDERSCORE_NAMES = {("os", "_exit")}
 
 #: Private functions of a dependency, read on purpose: nutpie's model building, used by
-#: ``fitting/nutpie_numba.py`` only with the pinned nutpie series (any other version takes nutpie's
+#: ``fitting/nutpie_numba.py`` only with the pinned, tested nutpie release (any other version takes nutpie's
 #: public compile), and tests/test_nutpie_numba.py checks its draws equal nutpie's own.
 PINNED_PRIVATE_NAMES = {("nutpie_pymc", "_make_functions"), ("nutpie_pymc", "_prepare_dims_and_coords")}
 

@@ -16,8 +16,8 @@ the time (``scripts/benchmark_compile.py``: 1.8-1.9x, fresh processes) and the d
 bit-identical (``tests/test_nutpie_numba.py`` samples both and compares every draw).
 
 Two of the functions it calls are private to nutpie (``_make_functions`` and
-``_prepare_dims_and_coords``). They are used only with the nutpie series the package is pinned
-to (:data:`NUTPIE_SERIES`, ``constraints.txt``); with any other version,
+``_prepare_dims_and_coords``). They are used only with the nutpie release the package is pinned
+to and tested with (:data:`TESTED_NUTPIE_VERSIONS`, ``constraints.txt``); with any other version,
 :func:`compile_pymc_numba` calls ``nutpie.compile_pymc_model`` itself.
 """
 
@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["compile_pymc_numba", "NUTPIE_SERIES"]
+__all__ = ["compile_pymc_numba", "TESTED_NUTPIE_VERSIONS"]
 
 #: The nutpie releases whose internals :func:`compile_pymc_numba` was written against and tested with.
-NUTPIE_SERIES = "0.16."
+TESTED_NUTPIE_VERSIONS = ("0.16.11",)
 
 
 def compile_pymc_numba(graph: Any):
@@ -44,7 +44,7 @@ def compile_pymc_numba(graph: Any):
     import nutpie
     from nutpie import compile_pymc as nutpie_pymc
 
-    if not nutpie.__version__.startswith(NUTPIE_SERIES):
+    if nutpie.__version__ not in TESTED_NUTPIE_VERSIONS:
         return nutpie.compile_pymc_model(graph, backend="numba", freeze_model=False)
 
     import numba
