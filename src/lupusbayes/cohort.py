@@ -53,6 +53,7 @@ __all__ = [
     "read_csv_rows",
     "MAX_CELL_CHARACTERS",
     "parse_trial_date",
+    "dlt_day_and_label",
     "EARLIEST_DATE",
     "LATEST_DATE",
     "MAX_SAFETY_DAYS",
@@ -813,6 +814,15 @@ def _parse_patient_cells(row: CsvRow, *, source: str, default_study_id: str, ext
     return values
 
 
+def dlt_day_and_label(dlt_day: str, dlt_date: str, infusion_date: str) -> tuple[int, str]:
+    """A DLT's day from the checked cells ``dlt_day`` or ``dlt_date`` (then days after ``infusion_date``), and how an
+    error names it: ``dlt_day 31``, or ``dlt_date 2026-06-05 (day 35)``."""
+    if dlt_day:
+        return int(float(dlt_day)), f"dlt_day {int(float(dlt_day))}"
+    day = (date.fromisoformat(dlt_date) - date.fromisoformat(infusion_date)).days
+    return day, f"dlt_date {dlt_date} (day {day})"
+
+
 def _check_dlt_timing(row: CsvRow, values: dict, common: dict) -> None:
     """A DLT's day (``dlt_day``, or ``dlt_date``) belongs to a patient with a DLT and lies within what was observed:
     from the first infusion (``infusion_date``) to the patient's follow-up (``safety_days``); given both ways, they
@@ -830,16 +840,15 @@ def _check_dlt_timing(row: CsvRow, values: dict, common: dict) -> None:
         if not infused:
             raise CohortError(f"dlt_date {when} needs the patient's infusion_date (the DLT day counts from the first "
                               "infusion); give infusion_date, or dlt_day instead", field="dlt_date", **where)
-        elapsed = (date.fromisoformat(when) - date.fromisoformat(infused)).days
+        elapsed, _ = dlt_day_and_label("", when, infused)
         if elapsed < 0:
             raise CohortError(f"dlt_date {when} is before the first infusion ({infused})", field="dlt_date", **where)
         if day and int(day) != elapsed:
             raise CohortError(f"dlt_day {day} disagrees with dlt_date {when} and infusion_date {infused} ({elapsed} "
                               "days); remove one of them or make them agree", field="dlt_day", **where)
-        day = str(elapsed)
+    day_number, shown = dlt_day_and_label(day, when, infused)
     safety = values.get("safety_days") or ""
-    if safety and int(day) > int(safety):
-        shown = f"dlt_day {values.get('dlt_day')}" if values.get("dlt_day") else f"dlt_date {when} (day {day})"
+    if safety and day_number > int(safety):
         raise CohortError(f"{shown} is after the patient's follow-up (safety_days {safety}): a DLT is recorded "
                           "by the data cut-off", field=given, **where)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lupusbayes.cohort import Cohort, load_cohort, parse_trial_date, read_csv_file, read_csv_rows
+from lupusbayes.cohort import Cohort, dlt_day_and_label, load_cohort, parse_trial_date, read_csv_file, read_csv_rows
 from lupusbayes.errors import CohortError
 from lupusbayes.spec import TrialSpec
 
@@ -263,11 +263,7 @@ def _dlt_day(row, dlt: bool, safety_days: int, window_days: int, *, as_of: date 
         raise CohortError(f"{given} {day_text or date_text} is given but the patient has no DLT (none recorded in dlt, "
                           "and none by the spec's DLT definition from the CRS / ICANS grades): only a patient with a "
                           "DLT has a DLT day", **where)
-    if day_text:
-        day = int(float(day_text))
-    else:
-        day = (date.fromisoformat(date_text) - date.fromisoformat(_cell_text(row.infusion_date))).days
-    shown = f"dlt_day {day}" if day_text else f"dlt_date {date_text} (day {day})"
+    day, shown = dlt_day_and_label(day_text, date_text, _cell_text(getattr(row, "infusion_date", "")))
     if day > safety_days:
         if as_of is not None:
             followed = f"the cut-off {as_of} (day {safety_days})"
@@ -432,7 +428,7 @@ def load_state(path: str | Path, spec: TrialSpec, *, as_of: date | None = None) 
     CohortError
         One line naming the file, line and field (the cohort file's checks, and: a dose that is
         not a level of the spec, a date or a number of days that is not one, a patient of
-        another study, a DLT day on a patient without a DLT or after the follow-up).
+        another study, a DLT day on a patient without a DLT, after the follow-up or after the DLT window).
     """
     path = Path(path)
     if path.name.lower() == "kn5601" and not path.exists():
